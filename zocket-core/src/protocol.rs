@@ -1,0 +1,444 @@
+//! The Zocket v1 wire protocol (plus the `__rpc_err`, `__error` and `__welcome`
+//! extensions): decoding of client frames and encoding of server frames, and the
+//! reverse for clients.
+//!
+//! Decoding borrows: [`decode_client_frame`] returns the payload as a borrowed
+//! [`RawValue`] slice of the frame text, so the payload is never copied before it is
+//! deserialised into the message's input type.
+//!
+//! ```
+//! use zocket_core::protocol::{decode_client_frame, ClientFrame};
+//! let text = r#"{"type":"greet","payload":{"name":"Ada"},"rpcId":"1"}"#;
+//! let frame: ClientFrame<'_> = decode_client_frame(text).unwrap();
+//! assert_eq!(frame.kind, "greet");
+//! assert_eq!(frame.rpc_id.as_deref(), Some("1"));
+//! assert_eq!(frame.payload.unwrap().get(), r#"{"name":"Ada"}"#);
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::Reject;
+
+/// Frame type of an RPC result.
+pub const RPC_RES: &str = "__rpc_res";
+/// Frame type of an RPC error (extension).
+pub const RPC_ERR: &str = "__rpc_err";
+/// Frame type of a non-RPC error (extension).
+pub const ERROR: &str = "__error";
+/// Frame type of the first frame after the upgrade (extension).
+pub const WELCOME: &str = "__welcome";
+/// The protocol version this crate speaks, sent in `__welcome` and `x-zocket-version`.
+pub const VERSION: &str = "1";
+
+/// A complete text frame ready to be written to a socket: always valid UTF-8 JSON.
+///
+/// Cheap to clone (reference counted), so one encoded event is shared by every
+/// recipient's queue.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Text(Bytes);
+
+impl Text {
+    /// The frame's bytes (valid UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    /// The frame as a string.
+    pub fn as_str(&self) -> &str {
+        // Constructed only from `String`/`&str`, so this never fails.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+    /// The underlying shared bytes (valid UTF-8), for adapters.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether the frame is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Self(Bytes::from(s))
+    }
+}
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Self(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A WebSocket frame as the connection driver sees it. Adapters convert their
+/// framework's message type to and from this, so no transport type leaks into core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsFrame {
+    /// A text frame.
+    Text(Text),
+    /// A binary frame (not part of v1: answered with `BAD_REQUEST`).
+    Binary(Bytes),
+    /// A ping with its payload.
+    Ping(Bytes),
+    /// A pong with its payload.
+    Pong(Bytes),
+    /// A close frame with an optional code and reason.
+    Close(Option<CloseFrame>),
+}
+
+/// A close code and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// The close code (1000 normal, 1001 going away, 1008 policy, 1009 too big, 1013 try again later).
+    pub code: u16,
+    /// The reason text (at most 123 bytes on the wire).
+    pub reason: Cow<'static, str>,
+}
+
+/// A decoded client → server frame, borrowing from the frame text.
+#[derive(Debug)]
+pub struct ClientFrame<'a> {
+    /// The route name (`type`).
+    pub kind: Cow<'a, str>,
+    /// The raw payload, `None` when absent.
+    pub payload: Option<&'a RawValue>,
+    /// The RPC id, when the frame is an RPC.
+    pub rpc_id: Option<Cow<'a, str>>,
+}
+
+/// Why a client frame could not be decoded (answered with `BAD_REQUEST`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The text is not JSON, or not a JSON object.
+    #[error("frame is not a JSON object: {0}")]
+    NotAnObject(String),
+    /// No string `type` field; when the frame had a string `rpcId` it is kept so the
+    /// error can be answered as `__rpc_err`.
+    #[error("frame has no string `type`")]
+    MissingType {
+        /// The frame's `rpcId`, if it was a string.
+        rpc_id: Option<String>,
+    },
+    /// `rpcId` is present but not a string.
+    #[error("`rpcId` must be a string")]
+    BadRpcId,
+}
+
+#[derive(Deserialize)]
+struct RawClientFrame<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+    #[serde(rename = "rpcId", borrow, default)]
+    rpc_id: Option<&'a RawValue>,
+}
+
+fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    // A string field borrows unless it contains escapes.
+    let s: Cow<'_, str> = serde_json::from_str::<CowStr<'_>>(raw.get()).ok()?.0;
+    Some(s)
+}
+
+#[derive(Deserialize)]
+struct CowStr<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// Decode a client frame (`{"type":..,"payload":..,"rpcId":..}`), borrowing from `text`.
+pub fn decode_client_frame(text: &str) -> Result<ClientFrame<'_>, FrameError> {
+    // serde's derived struct would also accept a JSON array (`[t, p, id]`): refuse it.
+    if !text.trim_start().starts_with('{') {
+        return Err(FrameError::NotAnObject("expected a JSON object".into()));
+    }
+    let raw: RawClientFrame<'_> =
+        serde_json::from_str(text).map_err(|e| FrameError::NotAnObject(e.to_string()))?;
+    let rpc_id = match raw.rpc_id {
+        None => None,
+        Some(r) => Some(raw_str(r).ok_or(FrameError::BadRpcId)?),
+    };
+    let kind = match raw.kind.and_then(raw_str) {
+        Some(k) => k,
+        None => {
+            return Err(FrameError::MissingType {
+                rpc_id: rpc_id.map(Cow::into_owned),
+            });
+        }
+    };
+    // `"payload": null` and an absent payload mean the same.
+    let payload = raw.payload.filter(|p| p.get() != "null");
+    Ok(ClientFrame {
+        kind,
+        payload,
+        rpc_id,
+    })
+}
+
+#[derive(Serialize)]
+struct EventOut<'a, P: ?Sized> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    payload: &'a P,
+}
+
+#[derive(Serialize)]
+struct RpcResOut<'a, P: ?Sized> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a P>,
+    #[serde(rename = "rpcId")]
+    rpc_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct RpcErrOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "rpcId")]
+    rpc_id: &'a str,
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WelcomePayload<'a> {
+    client_id: &'a str,
+    version: &'a str,
+}
+
+fn to_text<T: Serialize + ?Sized>(v: &T) -> Result<Text, serde_json::Error> {
+    serde_json::to_string(v).map(Text::from)
+}
+
+/// Encode an event frame `{"type":name,"payload":..}`.
+pub fn encode_event<P: Serialize + ?Sized>(
+    name: &str,
+    payload: &P,
+) -> Result<Text, serde_json::Error> {
+    to_text(&EventOut {
+        kind: name,
+        payload,
+    })
+}
+
+/// Encode an RPC result; `payload: None` omits the key (unit outputs).
+pub fn encode_rpc_res<P: Serialize + ?Sized>(
+    rpc_id: &str,
+    payload: Option<&P>,
+) -> Result<Text, serde_json::Error> {
+    to_text(&RpcResOut {
+        kind: RPC_RES,
+        payload,
+        rpc_id,
+    })
+}
+
+/// Encode an `__rpc_err` frame.
+pub fn encode_rpc_err(rpc_id: &str, err: &Reject) -> Text {
+    let frame = RpcErrOut {
+        kind: RPC_ERR,
+        rpc_id,
+        error: ErrorBody {
+            code: err.code(),
+            message: err.message(),
+            kind: None,
+            data: err.data(),
+        },
+    };
+    // Strings and a `Value` always serialise.
+    to_text(&frame).unwrap_or_else(|_| Text::from("{\"type\":\"__rpc_err\"}"))
+}
+
+/// Encode an `__error` frame; `kind` is the offending message type, if known.
+pub fn encode_error(kind: Option<&str>, err: &Reject) -> Text {
+    let frame = ErrorOut {
+        kind: ERROR,
+        error: ErrorBody {
+            code: err.code(),
+            message: err.message(),
+            kind,
+            data: err.data(),
+        },
+    };
+    to_text(&frame).unwrap_or_else(|_| Text::from("{\"type\":\"__error\"}"))
+}
+
+/// Encode the `__welcome` frame.
+pub fn encode_welcome(client_id: &str) -> Text {
+    let frame = EventOut {
+        kind: WELCOME,
+        payload: &WelcomePayload {
+            client_id,
+            version: VERSION,
+        },
+    };
+    to_text(&frame).unwrap_or_else(|_| Text::from("{\"type\":\"__welcome\"}"))
+}
+
+/// Encode a client → server frame (used by clients and tests).
+pub fn encode_client_frame<P: Serialize + ?Sized>(
+    kind: &str,
+    payload: &P,
+    rpc_id: Option<&str>,
+) -> Result<String, serde_json::Error> {
+    #[derive(Serialize)]
+    struct Out<'a, P: ?Sized> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        payload: &'a P,
+        #[serde(rename = "rpcId", skip_serializing_if = "Option::is_none")]
+        rpc_id: Option<&'a str>,
+    }
+    serde_json::to_string(&Out {
+        kind,
+        payload,
+        rpc_id,
+    })
+}
+
+/// The `error` object of `__rpc_err` / `__error` frames, as a client decodes it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct WireError {
+    /// The error code.
+    pub code: String,
+    /// The message.
+    #[serde(default)]
+    pub message: String,
+    /// The offending message type (`__error` only).
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// Optional data.
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+}
+
+/// A decoded server → client frame, borrowing from the frame text (for clients).
+#[derive(Debug, Deserialize)]
+pub struct ServerFrame<'a> {
+    /// The frame type: an event name or one of `__rpc_res`, `__rpc_err`, `__error`, `__welcome`.
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    /// The payload, when present.
+    #[serde(borrow, default)]
+    pub payload: Option<&'a RawValue>,
+    /// The RPC id of `__rpc_res` / `__rpc_err`.
+    #[serde(rename = "rpcId", borrow, default)]
+    pub rpc_id: Option<Cow<'a, str>>,
+    /// The error of `__rpc_err` / `__error`.
+    #[serde(default)]
+    pub error: Option<WireError>,
+}
+
+/// Decode a server → client frame.
+pub fn decode_server_frame(text: &str) -> Result<ServerFrame<'_>, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_is_borrowed_from_the_frame() {
+        let text = r#"{"type":"a.b","payload":{"x":[1,2]},"rpcId":"7"}"#;
+        let f = decode_client_frame(text).unwrap();
+        let p = f.payload.unwrap().get();
+        let range = text.as_ptr() as usize..text.as_ptr() as usize + text.len();
+        assert!(
+            range.contains(&(p.as_ptr() as usize)),
+            "payload must point into the frame"
+        );
+        assert!(matches!(f.kind, Cow::Borrowed("a.b")));
+    }
+
+    #[test]
+    fn malformed_frames() {
+        assert!(matches!(
+            decode_client_frame("nope"),
+            Err(FrameError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            decode_client_frame("[1]"),
+            Err(FrameError::NotAnObject(_))
+        ));
+        assert_eq!(
+            decode_client_frame(r#"{"type":3,"rpcId":"9"}"#).unwrap_err(),
+            FrameError::MissingType {
+                rpc_id: Some("9".into())
+            }
+        );
+        assert_eq!(
+            decode_client_frame(r#"{"type":"x","rpcId":9}"#).unwrap_err(),
+            FrameError::BadRpcId
+        );
+        assert_eq!(
+            decode_client_frame(r#"{"payload":1}"#).unwrap_err(),
+            FrameError::MissingType { rpc_id: None }
+        );
+        let f = decode_client_frame(r#"{"type":"x","payload":null}"#).unwrap();
+        assert!(f.payload.is_none());
+        let f = decode_client_frame(r#"{"type":"x\u002ey"}"#).unwrap();
+        assert_eq!(f.kind, "x.y");
+    }
+
+    #[test]
+    fn encodings() {
+        assert_eq!(
+            encode_rpc_res::<()>("1", None).unwrap().as_str(),
+            r#"{"type":"__rpc_res","rpcId":"1"}"#
+        );
+        assert_eq!(
+            encode_rpc_res("1", Some(&serde_json::Value::Null))
+                .unwrap()
+                .as_str(),
+            r#"{"type":"__rpc_res","payload":null,"rpcId":"1"}"#
+        );
+        let r = Reject::new("TEAPOT", "I'm a teapot")
+            .with_data(serde_json::json!({"hint":"try coffee"}));
+        assert_eq!(
+            encode_rpc_err("2", &r).as_str(),
+            r#"{"type":"__rpc_err","rpcId":"2","error":{"code":"TEAPOT","message":"I'm a teapot","data":{"hint":"try coffee"}}}"#
+        );
+        assert_eq!(
+            encode_error(Some("x"), &Reject::not_found("no")).as_str(),
+            r#"{"type":"__error","error":{"code":"NOT_FOUND","message":"no","type":"x"}}"#
+        );
+        assert_eq!(
+            encode_welcome("abc").as_str(),
+            r#"{"type":"__welcome","payload":{"clientId":"abc","version":"1"}}"#
+        );
+    }
+}
