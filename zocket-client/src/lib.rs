@@ -1,0 +1,1 @@
+//! Zocket client (in progress).

@@ -1,0 +1,1 @@
+//! Zocket hyper adapter (in progress).

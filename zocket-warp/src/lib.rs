@@ -1,0 +1,1 @@
+//! Zocket warp adapter (in progress).
