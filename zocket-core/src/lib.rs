@@ -1,7 +1,30 @@
-//! Zocket core (work in progress).
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+
+pub mod context;
 pub mod contract;
+pub mod cx;
 pub mod error;
+pub mod hub;
+pub mod ids;
+pub mod middleware;
 pub mod protocol;
+pub mod router;
+pub mod server;
+pub mod stats;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use context::{ConnInfo, Context, DisconnectInfo};
 pub use contract::{Event, Message};
+pub use cx::{Cx, IntoClientIds, IntoRoomNames, Outgoing, Rooms, ServerHandle};
 pub use error::{Reject, codes};
+pub use hub::{CloseReason, Delivery, Hub, LocalHub, Outbound, SlowConsumerPolicy, Target};
+pub use ids::ClientId;
+pub use middleware::{Input, Middleware};
+pub use router::{Handler, Router, Scope};
+pub use server::{
+    Accepted, HandshakeError, HandshakeRequest, HeaderIssue, Server, ServerBuilder, ServerConfig,
+    TransportError,
+};
+pub use stats::StatsSnapshot;

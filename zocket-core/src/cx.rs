@@ -1,0 +1,356 @@
+//! The handler's view of its connection: [`Cx`], rooms and typed sends.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::contract::Event;
+use crate::error::Reject;
+use crate::hub::{CloseReason, Delivery, Hub, Outbound, Target};
+use crate::ids::ClientId;
+use crate::protocol::{self, Text};
+use crate::stats::{Stats, inc};
+
+/// Per-connection state shared by the driver and every handler of that connection.
+pub(crate) struct Conn {
+    pub(crate) id: ClientId,
+    pub(crate) out: Outbound,
+    pub(crate) hub: Arc<dyn Hub>,
+    pub(crate) stats: Arc<Stats>,
+    errors: Mutex<(Instant, u32)>,
+    error_limit: (u32, Duration),
+}
+
+impl Conn {
+    pub(crate) fn new(
+        id: ClientId,
+        out: Outbound,
+        hub: Arc<dyn Hub>,
+        stats: Arc<Stats>,
+        error_limit: (u32, Duration),
+    ) -> Self {
+        Self {
+            id,
+            out,
+            hub,
+            stats,
+            errors: Mutex::new((Instant::now(), 0)),
+            error_limit,
+        }
+    }
+
+    /// Queue a frame for this connection only.
+    pub(crate) fn push(&self, frame: Text) {
+        self.out.push(frame);
+    }
+
+    /// Send an error frame for a failed message, counting protocol errors toward the
+    /// flood limit (close 1008 past it).
+    pub(crate) fn fail(&self, kind: Option<&str>, rpc_id: Option<&str>, err: &Reject) {
+        let frame = match rpc_id {
+            Some(id) => protocol::encode_rpc_err(id, err),
+            None => protocol::encode_error(kind, err),
+        };
+        self.push(frame);
+        if err.is_protocol_error() {
+            inc(&self.stats.protocol_errors);
+            let (max, window) = self.error_limit;
+            let mut w = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if now.duration_since(w.0) > window {
+                *w = (now, 0);
+            }
+            w.1 += 1;
+            if w.1 > max {
+                if w.1 == max + 1 {
+                    inc(&self.stats.flood_closes);
+                    tracing::warn!(client_id = %self.id, "too many protocol errors: closing (1008)");
+                }
+                self.out.close(CloseReason::ProtocolErrors);
+            }
+        }
+    }
+}
+
+/// What every handler and middleware receives: the connection's context `C` (through
+/// `Deref`) plus the built-ins: [`client_id`](Cx::client_id), [`rooms`](Cx::rooms) and
+/// typed [`send`](Cx::send).
+///
+/// After a middleware, `C` is the middleware's output type, so a handler registered
+/// behind `RequireAdmin` receives `Cx<Admin>`: "the user is an admin" is a type.
+pub struct Cx<C> {
+    ctx: Arc<C>,
+    pub(crate) conn: Arc<Conn>,
+}
+
+impl<C> Clone for Cx<C> {
+    fn clone(&self) -> Self {
+        Self {
+            ctx: self.ctx.clone(),
+            conn: self.conn.clone(),
+        }
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for Cx<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cx")
+            .field("client_id", &self.conn.id)
+            .field("ctx", &self.ctx)
+            .finish()
+    }
+}
+
+impl<C> Deref for Cx<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        &self.ctx
+    }
+}
+
+impl<C> Cx<C> {
+    pub(crate) fn new(ctx: Arc<C>, conn: Arc<Conn>) -> Self {
+        Self { ctx, conn }
+    }
+
+    /// A handle with the same connection and a new context value (what a middleware's
+    /// output becomes).
+    pub(crate) fn narrow<O>(&self, ctx: O) -> Cx<O> {
+        Cx {
+            ctx: Arc::new(ctx),
+            conn: self.conn.clone(),
+        }
+    }
+
+    /// The context value.
+    pub fn context(&self) -> &C {
+        &self.ctx
+    }
+
+    /// The context value, shared.
+    pub fn context_arc(&self) -> Arc<C> {
+        self.ctx.clone()
+    }
+
+    /// The id the server assigned to this connection.
+    pub fn client_id(&self) -> &ClientId {
+        &self.conn.id
+    }
+
+    /// This connection's rooms.
+    pub fn rooms(&self) -> Rooms<'_> {
+        Rooms {
+            id: &self.conn.id,
+            hub: &*self.conn.hub,
+        }
+    }
+
+    /// Send a typed event: serialised once here, then `.to(..)`, `.to_room(..)` or
+    /// `.broadcast()`. Never waits.
+    pub fn send<E: Event>(&self, payload: E::Payload) -> Outgoing<'_> {
+        Outgoing::new::<E>(&*self.conn.hub, &self.conn.stats, &payload)
+    }
+
+    /// Send a typed event to this connection only.
+    pub fn reply_event<E: Event>(&self, payload: E::Payload) -> Delivery {
+        self.send::<E>(payload).to(&self.conn.id)
+    }
+
+    /// A handle to the whole server (for sends outside this connection's lifetime,
+    /// e.g. from a spawned task).
+    pub fn server(&self) -> ServerHandle {
+        ServerHandle {
+            hub: self.conn.hub.clone(),
+            stats: self.conn.stats.clone(),
+        }
+    }
+}
+
+/// Room operations of one connection. They never wait.
+#[derive(Clone, Copy)]
+pub struct Rooms<'a> {
+    id: &'a ClientId,
+    hub: &'a dyn Hub,
+}
+
+impl fmt::Debug for Rooms<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.current()).finish()
+    }
+}
+
+impl Rooms<'_> {
+    /// Join a room; `false` if already a member.
+    pub fn join(&self, room: &str) -> bool {
+        self.hub.join(self.id, room)
+    }
+    /// Leave a room; `false` if not a member.
+    pub fn leave(&self, room: &str) -> bool {
+        self.hub.leave(self.id, room)
+    }
+    /// Whether this connection is in `room`.
+    pub fn has(&self, room: &str) -> bool {
+        self.hub.is_member(self.id, room)
+    }
+    /// The current rooms, sorted.
+    pub fn current(&self) -> Vec<String> {
+        self.hub.rooms_of(self.id)
+    }
+}
+
+/// A handle to the server for typed sends from outside handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    pub(crate) hub: Arc<dyn Hub>,
+    pub(crate) stats: Arc<Stats>,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("connections", &self.hub.local_connections())
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// Send a typed event to clients, rooms or everyone.
+    pub fn send<E: Event>(&self, payload: E::Payload) -> Outgoing<'_> {
+        Outgoing::new::<E>(&*self.hub, &self.stats, &payload)
+    }
+    /// The rooms a client is in (on this node), sorted.
+    pub fn rooms_of(&self, id: &ClientId) -> Vec<String> {
+        self.hub.rooms_of(id)
+    }
+    /// How many connections this node holds.
+    pub fn connections(&self) -> usize {
+        self.hub.local_connections()
+    }
+    /// The hub.
+    pub fn hub(&self) -> &Arc<dyn Hub> {
+        &self.hub
+    }
+}
+
+/// An encoded event waiting for its recipients. Pick one of [`to`](Outgoing::to),
+/// [`to_room`](Outgoing::to_room) or [`broadcast`](Outgoing::broadcast).
+#[must_use = "an event goes nowhere until `.to(..)`, `.to_room(..)` or `.broadcast()` is called"]
+pub struct Outgoing<'a> {
+    hub: &'a dyn Hub,
+    frame: Option<Text>,
+}
+
+impl fmt::Debug for Outgoing<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("frame", &self.frame)
+            .finish()
+    }
+}
+
+impl<'a> Outgoing<'a> {
+    fn new<E: Event>(hub: &'a dyn Hub, stats: &Stats, payload: &E::Payload) -> Self {
+        let frame = match protocol::encode_event(E::NAME, payload) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                inc(&stats.encode_failures);
+                tracing::error!(event = E::NAME, error = %e, "event payload failed to serialise; not sent");
+                None
+            }
+        };
+        Self { hub, frame }
+    }
+
+    fn deliver(self, target: Target) -> Delivery {
+        match self.frame {
+            Some(frame) => self.hub.deliver(&target, &frame),
+            None => Delivery {
+                encode_failed: true,
+                ..Delivery::default()
+            },
+        }
+    }
+
+    /// To one or more clients by id: `.to(&id)`, `.to([a, b])`, `.to(vec_of_ids)`.
+    pub fn to(self, ids: impl IntoClientIds) -> Delivery {
+        self.deliver(Target::Clients(ids.into_client_ids()))
+    }
+    /// To every member of one or more rooms (each member once): `.to_room("lobby")`.
+    pub fn to_room(self, rooms: impl IntoRoomNames) -> Delivery {
+        self.deliver(Target::Rooms(rooms.into_room_names()))
+    }
+    /// To every connected client.
+    pub fn broadcast(self) -> Delivery {
+        self.deliver(Target::All)
+    }
+}
+
+/// One or several client ids: `ClientId`, `&ClientId`, `&str`, `String`, or an array,
+/// `Vec` or slice of any of those.
+pub trait IntoClientIds {
+    /// The ids.
+    fn into_client_ids(self) -> Vec<ClientId>;
+}
+/// One or several room names: `&str`, `String`, or an array, `Vec` or slice of them.
+pub trait IntoRoomNames {
+    /// The names.
+    fn into_room_names(self) -> Vec<String>;
+}
+
+macro_rules! single {
+    ($($t:ty),*) => {$(
+        impl IntoClientIds for $t { fn into_client_ids(self) -> Vec<ClientId> { vec![ClientId::from(self)] } }
+    )*};
+}
+single!(ClientId, &ClientId, &str, String, &String);
+
+impl<T: Into<ClientId>, const N: usize> IntoClientIds for [T; N] {
+    fn into_client_ids(self) -> Vec<ClientId> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+impl<T: Into<ClientId>> IntoClientIds for Vec<T> {
+    fn into_client_ids(self) -> Vec<ClientId> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+impl<T> IntoClientIds for &[T]
+where
+    for<'x> &'x T: Into<ClientId>,
+{
+    fn into_client_ids(self) -> Vec<ClientId> {
+        self.iter().map(Into::into).collect()
+    }
+}
+
+impl IntoRoomNames for &str {
+    fn into_room_names(self) -> Vec<String> {
+        vec![self.to_owned()]
+    }
+}
+impl IntoRoomNames for String {
+    fn into_room_names(self) -> Vec<String> {
+        vec![self]
+    }
+}
+impl IntoRoomNames for &String {
+    fn into_room_names(self) -> Vec<String> {
+        vec![self.clone()]
+    }
+}
+impl<T: AsRef<str>, const N: usize> IntoRoomNames for [T; N] {
+    fn into_room_names(self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_owned()).collect()
+    }
+}
+impl<T: AsRef<str>> IntoRoomNames for Vec<T> {
+    fn into_room_names(self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_owned()).collect()
+    }
+}
+impl<T: AsRef<str>> IntoRoomNames for &[T] {
+    fn into_room_names(self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_owned()).collect()
+    }
+}

@@ -1,0 +1,402 @@
+//! The [`Hub`]: connection registry, rooms, and delivery into each connection's
+//! bounded outbound queue. [`LocalHub`] is the in-memory default.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::ClientId;
+use crate::protocol::Text;
+use crate::stats::{Stats, inc};
+
+/// Why a connection ended. Passed to [`crate::Context::disconnect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client closed the connection (with its close code, if any).
+    ClientClosed(Option<u16>),
+    /// The transport failed or ended without a close frame.
+    TransportError(String),
+    /// No pong arrived within the heartbeat timeout.
+    HeartbeatTimeout,
+    /// The outbound queue was full (close 1013).
+    SlowConsumer,
+    /// Too many protocol errors in the window (close 1008).
+    ProtocolErrors,
+    /// A message exceeded the maximum size (close 1009).
+    MessageTooBig,
+    /// The server shut down (close 1001).
+    ServerShutdown,
+    /// The server closed it on request (e.g. [`crate::ServerHandle::disconnect`]).
+    Closed {
+        /// The close code sent.
+        code: u16,
+        /// The reason sent.
+        reason: String,
+    },
+}
+
+impl CloseReason {
+    /// The close code the server sends for this reason (`None`: no close frame).
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            CloseReason::ClientClosed(_) => Some(1000),
+            CloseReason::TransportError(_) | CloseReason::HeartbeatTimeout => None,
+            CloseReason::SlowConsumer => Some(1013),
+            CloseReason::ProtocolErrors => Some(1008),
+            CloseReason::MessageTooBig => Some(1009),
+            CloseReason::ServerShutdown => Some(1001),
+            CloseReason::Closed { code, .. } => Some(*code),
+        }
+    }
+    /// A short text for the close frame.
+    pub fn text(&self) -> &str {
+        match self {
+            CloseReason::ClientClosed(_) => "",
+            CloseReason::TransportError(_) => "transport error",
+            CloseReason::HeartbeatTimeout => "heartbeat timeout",
+            CloseReason::SlowConsumer => "slow consumer: outbound queue full",
+            CloseReason::ProtocolErrors => "too many protocol errors",
+            CloseReason::MessageTooBig => "message too big",
+            CloseReason::ServerShutdown => "server shutting down",
+            CloseReason::Closed { reason, .. } => reason,
+        }
+    }
+}
+
+/// What to do when a connection's outbound queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlowConsumerPolicy {
+    /// Close the connection with 1013 ("try again later"). The default: a client that
+    /// cannot keep up is told so, instead of silently missing messages.
+    #[default]
+    Close,
+    /// Drop the frame that did not fit and keep the connection (counted in
+    /// [`crate::StatsSnapshot::frames_dropped`] and logged).
+    DropFrame,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Closer {
+    reason: OnceLock<CloseReason>,
+    token: CancellationToken,
+}
+
+impl Closer {
+    /// Ask the connection to close; the first reason wins.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+    pub(crate) fn reason(&self) -> Option<&CloseReason> {
+        self.reason.get()
+    }
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+/// The sending half of one connection's bounded outbound queue, as the [`Hub`] holds it.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    id: ClientId,
+    tx: mpsc::Sender<Text>,
+    closer: Arc<Closer>,
+    policy: SlowConsumerPolicy,
+    stats: Arc<Stats>,
+}
+
+/// The result of [`Outbound::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// The frame is queued.
+    Queued,
+    /// The queue was full: the frame was dropped (and, by default policy, the
+    /// connection is being closed with 1013).
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+impl Outbound {
+    pub(crate) fn new(
+        id: ClientId,
+        capacity: usize,
+        policy: SlowConsumerPolicy,
+        stats: Arc<Stats>,
+    ) -> (Self, mpsc::Receiver<Text>, Arc<Closer>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let closer = Arc::new(Closer::default());
+        (
+            Self {
+                id,
+                tx,
+                closer: closer.clone(),
+                policy,
+                stats,
+            },
+            rx,
+            closer,
+        )
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> &ClientId {
+        &self.id
+    }
+
+    /// Queue a frame without waiting. A full queue applies the slow-consumer policy;
+    /// every frame not queued is counted and logged.
+    pub fn push(&self, frame: Text) -> Push {
+        match self.tx.try_send(frame) {
+            Ok(()) => {
+                inc(&self.stats.frames_queued);
+                Push::Queued
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                inc(&self.stats.frames_dropped);
+                match self.policy {
+                    SlowConsumerPolicy::Close => {
+                        if self.closer.reason().is_none() {
+                            inc(&self.stats.slow_consumer_closes);
+                            tracing::warn!(client_id = %self.id, "outbound queue full: closing slow consumer (1013)");
+                        }
+                        self.closer.close(CloseReason::SlowConsumer);
+                    }
+                    SlowConsumerPolicy::DropFrame => {
+                        tracing::warn!(client_id = %self.id, "outbound queue full: frame dropped");
+                    }
+                }
+                Push::Full
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                inc(&self.stats.frames_dropped);
+                tracing::debug!(client_id = %self.id, "frame for a closed connection dropped");
+                Push::Closed
+            }
+        }
+    }
+
+    /// Ask the connection to close with the given reason.
+    pub fn close(&self, reason: CloseReason) {
+        self.closer.close(reason);
+    }
+}
+
+/// Who an event goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// These clients (unknown ids receive nothing).
+    Clients(Vec<ClientId>),
+    /// Every member of these rooms, each once.
+    Rooms(Vec<String>),
+    /// Every connected client.
+    All,
+}
+
+/// How many local queues took a frame, and how many could not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// Frames queued on this node.
+    pub queued: usize,
+    /// Recipients on this node whose queue was full or closed (counted in the stats).
+    pub dropped: usize,
+    /// Whether the payload failed to serialise (nothing was sent; logged and counted).
+    pub encode_failed: bool,
+}
+
+impl Delivery {
+    pub(crate) fn add(&mut self, p: Push) {
+        match p {
+            Push::Queued => self.queued += 1,
+            Push::Full | Push::Closed => self.dropped += 1,
+        }
+    }
+}
+
+/// Connection registry, rooms and delivery. Every method is synchronous and never
+/// waits: handlers enqueue effects, which is what keeps one client's messages in order.
+///
+/// [`LocalHub`] is the in-memory implementation; a distributed hub wraps one and also
+/// forwards deliveries to other nodes.
+pub trait Hub: Send + Sync + 'static {
+    /// Add a connection.
+    fn register(&self, out: Outbound);
+    /// Remove a connection and its room memberships.
+    fn unregister(&self, id: &ClientId);
+    /// Put `id` in `room`; `false` if it was a member already (or is unknown).
+    fn join(&self, id: &ClientId, room: &str) -> bool;
+    /// Take `id` out of `room`; `false` if it was not a member.
+    fn leave(&self, id: &ClientId, room: &str) -> bool;
+    /// Whether `id` is in `room`.
+    fn is_member(&self, id: &ClientId, room: &str) -> bool;
+    /// The rooms of `id`, sorted.
+    fn rooms_of(&self, id: &ClientId) -> Vec<String>;
+    /// Deliver an encoded frame (shared, never re-encoded) to the target.
+    fn deliver(&self, target: &Target, frame: &Text) -> Delivery;
+    /// How many connections this node holds.
+    fn local_connections(&self) -> usize;
+}
+
+#[derive(Default)]
+struct Entry {
+    out: Option<Outbound>,
+    rooms: BTreeSet<String>,
+}
+
+#[derive(Default)]
+struct State {
+    conns: HashMap<ClientId, Entry>,
+    rooms: HashMap<String, HashSet<ClientId>>,
+}
+
+/// The in-memory hub: one process, every connection in a map, rooms as sets.
+#[derive(Default)]
+pub struct LocalHub {
+    state: RwLock<State>,
+}
+
+impl LocalHub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+    /// The members of a room on this node.
+    pub fn members(&self, room: &str) -> Vec<ClientId> {
+        self.read()
+            .rooms
+            .get(room)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Hub for LocalHub {
+    fn register(&self, out: Outbound) {
+        let id = out.id().clone();
+        self.write().conns.insert(
+            id,
+            Entry {
+                out: Some(out),
+                rooms: BTreeSet::new(),
+            },
+        );
+    }
+
+    fn unregister(&self, id: &ClientId) {
+        let mut st = self.write();
+        if let Some(entry) = st.conns.remove(id) {
+            for room in entry.rooms {
+                if let Some(set) = st.rooms.get_mut(&room) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        st.rooms.remove(&room);
+                    }
+                }
+            }
+        }
+    }
+
+    fn join(&self, id: &ClientId, room: &str) -> bool {
+        let mut st = self.write();
+        let Some(entry) = st.conns.get_mut(id) else {
+            return false;
+        };
+        if !entry.rooms.insert(room.to_owned()) {
+            return false;
+        }
+        st.rooms
+            .entry(room.to_owned())
+            .or_default()
+            .insert(id.clone());
+        true
+    }
+
+    fn leave(&self, id: &ClientId, room: &str) -> bool {
+        let mut st = self.write();
+        let Some(entry) = st.conns.get_mut(id) else {
+            return false;
+        };
+        if !entry.rooms.remove(room) {
+            return false;
+        }
+        if let Some(set) = st.rooms.get_mut(room) {
+            set.remove(id);
+            if set.is_empty() {
+                st.rooms.remove(room);
+            }
+        }
+        true
+    }
+
+    fn is_member(&self, id: &ClientId, room: &str) -> bool {
+        self.read()
+            .conns
+            .get(id)
+            .is_some_and(|e| e.rooms.contains(room))
+    }
+
+    fn rooms_of(&self, id: &ClientId) -> Vec<String> {
+        self.read()
+            .conns
+            .get(id)
+            .map(|e| e.rooms.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn deliver(&self, target: &Target, frame: &Text) -> Delivery {
+        let st = self.read();
+        let mut d = Delivery::default();
+        let mut push = |e: &Entry| {
+            if let Some(out) = &e.out {
+                d.add(out.push(frame.clone()));
+            }
+        };
+        match target {
+            Target::All => st.conns.values().for_each(&mut push),
+            Target::Clients(ids) => {
+                let mut seen = HashSet::with_capacity(ids.len());
+                for id in ids {
+                    if seen.insert(id) {
+                        if let Some(e) = st.conns.get(id) {
+                            push(e);
+                        }
+                    }
+                }
+            }
+            Target::Rooms(rooms) => {
+                if let [room] = rooms.as_slice() {
+                    for id in st.rooms.get(room).into_iter().flatten() {
+                        if let Some(e) = st.conns.get(id) {
+                            push(e);
+                        }
+                    }
+                } else {
+                    let mut seen = HashSet::new();
+                    for id in rooms.iter().filter_map(|r| st.rooms.get(r)).flatten() {
+                        if seen.insert(id) {
+                            if let Some(e) = st.conns.get(id) {
+                                push(e);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    fn local_connections(&self) -> usize {
+        self.read().conns.len()
+    }
+}

@@ -1,0 +1,361 @@
+//! The [`Router`]: handlers registered per [`Message`] type, with middleware scopes,
+//! and the pure dispatcher that turns one text frame into effects.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, MapErr, TryFutureExt};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::contract::Message;
+use crate::cx::Cx;
+use crate::error::{CodeOnly, Reject};
+use crate::middleware::{Chain, Input, Middleware, Root, Then};
+use crate::protocol::{self, FrameError, Text};
+use crate::stats::inc;
+
+/// An async function (or closure) handling message `M` with context `C`:
+/// `async fn(Cx<C>, M::Input) -> Result<M::Output, E>` where `E: Into<Reject>`.
+///
+/// There is one fixed signature, so there are no extractor puzzles: the context type
+/// is the router's, or inside a [`Router::scope`] the last middleware's `Out`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a handler for message `{M}` with context `Cx<{C}>`",
+    label = "expected `async fn(Cx<{C}>, <{M} as Message>::Input) -> Result<<{M} as Message>::Output, E>`",
+    note = "the input type must be `<{M} as Message>::Input`, the output `<{M} as Message>::Output`, and `E: Into<Reject>`",
+    note = "inside `scope(middleware, ..)` the handler receives the middleware's `Out` context, not the router's"
+)]
+pub trait Handler<M: Message, C>: Send + Sync + 'static {
+    /// The handler's future.
+    type Future: Future<Output = Result<M::Output, Reject>> + Send + 'static;
+    /// Run the handler.
+    fn call(&self, cx: Cx<C>, input: M::Input) -> Self::Future;
+}
+
+impl<M, C, F, Fut, E> Handler<M, C> for F
+where
+    M: Message,
+    F: Fn(Cx<C>, M::Input) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<M::Output, E>> + Send + 'static,
+    E: Into<Reject> + 'static,
+{
+    type Future = MapErr<Fut, fn(E) -> Reject>;
+    fn call(&self, cx: Cx<C>, input: M::Input) -> Self::Future {
+        (self)(cx, input).map_err(Into::into as fn(E) -> Reject)
+    }
+}
+
+/// Runs after decoding: middleware chain, handler, reply encoding.
+pub(crate) trait ErasedRoute<C>: Send + Sync {
+    /// Decode and validate the payload (synchronously: the frame text is borrowed), then
+    /// return the future of the rest. `rpc_id: Some` encodes a reply frame.
+    fn start(
+        &self,
+        cx: Cx<C>,
+        payload: Option<&RawValue>,
+        rpc_id: Option<Arc<str>>,
+    ) -> Result<BoxFuture<'static, Result<Option<Text>, Reject>>, Reject>;
+}
+
+struct TypedRoute<M, H, Ch> {
+    handler: Arc<H>,
+    chain: Arc<Ch>,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<C, M, H, Ch> ErasedRoute<C> for TypedRoute<M, H, Ch>
+where
+    C: Send + Sync + 'static,
+    M: Message,
+    Ch: Chain<C>,
+    H: Handler<M, Ch::Out>,
+{
+    fn start(
+        &self,
+        cx: Cx<C>,
+        payload: Option<&RawValue>,
+        rpc_id: Option<Arc<str>>,
+    ) -> Result<BoxFuture<'static, Result<Option<Text>, Reject>>, Reject> {
+        let input: M::Input = decode_input(payload)?;
+        M::validate(&input)?;
+        let handler = self.handler.clone();
+        let chain = self.chain.clone();
+        Ok(Box::pin(async move {
+            let narrowed = chain.apply(cx, &Input::of::<M>(&input)).await?;
+            let output = handler.call(narrowed, input).await?;
+            let Some(rpc_id) = rpc_id else {
+                return Ok(None);
+            };
+            let unit = TypeId::of::<M::Output>() == TypeId::of::<()>();
+            let frame = if unit {
+                protocol::encode_rpc_res::<()>(&rpc_id, None)
+            } else {
+                protocol::encode_rpc_res(&rpc_id, Some(&output))
+            };
+            frame.map(Some).map_err(|e| {
+                tracing::error!(message = M::NAME, error = %e, "RPC output failed to serialise");
+                Reject::internal()
+            })
+        }))
+    }
+}
+
+/// Deserialise a payload into an input type. An absent payload is `null`; if the type
+/// does not accept `null`, `{}` is tried, so all-optional inputs accept no argument.
+fn decode_input<T: DeserializeOwned>(payload: Option<&RawValue>) -> Result<T, Reject> {
+    match payload {
+        Some(raw) => parse(raw.get()),
+        None => parse("null").or_else(|first| parse("{}").map_err(|_| first)),
+    }
+}
+
+fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Reject> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let message = if path == "." {
+            format!("invalid payload: {inner}")
+        } else {
+            format!("invalid payload at `{path}`: {inner}")
+        };
+        Reject::invalid_input(message)
+            .with_data(serde_json::json!({ "issues": [{ "path": path, "message": inner }] }))
+    })
+}
+
+type Routes<C> = HashMap<&'static str, Arc<dyn ErasedRoute<C>>>;
+
+fn insert<C>(routes: &mut Routes<C>, name: &'static str, route: Arc<dyn ErasedRoute<C>>) {
+    assert!(!name.is_empty(), "zocket: a message name must not be empty");
+    assert!(
+        !name.starts_with("__"),
+        "zocket: message name `{name}` starts with `__`, which is reserved for the protocol"
+    );
+    assert!(
+        routes.insert(name, route).is_none(),
+        "zocket: message `{name}` is registered twice"
+    );
+}
+
+/// Handlers per message type. Build it once at start-up:
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use zocket_core::{Context, ConnInfo, Cx, Message, Reject, Router};
+///
+/// struct User;
+/// impl Context for User {
+///     type Headers = serde_json::Value;
+///     async fn connect(_: serde_json::Value, _: &ConnInfo) -> Result<Self, Reject> { Ok(User) }
+/// }
+///
+/// pub enum Add {}
+/// impl Message for Add { const NAME: &'static str = "math.add"; type Input = (i64, i64); type Output = i64; }
+///
+/// async fn add(_cx: Cx<User>, (a, b): (i64, i64)) -> Result<i64, Reject> { Ok(a + b) }
+///
+/// let router = Router::<User>::new().on::<Add>(add);
+/// assert_eq!(router.names().collect::<Vec<_>>(), ["math.add"]);
+/// ```
+///
+/// Registering a name twice, or a name starting with `__` (reserved), panics here, at
+/// build time, never later.
+pub struct Router<C> {
+    routes: Routes<C>,
+}
+
+impl<C> Default for Router<C> {
+    fn default() -> Self {
+        Self {
+            routes: HashMap::new(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Router<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<_> = self.routes.keys().collect();
+        names.sort();
+        f.debug_struct("Router").field("messages", &names).finish()
+    }
+}
+
+impl<C: Send + Sync + 'static> Router<C> {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Handle message `M` with `handler` (receiving `Cx<C>`).
+    pub fn on<M: Message>(mut self, handler: impl Handler<M, C>) -> Self {
+        let route = TypedRoute::<M, _, Root> {
+            handler: Arc::new(handler),
+            chain: Arc::new(Root),
+            _m: PhantomData,
+        };
+        insert(&mut self.routes, M::NAME, Arc::new(route));
+        self
+    }
+
+    /// Handlers registered inside `f` run behind `middleware` and receive its `Out`
+    /// context. Scopes nest: `s.scope(next, |s| ..)` inside runs both, in order.
+    pub fn scope<Mw, F>(self, middleware: Mw, f: F) -> Self
+    where
+        Mw: Middleware<C>,
+        F: FnOnce(Scope<C, Then<Root, Mw>>) -> Scope<C, Then<Root, Mw>>,
+    {
+        let scope = Scope {
+            router: self,
+            chain: Arc::new(Then(Arc::new(Root), middleware)),
+        };
+        f(scope).router
+    }
+
+    /// Add every route of `other`. Panics on a name registered in both.
+    pub fn merge(mut self, other: Router<C>) -> Self {
+        for (name, route) in other.routes {
+            insert(&mut self.routes, name, route);
+        }
+        self
+    }
+
+    /// The registered message names (in no particular order).
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.routes.keys().copied()
+    }
+}
+
+/// Routes registered behind a middleware chain; see [`Router::scope`].
+pub struct Scope<C, Ch> {
+    router: Router<C>,
+    chain: Arc<Ch>,
+}
+
+impl<C, Ch> fmt::Debug for Scope<C, Ch> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("router", &self.router)
+            .finish()
+    }
+}
+
+impl<C: Send + Sync + 'static, Ch: Chain<C>> Scope<C, Ch> {
+    /// Handle message `M` with `handler`, which receives the chain's output context.
+    pub fn on<M: Message>(mut self, handler: impl Handler<M, Ch::Out>) -> Self {
+        let route = TypedRoute::<M, _, Ch> {
+            handler: Arc::new(handler),
+            chain: self.chain.clone(),
+            _m: PhantomData,
+        };
+        insert(&mut self.router.routes, M::NAME, Arc::new(route));
+        self
+    }
+
+    /// A nested scope: `middleware` runs after this scope's chain.
+    pub fn scope<Mw, F>(self, middleware: Mw, f: F) -> Self
+    where
+        Mw: Middleware<Ch::Out>,
+        F: FnOnce(Scope<C, Then<Ch, Mw>>) -> Scope<C, Then<Ch, Mw>>,
+    {
+        let chain = self.chain;
+        let inner = Scope {
+            router: self.router,
+            chain: Arc::new(Then(chain.clone(), middleware)),
+        };
+        Scope {
+            router: f(inner).router,
+            chain,
+        }
+    }
+}
+
+/// The pure dispatcher: decode one text frame, look up its route, validate its input
+/// and start its handler. Every failure becomes the right error frame in the
+/// connection's queue. Returns the handler's future when there is work left to do; it
+/// owns no IO, the caller decides how to poll it.
+pub(crate) fn dispatch<C: Send + Sync + 'static>(
+    router: &Router<C>,
+    cx: &Cx<C>,
+    text: &str,
+    handler_timeout: Option<Duration>,
+) -> Option<BoxFuture<'static, ()>> {
+    let conn = &cx.conn;
+    inc(&conn.stats.messages_in);
+    let frame = match protocol::decode_client_frame(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let rpc_id = match &e {
+                FrameError::MissingType { rpc_id } => rpc_id.as_deref(),
+                _ => None,
+            };
+            tracing::debug!(client_id = %conn.id, error = %e, "malformed frame");
+            conn.fail(None, rpc_id, &Reject::bad_request(e.to_string()));
+            return None;
+        }
+    };
+    let kind = &*frame.kind;
+    let rpc_id = frame.rpc_id.as_deref();
+    let Some((&name, route)) = router.routes.get_key_value(kind) else {
+        tracing::debug!(client_id = %conn.id, message = kind, "unknown message type");
+        conn.fail(
+            Some(kind),
+            rpc_id,
+            &Reject::not_found(format!("no message named `{kind}`")),
+        );
+        return None;
+    };
+    let rpc: Option<Arc<str>> = rpc_id.map(Arc::from);
+    let fut = match route.start(cx.clone(), frame.payload, rpc.clone()) {
+        Ok(fut) => fut,
+        Err(rej) => {
+            tracing::debug!(client_id = %conn.id, message = name, code = %CodeOnly(&rej), "input rejected");
+            conn.fail(Some(name), rpc_id, &rej);
+            return None;
+        }
+    };
+    let conn = conn.clone();
+    let span =
+        tracing::debug_span!("message", client_id = %conn.id, message = name, rpc_id = rpc_id);
+    Some(Box::pin(tracing::Instrument::instrument(
+        async move {
+            let guarded = AssertUnwindSafe(fut).catch_unwind();
+            let outcome = match handler_timeout {
+                None => guarded.await,
+                Some(limit) => match tokio::time::timeout(limit, guarded).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(Err(Reject::timeout(format!(
+                        "handler did not finish within {limit:?}"
+                    )))),
+                },
+            };
+            match outcome {
+                Ok(Ok(Some(reply))) => conn.push(reply),
+                Ok(Ok(None)) => {}
+                Ok(Err(rej)) => {
+                    tracing::debug!(code = %CodeOnly(&rej), "message rejected");
+                    conn.fail(Some(name), rpc.as_deref(), &rej);
+                }
+                Err(panic) => {
+                    inc(&conn.stats.handler_panics);
+                    let text = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "non-string panic payload".into());
+                    tracing::error!(panic = %text, "handler panicked; answered INTERNAL");
+                    conn.fail(Some(name), rpc.as_deref(), &Reject::internal());
+                }
+            }
+        },
+        span,
+    )))
+}

@@ -1,0 +1,675 @@
+//! The [`Server`]: router + hub + configuration, the handshake, and the connection
+//! driver that every adapter shares.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::context::{ConnInfo, Context, DisconnectInfo};
+use crate::cx::{Conn, Cx, ServerHandle};
+use crate::hub::{CloseReason, Closer, Hub, LocalHub, Outbound, SlowConsumerPolicy};
+use crate::ids::ClientId;
+use crate::protocol::{self, CloseFrame, Text, WsFrame};
+use crate::router::{Router, dispatch};
+use crate::stats::{Stats, StatsSnapshot, inc};
+
+/// Limits and timings of a server. Every field has a sensible default
+/// (`ServerConfig::default()`); override with struct update syntax:
+///
+/// ```
+/// use std::time::Duration;
+/// use zocket_core::ServerConfig;
+/// let config = ServerConfig { max_in_flight: 1, heartbeat_interval: Some(Duration::from_secs(5)), ..Default::default() };
+/// assert_eq!(config.max_message_bytes, 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest accepted message (reassembled, uncompressed); larger closes with 1009.
+    /// Default 1 MiB. Adapters pass it to their WebSocket implementation as well.
+    pub max_message_bytes: usize,
+    /// Handlers of one connection that may wait concurrently; at the limit reading from
+    /// that connection pauses. `1` is strictly sequential. Default 64.
+    pub max_in_flight: usize,
+    /// Capacity of each connection's outbound queue, in frames. Default 1024.
+    pub outbound_queue: usize,
+    /// What to do when that queue is full. Default: close with 1013.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Interval between server pings; `None` disables heartbeats. Default 25 s.
+    pub heartbeat_interval: Option<Duration>,
+    /// How long to wait for a pong after a ping before dropping the connection. Default 20 s.
+    pub heartbeat_timeout: Duration,
+    /// Protocol errors (`BAD_REQUEST`, `NOT_FOUND`, `INVALID_INPUT`) allowed per window
+    /// before closing with 1008. Default 100.
+    pub max_protocol_errors: u32,
+    /// The window of `max_protocol_errors`. Default 10 s.
+    pub protocol_error_window: Duration,
+    /// When set, a request whose `Origin` header is not in the list is refused (403).
+    /// Requests without `Origin` (non-browser clients) are allowed. Default: no check.
+    pub allowed_origins: Option<Vec<String>>,
+    /// On shutdown, how long in-flight handlers may run before connections are closed
+    /// anyway. Default 10 s.
+    pub shutdown_grace: Duration,
+    /// A deadline for each handler (answered with `TIMEOUT`). Default: none.
+    pub handler_timeout: Option<Duration>,
+    /// How long writing the final frames and the close frame may take. Default 5 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1 << 20,
+            max_in_flight: 64,
+            outbound_queue: 1024,
+            slow_consumer: SlowConsumerPolicy::Close,
+            heartbeat_interval: Some(Duration::from_secs(25)),
+            heartbeat_timeout: Duration::from_secs(20),
+            max_protocol_errors: 100,
+            protocol_error_window: Duration::from_secs(10),
+            allowed_origins: None,
+            shutdown_grace: Duration::from_secs(10),
+            handler_timeout: None,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The pieces of an HTTP upgrade request the handshake needs; adapters fill it in.
+#[derive(Debug, Clone, Default)]
+pub struct HandshakeRequest {
+    /// The request path.
+    pub path: String,
+    /// The raw query string (without `?`).
+    pub query: Option<String>,
+    /// HTTP headers (names are lower-cased by the handshake).
+    pub headers: Vec<(String, String)>,
+    /// The peer address.
+    pub remote_addr: Option<SocketAddr>,
+}
+
+/// One entry of an `INVALID_HEADERS` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeaderIssue {
+    /// The header name, e.g. `userRole`.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Why a handshake was refused. Adapters answer with [`status`](Self::status) and
+/// [`body`](Self::body), without upgrading.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The `Origin` is not in the allow-list (403).
+    #[error("origin `{0}` is not allowed")]
+    OriginNotAllowed(String),
+    /// The headers did not match the context's headers type (400).
+    #[error("invalid headers: {message}")]
+    InvalidHeaders {
+        /// A summary.
+        message: String,
+        /// One entry per offending header.
+        issues: Vec<HeaderIssue>,
+    },
+    /// The connect hook rejected with `UNAUTHORIZED` (401).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The connect hook rejected with another code (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The server is shutting down (503).
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+impl HandshakeError {
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            HandshakeError::InvalidHeaders { .. } => 400,
+            HandshakeError::Unauthorized(_) => 401,
+            HandshakeError::OriginNotAllowed(_) | HandshakeError::Forbidden(_) => 403,
+            HandshakeError::ShuttingDown => 503,
+        }
+    }
+
+    /// The JSON body to answer with (PROTOCOL.md).
+    pub fn body(&self) -> String {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            issues: Option<&'a [HeaderIssue]>,
+        }
+        let (error, message, issues) = match self {
+            HandshakeError::OriginNotAllowed(_) => ("FORBIDDEN", "origin not allowed", None),
+            HandshakeError::InvalidHeaders { message, issues } => (
+                crate::codes::INVALID_HEADERS,
+                message.as_str(),
+                Some(issues.as_slice()),
+            ),
+            HandshakeError::Unauthorized(m) => ("UNAUTHORIZED", m.as_str(), None),
+            HandshakeError::Forbidden(m) => ("FORBIDDEN", m.as_str(), None),
+            HandshakeError::ShuttingDown => ("UNAVAILABLE", "server is shutting down", None),
+        };
+        serde_json::to_string(&Body {
+            error,
+            message,
+            issues,
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// Why an adapter's socket stream failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// A message exceeded the configured maximum (closes with 1009).
+    #[error("message too big")]
+    MessageTooBig,
+    /// Any other transport failure.
+    #[error("transport error: {0}")]
+    Other(String),
+}
+
+struct Inner<C> {
+    router: Router<C>,
+    config: ServerConfig,
+    hub: Arc<dyn Hub>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    accepting: AtomicBool,
+}
+
+/// A Zocket server: a router, a hub and a configuration. Transport-agnostic: adapters
+/// call [`handshake`](Server::handshake) before upgrading and then
+/// [`Accepted::serve`] with the socket as a stream and sink of [`WsFrame`]s.
+/// Cheap to clone.
+pub struct Server<C> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C> Clone for Server<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Server<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("router", &self.inner.router)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+/// Builds a [`Server`]; see [`Server::builder`].
+pub struct ServerBuilder<C> {
+    router: Router<C>,
+    config: ServerConfig,
+    hub: Option<Arc<dyn Hub>>,
+}
+
+impl<C: Context> ServerBuilder<C> {
+    /// Use this configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Use this hub instead of a fresh [`LocalHub`].
+    pub fn hub(mut self, hub: Arc<dyn Hub>) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+    /// The server.
+    pub fn build(self) -> Server<C> {
+        Server {
+            inner: Arc::new(Inner {
+                router: self.router,
+                config: self.config,
+                hub: self.hub.unwrap_or_else(|| Arc::new(LocalHub::new())),
+                stats: Arc::new(Stats::default()),
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                accepting: AtomicBool::new(true),
+            }),
+        }
+    }
+}
+
+impl<C: Context> Server<C> {
+    /// A server with the default configuration and an in-memory hub.
+    pub fn new(router: Router<C>) -> Self {
+        Self::builder(router).build()
+    }
+
+    /// A builder, to set the configuration or the hub.
+    pub fn builder(router: Router<C>) -> ServerBuilder<C> {
+        ServerBuilder {
+            router,
+            config: ServerConfig::default(),
+            hub: None,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// A handle for typed sends from outside handlers.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            hub: self.inner.hub.clone(),
+            stats: self.inner.stats.clone(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Resolves when [`shutdown`](Self::shutdown) begins (for adapters' accept loops).
+    pub async fn shutdown_started(&self) {
+        self.inner.shutdown.cancelled().await
+    }
+
+    /// Graceful shutdown: refuse new connections, stop reading, let in-flight handlers
+    /// finish (up to [`ServerConfig::shutdown_grace`]), close every connection with
+    /// 1001 and run every disconnect hook. Resolves when all connections have ended.
+    pub async fn shutdown(&self) {
+        self.inner.accepting.store(false, Ordering::SeqCst);
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        let limit = self.inner.config.shutdown_grace
+            + self.inner.config.close_timeout
+            + Duration::from_secs(1);
+        if tokio::time::timeout(limit, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.inner.tracker.len(),
+                "shutdown: connections still open after the deadline"
+            );
+        }
+    }
+
+    /// Check a handshake, before the upgrade: origin, headers, connect hook.
+    pub async fn handshake(&self, req: HandshakeRequest) -> Result<Accepted<C>, HandshakeError> {
+        let result = self.check(req).await;
+        if let Err(e) = &result {
+            inc(&self.inner.stats.handshakes_rejected);
+            tracing::info!(status = e.status(), error = %e, "handshake refused");
+        }
+        result
+    }
+
+    async fn check(&self, req: HandshakeRequest) -> Result<Accepted<C>, HandshakeError> {
+        if !self.inner.accepting.load(Ordering::SeqCst) {
+            return Err(HandshakeError::ShuttingDown);
+        }
+        let mut map: HashMap<String, String> = HashMap::with_capacity(req.headers.len() + 4);
+        for (k, v) in req.headers {
+            map.insert(k.to_ascii_lowercase(), v);
+        }
+        if let (Some(allowed), Some(origin)) =
+            (&self.inner.config.allowed_origins, map.get("origin"))
+        {
+            if !allowed.iter().any(|a| a == origin) {
+                return Err(HandshakeError::OriginNotAllowed(origin.clone()));
+            }
+        }
+        if let Some(q) = &req.query {
+            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                map.insert(k.into_owned(), v.into_owned());
+            }
+        }
+        if let Some(v) = map.get("x-zocket-version") {
+            if v != protocol::VERSION {
+                tracing::info!(client_version = %v, server_version = protocol::VERSION, "protocol version mismatch; accepting");
+            }
+        }
+        let object: serde_json::Map<String, serde_json::Value> = map
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let headers: C::Headers =
+            serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(|e| {
+                let path = e.path().to_string();
+                let message = e.into_inner().to_string();
+                HandshakeError::InvalidHeaders {
+                    message: format!("invalid headers: {message}"),
+                    issues: vec![HeaderIssue {
+                        path: if path == "." { String::new() } else { path },
+                        message,
+                    }],
+                }
+            })?;
+        let info = ConnInfo {
+            client_id: ClientId::random(),
+            remote_addr: req.remote_addr,
+            path: req.path,
+            headers: map,
+        };
+        match C::connect(headers, &info).await {
+            Ok(ctx) => Ok(Accepted {
+                server: self.clone(),
+                ctx,
+                info,
+            }),
+            Err(rej) if rej.code() == crate::codes::UNAUTHORIZED => {
+                Err(HandshakeError::Unauthorized(rej.message().to_owned()))
+            }
+            Err(rej) => Err(HandshakeError::Forbidden(rej.message().to_owned())),
+        }
+    }
+}
+
+/// A connection whose handshake passed: the context is built, the upgrade may proceed.
+pub struct Accepted<C> {
+    server: Server<C>,
+    ctx: C,
+    info: ConnInfo,
+}
+
+impl<C> std::fmt::Debug for Accepted<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accepted")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Context> Accepted<C> {
+    /// The connection's id.
+    pub fn client_id(&self) -> &ClientId {
+        &self.info.client_id
+    }
+
+    /// Drive the connection to its end: `__welcome`, the reader (dispatch in arrival
+    /// order, concurrent once handlers wait, up to the in-flight limit), the writer
+    /// (bounded queue, heartbeats), close codes, and the disconnect hook, exactly once.
+    /// Returns why it ended.
+    pub async fn serve<S, K>(self, stream: S, sink: K) -> CloseReason
+    where
+        S: Stream<Item = Result<WsFrame, TransportError>> + Send + Unpin,
+        K: Sink<WsFrame> + Send + Unpin,
+        K::Error: std::fmt::Display,
+    {
+        let server = self.server.clone();
+        let span = tracing::info_span!("connection", client_id = %self.info.client_id, remote = ?self.info.remote_addr);
+        server
+            .inner
+            .tracker
+            .track_future(self.run(stream, sink))
+            .instrument(span)
+            .await
+    }
+
+    async fn run<S, K>(self, stream: S, sink: K) -> CloseReason
+    where
+        S: Stream<Item = Result<WsFrame, TransportError>> + Send + Unpin,
+        K: Sink<WsFrame> + Send + Unpin,
+        K::Error: std::fmt::Display,
+    {
+        let inner = &self.server.inner;
+        let cfg = &inner.config;
+        let id = self.info.client_id.clone();
+        let (out, rx, closer) = Outbound::new(
+            id.clone(),
+            cfg.outbound_queue,
+            cfg.slow_consumer,
+            inner.stats.clone(),
+        );
+        inner.hub.register(out.clone());
+        inc(&inner.stats.connections_open);
+        inc(&inner.stats.connections_total);
+        tracing::debug!("connected");
+        let conn = Arc::new(Conn::new(
+            id.clone(),
+            out,
+            inner.hub.clone(),
+            inner.stats.clone(),
+            (cfg.max_protocol_errors, cfg.protocol_error_window),
+        ));
+        conn.push(protocol::encode_welcome(id.as_str()));
+        let cx = Cx::new(Arc::new(self.ctx), conn);
+        let pongs = AtomicU64::new(0);
+        tokio::join!(
+            read_loop(
+                &inner.router,
+                &cx,
+                stream,
+                &closer,
+                &inner.shutdown,
+                cfg,
+                &pongs
+            ),
+            write_loop(sink, rx, &closer, cfg, &pongs, &inner.stats),
+        );
+        let reason = closer
+            .reason()
+            .cloned()
+            .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()));
+        let rooms = inner.hub.rooms_of(&id);
+        tracing::debug!(?reason, ?rooms, "disconnected");
+        cx.context()
+            .disconnect(&DisconnectInfo {
+                client_id: id.clone(),
+                rooms,
+                reason: reason.clone(),
+            })
+            .await;
+        inner.hub.unregister(&id);
+        inner.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+        reason
+    }
+}
+
+async fn read_loop<C, S>(
+    router: &Router<C>,
+    cx: &Cx<C>,
+    mut stream: S,
+    closer: &Closer,
+    shutdown: &CancellationToken,
+    cfg: &ServerConfig,
+    pongs: &AtomicU64,
+) where
+    C: Send + Sync + 'static,
+    S: Stream<Item = Result<WsFrame, TransportError>> + Unpin,
+{
+    let conn = &cx.conn;
+    let mut inflight = FuturesUnordered::new();
+    let mut draining = false;
+    let mut grace = pin!(tokio::time::sleep(Duration::from_secs(86400 * 365)));
+    let limit = cfg.max_in_flight.max(1);
+    loop {
+        let can_read = !draining && inflight.len() < limit;
+        tokio::select! {
+            biased;
+            _ = closer.token().cancelled() => break,
+            _ = shutdown.cancelled(), if !draining => {
+                draining = true;
+                grace.as_mut().reset(Instant::now() + cfg.shutdown_grace);
+            }
+            Some(()) = inflight.next(), if !inflight.is_empty() => {}
+            _ = &mut grace, if draining => {
+                tracing::warn!(in_flight = inflight.len(), "shutdown grace passed; abandoning in-flight handlers");
+                closer.close(CloseReason::ServerShutdown);
+                break;
+            }
+            item = stream.next(), if can_read => match item {
+                None => {
+                    closer.close(CloseReason::TransportError("connection ended without a close frame".into()));
+                    break;
+                }
+                Some(Err(TransportError::MessageTooBig)) => {
+                    too_big(conn);
+                    closer.close(CloseReason::MessageTooBig);
+                    break;
+                }
+                Some(Err(e)) => {
+                    closer.close(CloseReason::TransportError(e.to_string()));
+                    break;
+                }
+                Some(Ok(WsFrame::Text(text))) => {
+                    if text.len() > cfg.max_message_bytes {
+                        too_big(conn);
+                        closer.close(CloseReason::MessageTooBig);
+                        break;
+                    }
+                    if let Some(mut fut) = dispatch(router, cx, text.as_str(), cfg.handler_timeout) {
+                        // v1 order: run the handler until it first waits, right now.
+                        if futures::poll!(&mut fut).is_pending() {
+                            inflight.push(fut);
+                        }
+                    }
+                }
+                Some(Ok(WsFrame::Binary(_))) => {
+                    conn.fail(None, None, &crate::Reject::bad_request("binary frames are not supported"));
+                }
+                Some(Ok(WsFrame::Ping(_))) => {}
+                Some(Ok(WsFrame::Pong(_))) => {
+                    pongs.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Ok(WsFrame::Close(frame))) => {
+                    closer.close(CloseReason::ClientClosed(frame.map(|f| f.code)));
+                    break;
+                }
+            },
+        }
+        if draining && inflight.is_empty() {
+            closer.close(CloseReason::ServerShutdown);
+            break;
+        }
+    }
+}
+
+fn too_big(conn: &Conn) {
+    inc(&conn.stats.oversize_closes);
+    tracing::warn!("message over the size limit: closing (1009)");
+}
+
+async fn send_batch<K>(
+    sink: &mut K,
+    first: Text,
+    rx: &mut mpsc::Receiver<Text>,
+) -> Result<(), K::Error>
+where
+    K: Sink<WsFrame> + Unpin,
+{
+    sink.feed(WsFrame::Text(first)).await?;
+    for _ in 0..64 {
+        match rx.try_recv() {
+            Ok(frame) => sink.feed(WsFrame::Text(frame)).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
+}
+
+async fn write_loop<K>(
+    mut sink: K,
+    mut rx: mpsc::Receiver<Text>,
+    closer: &Closer,
+    cfg: &ServerConfig,
+    pongs: &AtomicU64,
+    stats: &Stats,
+) where
+    K: Sink<WsFrame> + Unpin,
+    K::Error: std::fmt::Display,
+{
+    let mut ping = cfg
+        .heartbeat_interval
+        .map(|every| tokio::time::interval_at(Instant::now() + every, every));
+    let mut pong_due = pin!(tokio::time::sleep(Duration::from_secs(86400 * 365)));
+    let mut awaiting: Option<u64> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = closer.token().cancelled() => break,
+            frame = rx.recv() => {
+                let Some(frame) = frame else { break };
+                tokio::select! {
+                    r = send_batch(&mut sink, frame, &mut rx) => if let Err(e) = r {
+                        closer.close(CloseReason::TransportError(e.to_string()));
+                        break;
+                    },
+                    _ = closer.token().cancelled() => break,
+                }
+            }
+            _ = async { match ping.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending().await } } => {
+                if awaiting.is_none() {
+                    awaiting = Some(pongs.load(Ordering::Relaxed));
+                    pong_due.as_mut().reset(Instant::now() + cfg.heartbeat_timeout);
+                }
+                if let Err(e) = sink.send(WsFrame::Ping(bytes::Bytes::new())).await {
+                    closer.close(CloseReason::TransportError(e.to_string()));
+                    break;
+                }
+            }
+            _ = &mut pong_due, if awaiting.is_some() => {
+                if awaiting.is_some_and(|seen| pongs.load(Ordering::Relaxed) > seen) {
+                    awaiting = None;
+                } else {
+                    inc(&stats.heartbeat_timeouts);
+                    tracing::info!("no pong within the heartbeat timeout: dropping the connection");
+                    closer.close(CloseReason::HeartbeatTimeout);
+                    break;
+                }
+            }
+        }
+    }
+    let reason = closer.reason().cloned();
+    let finish = async {
+        match reason {
+            Some(CloseReason::HeartbeatTimeout | CloseReason::TransportError(_)) | None => {}
+            Some(CloseReason::ClientClosed(_)) => {}
+            Some(reason) => {
+                if reason != CloseReason::SlowConsumer {
+                    // Frames queued before the close (e.g. the last RPC replies) go first.
+                    while let Ok(frame) = rx.try_recv() {
+                        if sink.feed(WsFrame::Text(frame)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                if let Some(code) = reason.code() {
+                    let close = CloseFrame {
+                        code,
+                        reason: reason.text().to_owned().into(),
+                    };
+                    let _ = sink.send(WsFrame::Close(Some(close))).await;
+                }
+            }
+        }
+        let _ = sink.close().await;
+    };
+    let _ = tokio::time::timeout(cfg.close_timeout, finish).await;
+}

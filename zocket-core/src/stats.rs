@@ -1,0 +1,78 @@
+//! Server-wide counters: everything dropped or refused is counted here.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters of a server. Read them with [`crate::Server::stats`].
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub(crate) connections_open: AtomicU64,
+    pub(crate) connections_total: AtomicU64,
+    pub(crate) handshakes_rejected: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) frames_queued: AtomicU64,
+    pub(crate) frames_dropped: AtomicU64,
+    pub(crate) slow_consumer_closes: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+    pub(crate) flood_closes: AtomicU64,
+    pub(crate) oversize_closes: AtomicU64,
+    pub(crate) heartbeat_timeouts: AtomicU64,
+    pub(crate) handler_panics: AtomicU64,
+    pub(crate) encode_failures: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Connections open now.
+    pub connections_open: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Handshakes refused (bad headers, connect hook, origin, shutting down).
+    pub handshakes_rejected: u64,
+    /// Text frames received.
+    pub messages_in: u64,
+    /// Frames put into outbound queues.
+    pub frames_queued: u64,
+    /// Frames that could not be queued (full queue or closed connection).
+    pub frames_dropped: u64,
+    /// Connections closed with 1013 because their outbound queue was full.
+    pub slow_consumer_closes: u64,
+    /// `BAD_REQUEST` / `NOT_FOUND` / `INVALID_INPUT` answers.
+    pub protocol_errors: u64,
+    /// Connections closed with 1008 for too many protocol errors.
+    pub flood_closes: u64,
+    /// Connections closed with 1009 for an oversize message.
+    pub oversize_closes: u64,
+    /// Connections closed because no pong arrived in time.
+    pub heartbeat_timeouts: u64,
+    /// Handler panics (answered with `INTERNAL`).
+    pub handler_panics: u64,
+    /// Events or replies whose payload failed to serialise.
+    pub encode_failures: u64,
+}
+
+impl Stats {
+    /// Copy every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            connections_open: self.connections_open.load(Relaxed),
+            connections_total: self.connections_total.load(Relaxed),
+            handshakes_rejected: self.handshakes_rejected.load(Relaxed),
+            messages_in: self.messages_in.load(Relaxed),
+            frames_queued: self.frames_queued.load(Relaxed),
+            frames_dropped: self.frames_dropped.load(Relaxed),
+            slow_consumer_closes: self.slow_consumer_closes.load(Relaxed),
+            protocol_errors: self.protocol_errors.load(Relaxed),
+            flood_closes: self.flood_closes.load(Relaxed),
+            oversize_closes: self.oversize_closes.load(Relaxed),
+            heartbeat_timeouts: self.heartbeat_timeouts.load(Relaxed),
+            handler_panics: self.handler_panics.load(Relaxed),
+            encode_failures: self.encode_failures.load(Relaxed),
+        }
+    }
+}
+
+pub(crate) fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
