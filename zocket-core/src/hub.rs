@@ -74,8 +74,9 @@ pub enum SlowConsumerPolicy {
     /// cannot keep up is told so, instead of silently missing messages.
     #[default]
     Close,
-    /// Drop the frame that did not fit and keep the connection (counted in
-    /// [`crate::StatsSnapshot::frames_dropped`] and logged).
+    /// Drop the event that did not fit and keep the connection (counted in
+    /// [`crate::StatsSnapshot::frames_dropped`] and logged). RPC replies are not
+    /// dropped: the handler waits for room in the queue instead.
     DropFrame,
 }
 
@@ -175,6 +176,38 @@ impl Outbound {
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 inc(&self.stats.frames_dropped);
                 tracing::debug!(client_id = %self.id, "frame for a closed connection dropped");
+                Push::Closed
+            }
+        }
+    }
+
+    /// Queue a frame the caller waits for (an RPC reply): under
+    /// [`SlowConsumerPolicy::DropFrame`] a full queue makes the handler wait for room
+    /// instead of dropping the reply; under `Close` it behaves like [`push`](Self::push).
+    pub(crate) async fn push_reply(&self, frame: Text) -> Push {
+        if self.policy != SlowConsumerPolicy::DropFrame {
+            return self.push(frame);
+        }
+        match self.tx.try_send(frame) {
+            Ok(()) => {
+                inc(&self.stats.frames_queued);
+                Push::Queued
+            }
+            Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
+                r = self.tx.send(frame) => match r {
+                    Ok(()) => {
+                        inc(&self.stats.frames_queued);
+                        Push::Queued
+                    }
+                    Err(_) => Push::Closed,
+                },
+                _ = self.closer.token.cancelled() => {
+                    inc(&self.stats.frames_dropped);
+                    Push::Closed
+                }
+            },
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                inc(&self.stats.frames_dropped);
                 Push::Closed
             }
         }

@@ -338,7 +338,9 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
                 },
             };
             match outcome {
-                Ok(Ok(Some(reply))) => conn.push(reply),
+                Ok(Ok(Some(reply))) => {
+                    conn.out.push_reply(reply).await;
+                }
                 Ok(Ok(None)) => {}
                 Ok(Err(rej)) => {
                     tracing::debug!(code = %CodeOnly(&rej), "message rejected");

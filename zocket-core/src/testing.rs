@@ -228,6 +228,7 @@ struct State {
     events: VecDeque<(String, String)>,
     errors: VecDeque<WireError>,
     closed: Option<Option<CloseFrame>>,
+    frames: Vec<String>,
 }
 
 #[derive(Default)]
@@ -251,6 +252,7 @@ impl Shared {
             .map(|p| p.get().to_owned())
             .unwrap_or_else(|| "null".into());
         let mut st = self.lock();
+        st.frames.push(text.as_str().to_owned());
         match &*frame.kind {
             protocol::WELCOME => {
                 #[derive(serde::Deserialize)]
@@ -423,6 +425,26 @@ impl TestClient {
     /// Every event received and not yet taken, as `(type, payload JSON)`.
     pub fn drain_events(&self) -> Vec<(String, String)> {
         self.shared.lock().events.drain(..).collect()
+    }
+
+    /// Every text frame received so far, exactly as it was on the wire, in order
+    /// (replies, errors and events alike; taking events with `next` does not remove them).
+    pub fn frames(&self) -> Vec<String> {
+        self.shared.lock().frames.clone()
+    }
+
+    /// Wait until a received text frame satisfies `pred`; returns that frame.
+    pub async fn wait_frame(
+        &self,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Result<String, TestError> {
+        let mut seen = 0;
+        self.wait_for(|st| {
+            let found = st.frames[seen..].iter().find(|f| pred(f)).cloned();
+            seen = st.frames.len();
+            found
+        })
+        .await
     }
 
     /// Wait for the next `__error` frame.
