@@ -1,1 +1,96 @@
-//! Zocket client (in progress).
+//! # zocket-client: the native typed Zocket client
+//!
+//! A tokio client for Zocket servers (and Zocket v1 servers), typed by the same contract
+//! types the server uses ([`Message`] and [`Event`] from `zocket-core`), and resilient by
+//! default: it reconnects with jittered exponential backoff, detects dead connections
+//! with ping/pong heartbeats, times out RPCs, and buffers (boundedly) what is sent while
+//! disconnected.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use serde::{Deserialize, Serialize};
+//! use zocket_client::{Client, Event, Message};
+//!
+//! // The contract, usually in a crate shared with the server.
+//! #[derive(Serialize, Deserialize)]
+//! pub struct GreetIn { pub name: String }
+//! pub enum Greet {}
+//! impl Message for Greet {
+//!     const NAME: &'static str = "greet";
+//!     type Input = GreetIn;
+//!     type Output = String;
+//! }
+//! #[derive(Serialize, Deserialize)]
+//! pub struct JoinIn { #[serde(rename = "roomId")] pub room_id: String }
+//! pub enum Join {}
+//! impl Message for Join {
+//!     const NAME: &'static str = "rooms.join";
+//!     type Input = JoinIn;
+//!     type Output = Vec<String>;
+//! }
+//! #[derive(Debug, Serialize, Deserialize)]
+//! pub struct RoomMsg { #[serde(rename = "roomId")] pub room_id: String, #[serde(rename = "userName")] pub user_name: String, pub content: String }
+//! pub enum RoomMessage {}
+//! impl Event for RoomMessage {
+//!     const NAME: &'static str = "rooms.message";
+//!     type Payload = RoomMsg;
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::builder("ws://127.0.0.1:3000/")
+//!     .header("userName", "Ada")
+//!     // after every (re)connect: re-join the room
+//!     .on_connect(|client| async move {
+//!         client.call::<Join>(JoinIn { room_id: "lobby".into() }).await?;
+//!         Ok(())
+//!     })
+//!     .connect()
+//!     .await?;
+//! eprintln!("connected as {:?}", client.client_id());
+//!
+//! let mut messages = client.subscribe::<RoomMessage>();
+//! let hello: String = client.call::<Greet>(GreetIn { name: "Ada".into() }).await?;
+//! assert_eq!(hello, "Hello, Ada!");
+//!
+//! while let Some(msg) = messages.next().await {
+//!     let msg = msg?; // a payload that does not decode is an error, not dropped
+//!     println!("{} {}: {}", msg.room_id, msg.user_name, msg.content);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## Behaviour
+//!
+//! - **Handshake**: headers go both into the query string (as Zocket v1 sends them) and
+//!   into HTTP headers, plus `x-zocket-version`. A server that refuses the upgrade
+//!   (HTTP 400 with `issues`, 401, 403) makes [`ClientBuilder::connect`] fail with
+//!   [`ConnectError::Rejected`]; rejections are never retried, also not on reconnects.
+//! - **Calls** ([`Client::call`]) carry an `rpcId`; replies are matched by it, so any
+//!   number of calls can be in flight at once. They time out after the RPC timeout
+//!   (10 s by default). A call whose frame was written when the connection drops fails
+//!   with [`ClientError::Disconnected`] at once; nothing is retried behind your back.
+//! - **While disconnected**, calls and emits are buffered up to
+//!   [`ClientBuilder::outbound_buffer`] and written after the reconnect (after the
+//!   after-connect hooks); beyond that they fail with [`ClientError::BufferFull`].
+//! - **Subscriptions** ([`Client::subscribe`]) are streams; each gets every event, a
+//!   subscriber that falls behind gets [`ClientError::Lagged`] instead of blocking the
+//!   connection, and the stream ends (`None`) when the client is closed.
+//! - **State**: [`Client::state_watch`] ([`ConnectionState`]), [`Client::client_id`]
+//!   (from the server's `__welcome`), [`ClientBuilder::on_connect`] hooks.
+//!
+//! The reader task only routes frames into channels; it never waits for user code, so a
+//! slow subscriber cannot stall replies to calls.
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod driver;
+mod error;
+mod subscription;
+
+pub use client::{Client, ClientBuilder, ConnectionState};
+pub use config::{Heartbeat, Reconnect};
+pub use error::{ClientError, ConnectError, HandshakeRejection, HeaderIssue};
+pub use subscription::Subscription;
+pub use zocket_core::protocol::WireError;
+pub use zocket_core::{Event, Message};

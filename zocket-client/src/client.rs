@@ -1,0 +1,686 @@
+//! The [`Client`] handle, its builder and its connection state.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use zocket_core::protocol::{WireError, encode_client_frame};
+use zocket_core::{Event, Message};
+
+use crate::config::{Config, Heartbeat, Reconnect};
+use crate::driver::{Driver, Target};
+use crate::error::{ClientError, ConnectError};
+use crate::subscription::{Registry, Subscription};
+
+/// The state of the connection, as seen through [`Client::state_watch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// The first connection is being made (or [`Client::connect`] was not called yet).
+    Connecting,
+    /// Connected: messages are written to the socket.
+    Open,
+    /// The connection dropped; waiting for (or making) reconnect attempt `attempt`
+    /// (1-based). Messages are buffered, up to the outbound buffer.
+    Reconnecting {
+        /// The number of the attempt, starting at 1 after each drop.
+        attempt: u32,
+    },
+    /// Closed for good: closed by the user, every handle dropped, the handshake was
+    /// rejected, or reconnecting gave up. Calls fail with [`ClientError::Closed`].
+    Closed,
+}
+
+impl fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connecting => f.write_str("connecting"),
+            Self::Open => f.write_str("open"),
+            Self::Reconnecting { attempt } => write!(f, "reconnecting (attempt {attempt})"),
+            Self::Closed => f.write_str("closed"),
+        }
+    }
+}
+
+/// A frame waiting to be written.
+pub(crate) struct Outgoing {
+    pub(crate) text: String,
+    pub(crate) rpc_id: Option<u64>,
+}
+
+/// What the reader (or the driver) answers to a pending RPC.
+pub(crate) enum Reply {
+    Ok(Option<Box<RawValue>>),
+    Err(WireError),
+    Disconnected,
+    Closed,
+}
+
+pub(crate) struct Pending {
+    pub(crate) tx: oneshot::Sender<Reply>,
+    /// The connection generation it was written on; `None` while still buffered.
+    pub(crate) sent_on: Option<u64>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// State shared by every handle and the driver task.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) main_tx: mpsc::Sender<Outgoing>,
+    pub(crate) prio_tx: mpsc::Sender<Outgoing>,
+    pub(crate) pending: Mutex<HashMap<u64, Pending>>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) state_tx: watch::Sender<ConnectionState>,
+    pub(crate) client_id_tx: watch::Sender<Option<String>>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    /// Answer every pending RPC that matches `pred` (and forget it).
+    pub(crate) fn fail_pending(&self, pred: impl Fn(&Pending) -> bool, reply: fn() -> Reply) {
+        let failed: Vec<Pending> = {
+            let mut pending = lock(&self.pending);
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, p)| pred(p))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| pending.remove(id)).collect()
+        };
+        for p in failed {
+            let _ = p.tx.send(reply());
+        }
+    }
+}
+
+pub(crate) type HookFn = Arc<
+    dyn Fn(Client) -> Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>> + Send + Sync,
+>;
+
+pub(crate) struct ClientInner {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) shutdown: CancellationToken,
+    driver: Mutex<Option<Driver>>,
+    url: String,
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A typed Zocket client: one WebSocket connection, kept alive by reconnecting.
+///
+/// Cheap to clone (every clone shares the connection); the connection is closed when
+/// [`Client::close`] is called or the last clone is dropped. See the
+/// [crate documentation](crate) for an example.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<ClientInner>,
+    /// Handles given to after-connect hooks write ahead of buffered messages.
+    pub(crate) priority: bool,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.url)
+            .field("state", &self.state())
+            .field("client_id", &self.client_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Removes a pending RPC when the call ends in any way (reply, timeout, cancellation).
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.pending).remove(&self.id);
+    }
+}
+
+impl Client {
+    /// Start configuring a client for `url` (`ws://host:port/path`).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), zocket_client::ConnectError> {
+    /// let client = zocket_client::Client::builder("ws://127.0.0.1:3000/")
+    ///     .header("userName", "Ada")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            headers: Vec::new(),
+            config: Config::default(),
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Connect a client built with [`ClientBuilder::build`]: resolves once the socket is
+    /// open, the server's `__welcome` arrived (or the welcome timeout passed) and the
+    /// after-connect hooks ran.
+    ///
+    /// A handshake rejection (HTTP 400 / 401 / 403) is returned as
+    /// [`ConnectError::Rejected`] and never retried. Other failures of this first
+    /// connection are returned at once unless
+    /// [`ClientBuilder::retry_initial_connect`] is set. On an error the client is closed.
+    pub async fn connect(&self) -> Result<(), ConnectError> {
+        let driver = lock(&self.inner.driver)
+            .take()
+            .ok_or(ConnectError::AlreadyStarted)?;
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(driver.run(Arc::downgrade(&self.inner), tx));
+        rx.await.unwrap_or(Err(ConnectError::Closed))
+    }
+
+    /// Call `M` and wait for its typed result, with the default RPC timeout.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # use zocket_client::{Client, ClientError, Message};
+    /// # #[derive(Serialize, Deserialize)] pub struct GreetIn { pub name: String }
+    /// pub enum Greet {}
+    /// impl Message for Greet {
+    ///     const NAME: &'static str = "greet";
+    ///     type Input = GreetIn;
+    ///     type Output = String;
+    /// }
+    /// # async fn demo(client: Client) -> Result<(), ClientError> {
+    /// let hello = client.call::<Greet>(GreetIn { name: "Ada".into() }).await?;
+    /// assert_eq!(hello, "Hello, Ada!");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Errors: [`ClientError::Rejected`] when the server answers `__rpc_err`,
+    /// [`ClientError::Timeout`], [`ClientError::Disconnected`] when the connection drops
+    /// while waiting, [`ClientError::BufferFull`] / [`ClientError::NotConnected`] /
+    /// [`ClientError::Closed`] when it could not be sent, [`ClientError::Decode`] when
+    /// the result does not match `M::Output`.
+    pub async fn call<M: Message>(&self, input: M::Input) -> Result<M::Output, ClientError> {
+        self.call_with_timeout::<M>(input, self.inner.shared.config.rpc_timeout)
+            .await
+    }
+
+    /// [`Client::call`] with its own timeout instead of the default.
+    pub async fn call_with_timeout<M: Message>(
+        &self,
+        input: M::Input,
+        timeout: Duration,
+    ) -> Result<M::Output, ClientError> {
+        let (id, text) = self.prepare(M::NAME, &input, true)?;
+        drop(input);
+        let payload = self.rpc(M::NAME, id, text, timeout).await?;
+        decode_reply(M::NAME, payload.as_deref())
+    }
+
+    /// Call a message by name with a JSON payload and get the JSON result (`null` for a
+    /// unit result), for dynamic use. Errors as for [`Client::call`].
+    pub async fn call_raw(
+        &self,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.call_raw_with_timeout(name, payload, self.inner.shared.config.rpc_timeout)
+            .await
+    }
+
+    /// [`Client::call_raw`] with its own timeout.
+    pub async fn call_raw_with_timeout(
+        &self,
+        name: &str,
+        payload: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ClientError> {
+        let (id, text) = self.prepare(name, &payload, true)?;
+        drop(payload);
+        let reply = self.rpc(name, id, text, timeout).await?;
+        decode_reply(name, reply.as_deref())
+    }
+
+    /// Send `M` without waiting for a result (no `rpcId`: the server sends no reply;
+    /// a failure comes back as an `__error` frame, see [`Client::server_errors`]).
+    ///
+    /// Resolves when the frame is queued for writing. While connected that waits for room
+    /// in the outbound queue; while disconnected the frame is buffered, or fails with
+    /// [`ClientError::BufferFull`] / [`ClientError::NotConnected`]. Delivery is at most
+    /// once: a frame written just as the connection drops may be lost.
+    pub async fn emit<M: Message>(&self, input: M::Input) -> Result<(), ClientError> {
+        let (_, text) = self.prepare(M::NAME, &input, false)?;
+        drop(input);
+        self.enqueue(M::NAME, Outgoing { text, rpc_id: None }).await
+    }
+
+    /// [`Client::emit`] by name with a JSON payload.
+    pub async fn emit_raw(
+        &self,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), ClientError> {
+        let (_, text) = self.prepare(name, &payload, false)?;
+        drop(payload);
+        self.enqueue(name, Outgoing { text, rpc_id: None }).await
+    }
+
+    /// Subscribe to event `E`: every `E` that arrives from now on, decoded as
+    /// `E::Payload`. Several subscriptions of one event each get every event; dropping
+    /// one unsubscribes it. See [`Subscription`].
+    ///
+    /// ```no_run
+    /// # use futures::StreamExt;
+    /// # use zocket_client::{Client, Event};
+    /// pub enum Broadcast {}
+    /// impl Event for Broadcast {
+    ///     const NAME: &'static str = "message";
+    ///     type Payload = String;
+    /// }
+    /// # async fn demo(client: Client) {
+    /// let mut messages = client.subscribe::<Broadcast>();
+    /// while let Some(item) = messages.next().await {
+    ///     match item {
+    ///         Ok(text) => eprintln!("message: {text}"),
+    ///         Err(e) => eprintln!("bad event: {e}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn subscribe<E: Event>(&self) -> Subscription<E::Payload> {
+        self.subscribe_as::<E::Payload>(E::NAME)
+    }
+
+    /// Subscribe to an event by name, with payloads as JSON values.
+    pub fn subscribe_raw(&self, name: &str) -> Subscription<serde_json::Value> {
+        self.subscribe_as(name)
+    }
+
+    /// Subscribe to an event by name, decoding payloads as `T`.
+    pub fn subscribe_as<T: DeserializeOwned>(&self, name: &str) -> Subscription<T> {
+        let shared = &self.inner.shared;
+        Subscription::new(
+            name,
+            shared.registry.clone(),
+            shared.config.subscription_buffer,
+        )
+    }
+
+    /// The server's `__error` frames: failures of messages sent without `rpcId`
+    /// ([`Client::emit`]) and of malformed frames.
+    pub fn server_errors(&self) -> Subscription<WireError> {
+        self.subscribe_as(zocket_core::protocol::ERROR)
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> ConnectionState {
+        *self.inner.shared.state_tx.borrow()
+    }
+
+    /// A watch of the connection state, e.g. to wait for a state:
+    ///
+    /// ```no_run
+    /// # use zocket_client::{Client, ConnectionState};
+    /// # async fn demo(client: Client) {
+    /// let mut state = client.state_watch();
+    /// let _ = state.wait_for(|s| *s == ConnectionState::Open).await;
+    /// # }
+    /// ```
+    pub fn state_watch(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.shared.state_tx.subscribe()
+    }
+
+    /// The client id the server assigned to the current connection (from `__welcome`);
+    /// `None` while disconnected or when the server sent no welcome. A new connection
+    /// gets a new id.
+    pub fn client_id(&self) -> Option<String> {
+        self.inner.shared.client_id_tx.borrow().clone()
+    }
+
+    /// A watch of the client id.
+    pub fn client_id_watch(&self) -> watch::Receiver<Option<String>> {
+        self.inner.shared.client_id_tx.subscribe()
+    }
+
+    /// The URL this client connects to (without the header query parameters).
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Close the connection (a WebSocket close frame, code 1000) and stop reconnecting.
+    /// Pending calls fail with [`ClientError::Closed`] or
+    /// [`ClientError::Disconnected`], subscriptions end. Resolves once closed.
+    pub async fn close(&self) {
+        self.inner.shutdown.cancel();
+        let started = lock(&self.inner.driver).take().is_none();
+        if !started {
+            // Never connected: nothing runs that would mark the client closed.
+            self.inner.shared.mark_closed();
+            return;
+        }
+        let mut state = self.state_watch();
+        let _ = state.wait_for(|s| *s == ConnectionState::Closed).await;
+    }
+
+    /// Encode a frame; allocates an RPC id when `rpc` is set.
+    fn prepare<P: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        payload: &P,
+        rpc: bool,
+    ) -> Result<(u64, String), ClientError> {
+        let id = if rpc {
+            self.inner.shared.next_id.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        let rpc_id = rpc.then(|| id.to_string());
+        let text = encode_client_frame(name, payload, rpc_id.as_deref()).map_err(|source| {
+            ClientError::Encode {
+                name: name.to_owned(),
+                source,
+            }
+        })?;
+        Ok((id, text))
+    }
+
+    async fn rpc(
+        &self,
+        name: &str,
+        id: u64,
+        text: String,
+        timeout: Duration,
+    ) -> Result<Option<Box<RawValue>>, ClientError> {
+        let shared = &*self.inner.shared;
+        let (tx, rx) = oneshot::channel();
+        lock(&shared.pending).insert(id, Pending { tx, sent_on: None });
+        let _guard = PendingGuard { shared, id };
+        let exchange = async {
+            self.enqueue(
+                name,
+                Outgoing {
+                    text,
+                    rpc_id: Some(id),
+                },
+            )
+            .await?;
+            match rx.await {
+                Ok(Reply::Ok(payload)) => Ok(payload),
+                Ok(Reply::Err(e)) => Err(ClientError::Rejected {
+                    code: e.code,
+                    message: e.message,
+                    data: e.data,
+                }),
+                Ok(Reply::Closed) => Err(ClientError::Closed),
+                Ok(Reply::Disconnected) | Err(_) => Err(ClientError::Disconnected {
+                    name: name.to_owned(),
+                }),
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout {
+                name: name.to_owned(),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn enqueue(&self, name: &str, out: Outgoing) -> Result<(), ClientError> {
+        let shared = &*self.inner.shared;
+        let tx = if self.priority {
+            &shared.prio_tx
+        } else {
+            &shared.main_tx
+        };
+        let state = *shared.state_tx.borrow();
+        match state {
+            ConnectionState::Open => tx.send(out).await.map_err(|_| ClientError::Closed),
+            ConnectionState::Closed => Err(ClientError::Closed),
+            ConnectionState::Connecting | ConnectionState::Reconnecting { .. } => {
+                let capacity = shared.config.outbound_buffer;
+                if capacity == 0 {
+                    return Err(ClientError::NotConnected {
+                        name: name.to_owned(),
+                    });
+                }
+                tx.try_send(out).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => ClientError::BufferFull {
+                        name: name.to_owned(),
+                        capacity,
+                    },
+                    mpsc::error::TrySendError::Closed(_) => ClientError::Closed,
+                })
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Final state: closed for good.
+    pub(crate) fn mark_closed(&self) {
+        self.state_tx.send_replace(ConnectionState::Closed);
+        self.client_id_tx.send_replace(None);
+        self.fail_pending(|_| true, || Reply::Closed);
+        self.registry.close_all();
+    }
+}
+
+fn decode_reply<T: DeserializeOwned>(
+    name: &str,
+    payload: Option<&RawValue>,
+) -> Result<T, ClientError> {
+    // An absent payload (unit outputs) decodes as `null`, so `()` and `Option<_>` work.
+    let text = payload.map_or("null", RawValue::get);
+    serde_json::from_str(text).map_err(|source| ClientError::Decode {
+        name: name.to_owned(),
+        source,
+    })
+}
+
+/// Configures and connects a [`Client`]; created by [`Client::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use zocket_client::{Client, Heartbeat, Reconnect};
+///
+/// # async fn demo() -> Result<(), zocket_client::ConnectError> {
+/// let client = Client::builder("ws://127.0.0.1:3000/")
+///     .header("userName", "Ada")
+///     .header("userRole", "admin")
+///     .rpc_timeout(Duration::from_secs(5))
+///     .reconnect(Reconnect::default().max_delay(Duration::from_secs(10)))
+///     .heartbeat(Heartbeat::new(Duration::from_secs(10), Duration::from_secs(5)))
+///     .outbound_buffer(100)
+///     .on_connect(|client| async move {
+///         // runs after every (re)connect, before buffered messages are sent
+///         client.call_raw("rooms.join", serde_json::json!({"roomId": "lobby"})).await?;
+///         Ok(())
+///     })
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `connect` or `build` is called"]
+pub struct ClientBuilder {
+    url: String,
+    headers: Vec<(String, String)>,
+    config: Config,
+    hooks: Vec<HookFn>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("url", &self.url)
+            .field("headers", &self.headers)
+            .field("config", &self.config)
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// A handshake header: sent as a query parameter (as Zocket v1 does, and as the
+    /// only way browsers have) and as an HTTP header (when its name and value are valid
+    /// for HTTP). Later values of the same name replace earlier ones.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Several handshake headers (see [`ClientBuilder::header`]).
+    pub fn headers<K, V>(mut self, headers: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        for (k, v) in headers {
+            self = self.header(k, v);
+        }
+        self
+    }
+
+    /// The default timeout of [`Client::call`] (10 s unless set).
+    pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.config.rpc_timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt (TCP and handshake) may take (10 s unless set).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// The reconnect policy ([`Reconnect::default`] unless set: on, forever).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.config.reconnect = policy;
+        self
+    }
+
+    /// The heartbeat ([`Heartbeat::default`] unless set: ping every 15 s, 10 s to answer).
+    pub fn heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.config.heartbeat = heartbeat;
+        self
+    }
+
+    /// How many messages may wait to be sent (1024 unless set). While disconnected,
+    /// calls and emits are buffered up to this many and sent after the reconnect (and
+    /// after the after-connect hooks); beyond it they fail with
+    /// [`ClientError::BufferFull`]. `0` turns buffering off: while disconnected they fail
+    /// at once with [`ClientError::NotConnected`]. A buffered call still times out
+    /// after its RPC timeout, and is then not sent.
+    pub fn outbound_buffer(mut self, messages: usize) -> Self {
+        self.config.outbound_buffer = messages;
+        self
+    }
+
+    /// How many events each subscription may hold before it starts dropping (and
+    /// reporting [`ClientError::Lagged`]); 1024 unless set.
+    pub fn subscription_buffer(mut self, events: usize) -> Self {
+        self.config.subscription_buffer = events.max(1);
+        self
+    }
+
+    /// How long to wait for the server's `__welcome` (which carries the client id)
+    /// before a connection counts as open (5 s unless set). `None` does not wait, for
+    /// servers that send no welcome (Zocket v1).
+    pub fn welcome_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.welcome_timeout = timeout;
+        self
+    }
+
+    /// Also retry the *first* connection according to the reconnect policy when it
+    /// fails for a reason other than a handshake rejection (off unless set: the first
+    /// failure is returned by `connect`).
+    pub fn retry_initial_connect(mut self, retry: bool) -> Self {
+        self.config.retry_initial_connect = retry;
+        self
+    }
+
+    /// The largest incoming message accepted (16 MiB unless set; `None` for no limit).
+    pub fn max_message_size(mut self, bytes: Option<usize>) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Run `hook` after every successful (re)connect, e.g. to re-join rooms. Hooks run
+    /// in the order added, in their own task, with a [`Client`] whose messages are
+    /// written *before* anything buffered while disconnected. Use that handle (not
+    /// another clone) inside the hook: other handles' messages wait until the hooks are
+    /// done. An error of a hook fails the first [`connect`](ClientBuilder::connect)
+    /// (with [`ConnectError::Hook`]); on a reconnect it is logged.
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Client) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ClientError>> + Send + 'static,
+    {
+        self.hooks
+            .push(Arc::new(move |client| Box::pin(hook(client))));
+        self
+    }
+
+    /// Build the client without connecting, e.g. to subscribe before the first event can
+    /// arrive; then call [`Client::connect`]. Fails only for an invalid URL.
+    pub fn build(self) -> Result<Client, ConnectError> {
+        let target = Target::new(&self.url, &self.headers)?;
+        let capacity = self.config.outbound_buffer.max(1);
+        let (main_tx, main_rx) = mpsc::channel(capacity);
+        let (prio_tx, prio_rx) = mpsc::channel(capacity);
+        let (state_tx, _) = watch::channel(ConnectionState::Connecting);
+        let (client_id_tx, _) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            config: self.config,
+            main_tx,
+            prio_tx,
+            pending: Mutex::new(HashMap::new()),
+            registry: Arc::new(Registry::default()),
+            state_tx,
+            client_id_tx,
+            next_id: AtomicU64::new(1),
+        });
+        let shutdown = CancellationToken::new();
+        let driver = Driver::new(
+            shared.clone(),
+            target,
+            main_rx,
+            prio_rx,
+            self.hooks,
+            shutdown.clone(),
+        );
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                shared,
+                shutdown,
+                driver: Mutex::new(Some(driver)),
+                url: self.url,
+            }),
+            priority: false,
+        })
+    }
+
+    /// Build and connect: see [`ClientBuilder::build`] and [`Client::connect`].
+    pub async fn connect(self) -> Result<Client, ConnectError> {
+        let client = self.build()?;
+        client.connect().await?;
+        Ok(client)
+    }
+}

@@ -1,0 +1,674 @@
+//! The connection driver: one task per client that connects, reconnects, reads and
+//! writes.
+//!
+//! The reader only routes frames into channels (pending RPCs, subscription queues,
+//! watches) and never waits for user code; decoding into user types happens in the
+//! caller's task. After-connect hooks run in a task of their own.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Request};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use zocket_core::protocol::{
+    ERROR, RPC_ERR, RPC_RES, ServerFrame, VERSION, WELCOME, WireError, decode_server_frame,
+};
+
+use crate::client::{Client, ClientInner, HookFn, Outgoing, Reply, Shared, lock};
+use crate::error::{ConnectError, HandshakeRejection};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The name of the version header and query parameter.
+const VERSION_HEADER: &str = "x-zocket-version";
+
+/// Where to connect: the URL with the headers as query parameters, plus the headers that
+/// are valid HTTP headers.
+pub(crate) struct Target {
+    url: url::Url,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Target {
+    pub(crate) fn new(url: &str, headers: &[(String, String)]) -> Result<Self, ConnectError> {
+        let mut parsed =
+            url::Url::parse(url).map_err(|e| ConnectError::InvalidUrl(format!("{url}: {e}")))?;
+        let scheme = match parsed.scheme() {
+            "ws" | "http" => "ws",
+            "wss" | "https" => "wss",
+            other => {
+                return Err(ConnectError::InvalidUrl(format!(
+                    "{url}: unsupported scheme `{other}` (expected ws:// or wss://)"
+                )));
+            }
+        };
+        if scheme == "wss" {
+            return Err(ConnectError::InvalidUrl(format!(
+                "{url}: wss:// needs TLS support, which this build of zocket-client does not have"
+            )));
+        }
+        if parsed.scheme() != scheme && parsed.set_scheme(scheme).is_err() {
+            return Err(ConnectError::InvalidUrl(format!(
+                "{url}: cannot use scheme {scheme}"
+            )));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(ConnectError::InvalidUrl(format!("{url}: no host")));
+        }
+        let user_sets_version = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(VERSION_HEADER));
+        let mut all: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if !user_sets_version {
+            all.push((VERSION_HEADER, VERSION));
+        }
+        {
+            let mut query = parsed.query_pairs_mut();
+            for (k, v) in &all {
+                query.append_pair(k, v);
+            }
+        }
+        let mut http_headers = Vec::new();
+        for (k, v) in all {
+            match (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                (Ok(name), Ok(value)) => http_headers.push((name, value)),
+                _ => debug!(
+                    header = k,
+                    "not a valid HTTP header; sent as a query parameter only"
+                ),
+            }
+        }
+        Ok(Self {
+            url: parsed,
+            headers: http_headers,
+        })
+    }
+
+    fn request(&self) -> Result<Request<()>, ConnectError> {
+        let mut req = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ConnectError::InvalidUrl(format!("{}: {e}", self.url)))?;
+        let headers = req.headers_mut();
+        for (k, v) in &self.headers {
+            headers.insert(k.clone(), v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// Why a session ended.
+enum End {
+    /// The client was closed.
+    Shutdown,
+    /// The connection was lost (with the reason, for logs).
+    Dropped(String),
+    /// The first connection's hooks failed; `connect` was told.
+    HookFailed,
+}
+
+type FirstTx = oneshot::Sender<Result<(), ConnectError>>;
+
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    target: Target,
+    main_rx: mpsc::Receiver<Outgoing>,
+    prio_rx: mpsc::Receiver<Outgoing>,
+    hooks: Arc<[HookFn]>,
+    shutdown: CancellationToken,
+    generation: u64,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        target: Target,
+        main_rx: mpsc::Receiver<Outgoing>,
+        prio_rx: mpsc::Receiver<Outgoing>,
+        hooks: Vec<HookFn>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            shared,
+            target,
+            main_rx,
+            prio_rx,
+            hooks: hooks.into(),
+            shutdown,
+            generation: 0,
+        }
+    }
+
+    /// Connect, run sessions and reconnect until closed. `first` learns how the first
+    /// connection went.
+    pub(crate) async fn run(mut self, handle: Weak<ClientInner>, first: FirstTx) {
+        let mut first = Some(first);
+        let policy = self.shared.config.reconnect.clone();
+        let retry_initial = self.shared.config.retry_initial_connect;
+        let mut attempt: u32 = 0;
+        let mut last_error: Option<ConnectError> = None;
+        loop {
+            if attempt > 0 {
+                if !policy.allows(attempt) {
+                    let attempts = attempt - 1;
+                    match (first.take(), last_error.take()) {
+                        (Some(tx), Some(last)) if attempts > 0 => {
+                            let _ = tx.send(Err(ConnectError::GaveUp {
+                                attempts,
+                                last: Box::new(last),
+                            }));
+                        }
+                        (Some(tx), Some(last)) => {
+                            let _ = tx.send(Err(last));
+                        }
+                        _ => {}
+                    }
+                    warn!(attempts, "giving up reconnecting; the client is closed");
+                    break;
+                }
+                self.shared
+                    .state_tx
+                    .send_replace(crate::ConnectionState::Reconnecting { attempt });
+                let delay = policy.jittered_delay(attempt);
+                debug!(attempt, ?delay, "waiting before reconnecting");
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            let opened = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                r = self.open() => r,
+            };
+            let ws = match opened {
+                Ok(ws) => ws,
+                Err(e) => {
+                    let fatal = e.is_fatal();
+                    if first.is_some() && (fatal || !retry_initial) {
+                        if let Some(tx) = first.take() {
+                            let _ = tx.send(Err(e));
+                        }
+                        break;
+                    }
+                    if fatal {
+                        warn!(error = %e, "not reconnecting; the client is closed");
+                        break;
+                    }
+                    debug!(attempt, error = %e, "connection attempt failed");
+                    last_error = Some(e);
+                    attempt = attempt.saturating_add(1);
+                    continue;
+                }
+            };
+            last_error = None;
+            self.generation += 1;
+            let end = self.session(ws, &handle, &mut first).await;
+            self.after_session();
+            match end {
+                End::Shutdown | End::HookFailed => break,
+                End::Dropped(reason) => {
+                    if let Some(tx) = first.take() {
+                        if retry_initial && policy.is_enabled() {
+                            first = Some(tx);
+                        } else {
+                            let _ = tx.send(Err(ConnectError::Transport(
+                                format!("connection lost while connecting: {reason}").into(),
+                            )));
+                            break;
+                        }
+                    }
+                    if !policy.is_enabled() {
+                        info!(%reason, "connection lost; reconnecting is off, the client is closed");
+                        break;
+                    }
+                    info!(%reason, "connection lost; reconnecting");
+                    attempt = 1;
+                }
+            }
+        }
+        if let Some(tx) = first.take() {
+            let _ = tx.send(Err(ConnectError::Closed));
+        }
+        self.main_rx.close();
+        self.prio_rx.close();
+        while self.main_rx.try_recv().is_ok() {}
+        while self.prio_rx.try_recv().is_ok() {}
+        self.shared.mark_closed();
+        debug!("client closed");
+    }
+
+    /// One connection attempt.
+    async fn open(&self) -> Result<Ws, ConnectError> {
+        let request = self.target.request()?;
+        let config = &self.shared.config;
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(config.max_message_size)
+            .max_frame_size(config.max_message_size);
+        let connecting =
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+        match tokio::time::timeout(config.connect_timeout, connecting).await {
+            Err(_) => Err(ConnectError::Timeout(config.connect_timeout)),
+            Ok(Ok((ws, _response))) => Ok(ws),
+            Ok(Err(e)) => Err(classify(e)),
+        }
+    }
+
+    /// Cleanup after a connection ended: in-flight RPCs fail with `Disconnected`,
+    /// messages of the hooks that were not written yet as well.
+    fn after_session(&mut self) {
+        let shared = &*self.shared;
+        shared.client_id_tx.send_replace(None);
+        let generation = self.generation;
+        shared.fail_pending(|p| p.sent_on == Some(generation), || Reply::Disconnected);
+        while let Ok(out) = self.prio_rx.try_recv() {
+            let removed = out.rpc_id.and_then(|id| lock(&shared.pending).remove(&id));
+            if let Some(p) = removed {
+                let _ = p.tx.send(Reply::Disconnected);
+            }
+        }
+    }
+
+    async fn session(
+        &mut self,
+        ws: Ws,
+        handle: &Weak<ClientInner>,
+        first: &mut Option<FirstTx>,
+    ) -> End {
+        let generation = self.generation;
+        let shared = &*self.shared;
+        let config = &shared.config;
+        let shutdown = &self.shutdown;
+        let main_rx = &mut self.main_rx;
+        let prio_rx = &mut self.prio_rx;
+        let (mut sink, mut stream) = ws.split();
+        let liveness = AtomicU64::new(0);
+
+        // The server's first frame is `__welcome` (with the client id); wait for it so
+        // the id is known when `connect` returns and when the hooks run.
+        if let Some(wait) = config.welcome_timeout {
+            let first_frame = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = close(&mut sink).await;
+                    return End::Shutdown;
+                }
+                r = tokio::time::timeout(wait, stream.next()) => r,
+            };
+            match first_frame {
+                Err(_) => debug!(
+                    ?wait,
+                    "no __welcome from the server; going on without a client id"
+                ),
+                Ok(None) => return End::Dropped("closed by the server".into()),
+                Ok(Some(Err(e))) => return End::Dropped(e.to_string()),
+                Ok(Some(Ok(msg))) => {
+                    if let Some(reason) = route(shared, msg) {
+                        return End::Dropped(reason);
+                    }
+                }
+            }
+        }
+        shared.state_tx.send_replace(crate::ConnectionState::Open);
+        info!(client_id = ?shared.client_id_tx.borrow().as_deref(), "connected");
+
+        // After-connect hooks, in their own task; their handle writes ahead of the buffer.
+        let mut first_tx = first.take();
+        let (hooks_tx, mut hooks_rx) = oneshot::channel();
+        let mut hooks_done = self.hooks.is_empty();
+        let mut hook_task = None;
+        if hooks_done {
+            if let Some(tx) = first_tx.take() {
+                let _ = tx.send(Ok(()));
+            }
+        } else {
+            let Some(inner) = handle.upgrade() else {
+                let _ = close(&mut sink).await;
+                return End::Shutdown;
+            };
+            let client = Client {
+                inner,
+                priority: true,
+            };
+            let hooks = self.hooks.clone();
+            hook_task = Some(tokio::spawn(async move {
+                let mut result = Ok(());
+                for hook in hooks.iter() {
+                    result = hook(client.clone()).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                drop(client);
+                let _ = hooks_tx.send(result);
+            }));
+        }
+
+        let reader = async {
+            loop {
+                match stream.next().await {
+                    None => return "closed by the server".to_owned(),
+                    Some(Err(e)) => return e.to_string(),
+                    Some(Ok(msg)) => {
+                        liveness.fetch_add(1, Ordering::Relaxed);
+                        if let Some(reason) = route(shared, msg) {
+                            return reason;
+                        }
+                    }
+                }
+            }
+        };
+
+        let writer = async {
+            let heartbeat = config.heartbeat;
+            let mut ping_timer: Option<Interval> = heartbeat.interval().map(|every| {
+                let mut t = tokio::time::interval_at(Instant::now() + every, every);
+                t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                t
+            });
+            let pong_timeout = heartbeat.timeout().unwrap_or(Duration::MAX);
+            let mut deadline: Option<Instant> = None;
+            let mut seen_at_ping = 0u64;
+            let mut ping_seq = 0u64;
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => {
+                        let _ = close(&mut sink).await;
+                        return End::Shutdown;
+                    }
+                    r = &mut hooks_rx, if !hooks_done => {
+                        hooks_done = true;
+                        let failure = match r {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(ConnectError::Hook(e)),
+                            Err(_) => Some(ConnectError::HookPanicked),
+                        };
+                        match (first_tx.take(), failure) {
+                            (Some(tx), None) => { let _ = tx.send(Ok(())); }
+                            (Some(tx), Some(e)) => {
+                                let _ = tx.send(Err(e));
+                                let _ = close(&mut sink).await;
+                                return End::HookFailed;
+                            }
+                            (None, Some(e)) => warn!(error = %e, "after-connect hook failed"),
+                            (None, None) => {}
+                        }
+                    }
+                    _ = sleep_until(deadline) => {
+                        if liveness.load(Ordering::Relaxed) == seen_at_ping {
+                            return End::Dropped(format!(
+                                "heartbeat: nothing received within {pong_timeout:?} after a ping"
+                            ));
+                        }
+                        deadline = None;
+                    }
+                    _ = tick(&mut ping_timer) => {
+                        if deadline.is_none() {
+                            seen_at_ping = liveness.load(Ordering::Relaxed);
+                            deadline = Some(Instant::now() + pong_timeout);
+                        }
+                        ping_seq += 1;
+                        let ping = WsMessage::Ping(ping_seq.to_be_bytes().to_vec().into());
+                        if let Err(e) = sink.send(ping).await {
+                            return End::Dropped(e.to_string());
+                        }
+                    }
+                    Some(out) = prio_rx.recv() => {
+                        if let Err(reason) = write(&mut sink, shared, generation, out).await {
+                            return End::Dropped(reason);
+                        }
+                    }
+                    Some(out) = main_rx.recv(), if hooks_done => {
+                        if let Err(reason) = write(&mut sink, shared, generation, out).await {
+                            return End::Dropped(reason);
+                        }
+                    }
+                }
+            }
+        };
+
+        let end = tokio::select! {
+            reason = reader => End::Dropped(reason),
+            end = writer => end,
+        };
+        if let Some(task) = hook_task {
+            task.abort();
+        }
+        // The first connection died before its hooks finished: let `run` decide.
+        if first_tx.is_some() {
+            *first = first_tx;
+        }
+        end
+    }
+}
+
+type Sink = futures::stream::SplitSink<Ws, WsMessage>;
+
+async fn close(sink: &mut Sink) -> Result<(), tungstenite::Error> {
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "client closed".into(),
+    };
+    let sending = sink.send(WsMessage::Close(Some(frame)));
+    match tokio::time::timeout(Duration::from_secs(1), sending).await {
+        Ok(r) => r,
+        Err(_) => Ok(()),
+    }
+}
+
+/// Write one frame; an RPC whose caller gave up already (timeout, cancellation) is
+/// skipped, and one that is written is marked as in flight on this connection.
+async fn write(
+    sink: &mut Sink,
+    shared: &Shared,
+    generation: u64,
+    out: Outgoing,
+) -> Result<(), String> {
+    if let Some(id) = out.rpc_id {
+        let mut pending = lock(&shared.pending);
+        match pending.get_mut(&id) {
+            Some(p) => p.sent_on = Some(generation),
+            None => return Ok(()),
+        }
+    }
+    sink.send(WsMessage::text(out.text))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn tick(timer: &mut Option<Interval>) {
+    match timer {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Route one incoming frame; `Some(reason)` when it ends the connection. Never waits.
+fn route(shared: &Shared, msg: WsMessage) -> Option<String> {
+    match msg {
+        WsMessage::Text(text) => route_text(shared, text.as_str()),
+        WsMessage::Binary(b) => debug!(len = b.len(), "ignoring a binary frame"),
+        WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
+        WsMessage::Close(frame) => {
+            return Some(match frame {
+                Some(f) => format!("closed by the server ({} {})", u16::from(f.code), f.reason),
+                None => "closed by the server".to_owned(),
+            });
+        }
+    }
+    None
+}
+
+fn route_text(shared: &Shared, text: &str) {
+    let frame: ServerFrame<'_> = match decode_server_frame(text) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(error = %e, "ignoring an undecodable frame from the server");
+            return;
+        }
+    };
+    match &*frame.kind {
+        RPC_RES | RPC_ERR => {
+            let Some(id) = frame.rpc_id.as_deref().and_then(|s| s.parse::<u64>().ok()) else {
+                warn!(kind = %frame.kind, "ignoring a reply without a known rpcId");
+                return;
+            };
+            let Some(pending) = lock(&shared.pending).remove(&id) else {
+                debug!(id, "reply to an RPC nobody waits for (timed out?)");
+                return;
+            };
+            let reply = if frame.kind == RPC_RES {
+                Reply::Ok(frame.payload.map(ToOwned::to_owned))
+            } else {
+                Reply::Err(frame.error.unwrap_or_else(|| WireError {
+                    code: zocket_core::codes::INTERNAL.to_owned(),
+                    message: "__rpc_err without an error".to_owned(),
+                    kind: None,
+                    data: None,
+                }))
+            };
+            let _ = pending.tx.send(reply);
+        }
+        WELCOME => {
+            #[derive(Deserialize)]
+            struct Welcome {
+                #[serde(rename = "clientId")]
+                client_id: String,
+            }
+            match frame
+                .payload
+                .map(|p| serde_json::from_str::<Welcome>(p.get()))
+            {
+                Some(Ok(w)) => {
+                    shared.client_id_tx.send_replace(Some(w.client_id));
+                }
+                _ => warn!("ignoring a __welcome without a clientId"),
+            }
+        }
+        ERROR => {
+            if let Some(e) = &frame.error {
+                debug!(code = %e.code, message = %e.message, kind = ?e.kind, "__error from the server");
+            }
+            if shared.registry.has(ERROR) {
+                // The subscription decodes the `error` object; take its raw text.
+                #[derive(Deserialize)]
+                struct Raw<'a> {
+                    #[serde(borrow)]
+                    error: Option<&'a serde_json::value::RawValue>,
+                }
+                if let Ok(Raw { error: Some(raw) }) = serde_json::from_str::<Raw<'_>>(text) {
+                    shared.registry.deliver(ERROR, &Arc::from(raw.get()));
+                }
+            }
+        }
+        name => {
+            if shared.registry.has(name) {
+                let payload: Arc<str> = Arc::from(frame.payload.map_or("null", |p| p.get()));
+                shared.registry.deliver(name, &payload);
+            }
+        }
+    }
+}
+
+/// Map a tungstenite connect error to a [`ConnectError`]: client-error statuses are
+/// rejections (never retried), everything else is a transport error.
+fn classify(e: tungstenite::Error) -> ConnectError {
+    match e {
+        tungstenite::Error::Http(response) => {
+            let status = response.status().as_u16();
+            if (400..500).contains(&status) && status != 408 && status != 429 {
+                ConnectError::Rejected(HandshakeRejection::from_response(
+                    status,
+                    response.body().as_deref(),
+                ))
+            } else {
+                ConnectError::Transport(format!("HTTP status {status}").into())
+            }
+        }
+        tungstenite::Error::Url(u) => ConnectError::InvalidUrl(u.to_string()),
+        other => ConnectError::Transport(Box::new(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_go_to_query_and_http() {
+        let t = Target::new(
+            "ws://127.0.0.1:1/ws?a=1",
+            &[
+                ("userName".into(), "Ada Lovelace".into()),
+                ("bad name".into(), "x".into()),
+            ],
+        )
+        .unwrap();
+        let req = t.request().unwrap();
+        let uri = req.uri().to_string();
+        assert!(uri.contains("a=1"), "{uri}");
+        assert!(uri.contains("userName=Ada+Lovelace"), "{uri}");
+        assert!(uri.contains("bad+name=x"), "{uri}");
+        assert!(uri.contains("x-zocket-version=1"), "{uri}");
+        assert_eq!(req.headers().get("username").unwrap(), "Ada Lovelace");
+        assert_eq!(req.headers().get("x-zocket-version").unwrap(), VERSION);
+    }
+
+    #[test]
+    fn bad_urls() {
+        assert!(matches!(
+            Target::new("nope", &[]),
+            Err(ConnectError::InvalidUrl(_))
+        ));
+        assert!(matches!(
+            Target::new("ftp://x/", &[]),
+            Err(ConnectError::InvalidUrl(_))
+        ));
+        assert!(Target::new("http://localhost:3000", &[]).is_ok());
+    }
+
+    #[test]
+    fn rejection_bodies() {
+        let r = HandshakeRejection::from_response(
+            400,
+            Some(br#"{"error":"INVALID_HEADERS","message":"bad","issues":[{"path":"userRole","message":"unknown variant"}]}"#),
+        );
+        assert_eq!(r.code, "INVALID_HEADERS");
+        assert_eq!(r.issues.len(), 1);
+        assert_eq!(r.issues[0].path, "userRole");
+        let r = HandshakeRejection::from_response(401, Some(b"nope"));
+        assert_eq!(
+            (r.status, r.code.as_str(), r.message.as_str()),
+            (401, "UNAUTHORIZED", "nope")
+        );
+        let r = HandshakeRejection::from_response(403, None);
+        assert_eq!(r.code, "FORBIDDEN");
+    }
+}
