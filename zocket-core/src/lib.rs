@@ -28,3 +28,8 @@ pub use server::{
     TransportError,
 };
 pub use stats::StatsSnapshot;
+
+/// The root README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct RootReadme;
