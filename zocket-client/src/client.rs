@@ -321,6 +321,11 @@ impl Client {
         )
     }
 
+    /// How many subscriptions of the event `name` are alive (dropped ones are gone).
+    pub fn subscribers(&self, name: &str) -> usize {
+        self.inner.shared.registry.count(name)
+    }
+
     /// The server's `__error` frames: failures of messages sent without `rpcId`
     /// ([`Client::emit`]) and of malformed frames.
     pub fn server_errors(&self) -> Subscription<WireError> {

@@ -114,6 +114,11 @@ impl Registry {
         lock(&self.subs).contains_key(name)
     }
 
+    /// How many subscriptions of `name` are alive.
+    pub(crate) fn count(&self, name: &str) -> usize {
+        lock(&self.subs).get(name).map_or(0, Vec::len)
+    }
+
     /// Hand one event to every subscriber of `name`. Never waits.
     pub(crate) fn deliver(&self, name: &str, payload: &Arc<str>) -> usize {
         let subs = lock(&self.subs);
