@@ -142,7 +142,7 @@ try {
     .filter({ hasText: "Hello from Bob!" });
   await received.waitFor();
   const from = await received.getAttribute("data-from");
-  const line = (await received.textContent()).replace(/\s+/g, " ");
+  const line = (await received.innerText()).replace(/\s+/g, " ");
   if (from !== "Bob" || !line.includes("Bob:")) throw new Error(`message shown as "${line}" from ${from}`);
   await bob.locator('#messages [data-testid="message"]').filter({ hasText: "Hello from Bob!" }).waitFor();
   await alice.waitForFunction(() => document.getElementById("typing").textContent.trim() === "");
@@ -186,7 +186,9 @@ try {
   await waitForMembers(alice, ["Alice", "Bob"]);
   mkdirSync(dirname(screenshot), { recursive: true });
   await alice.screenshot({ path: screenshot, fullPage: true });
-  step(`screenshot: ${screenshot}`);
+  const bobShot = screenshot.replace(/\.png$/, "") + "-bob.png";
+  await bob.screenshot({ path: bobShot, fullPage: true });
+  step(`screenshots: ${screenshot} (Alice), ${bobShot} (Bob)`);
   console.log("e2e: OK");
 } catch (err) {
   failed = true;
