@@ -53,7 +53,32 @@ impl fmt::Display for ConnectionState {
 /// A frame waiting to be written.
 pub(crate) struct Outgoing {
     pub(crate) text: String,
-    pub(crate) rpc_id: Option<u64>,
+    pub(crate) track: Track,
+}
+
+/// Who learns what became of an outgoing frame.
+pub(crate) enum Track {
+    /// An RPC: its pending entry (the reply comes from the reader).
+    Rpc(u64),
+    /// An emit: told once the frame is written (`Reply::Ok`) or cannot be.
+    Emit(oneshot::Sender<Reply>),
+}
+
+impl Outgoing {
+    /// This frame will never be written: tell its caller why.
+    pub(crate) fn fail(self, shared: &Shared, reply: Reply) {
+        match self.track {
+            Track::Rpc(id) => {
+                let removed = lock(&shared.pending).remove(&id);
+                if let Some(p) = removed {
+                    let _ = p.tx.send(reply);
+                }
+            }
+            Track::Emit(ack) => {
+                let _ = ack.send(reply);
+            }
+        }
+    }
 }
 
 /// What the reader (or the driver) answers to a pending RPC.
@@ -256,17 +281,29 @@ impl Client {
         decode_reply(name, reply.as_deref())
     }
 
-    /// Send `M` without waiting for a result (no `rpcId`: the server sends no reply;
-    /// a failure comes back as an `__error` frame, see [`Client::server_errors`]).
+    /// Send `M` without an `rpcId`: the server sends no reply; a failure on the server
+    /// comes back as an `__error` frame (see [`Client::server_errors`]).
     ///
-    /// Resolves when the frame is queued for writing. While connected that waits for room
-    /// in the outbound queue; while disconnected the frame is buffered, or fails with
-    /// [`ClientError::BufferFull`] / [`ClientError::NotConnected`]. Delivery is at most
-    /// once: a frame written just as the connection drops may be lost.
+    /// Resolves once the frame was written to the socket. While disconnected the frame
+    /// is buffered (see [`ClientBuilder::outbound_buffer`]) and written after the
+    /// reconnect; what cannot be written fails: [`ClientError::BufferFull`] /
+    /// [`ClientError::NotConnected`] at once, [`ClientError::Timeout`] after the RPC
+    /// timeout (the frame is then dropped, not sent later), [`ClientError::Closed`].
+    /// Delivery is at most once: a frame written just as the connection dies may be lost.
     pub async fn emit<M: Message>(&self, input: M::Input) -> Result<(), ClientError> {
+        self.emit_with_timeout::<M>(input, self.inner.shared.config.rpc_timeout)
+            .await
+    }
+
+    /// [`Client::emit`] with its own timeout instead of the RPC timeout.
+    pub async fn emit_with_timeout<M: Message>(
+        &self,
+        input: M::Input,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
         let (_, text) = self.prepare(M::NAME, &input, false)?;
         drop(input);
-        self.enqueue(M::NAME, Outgoing { text, rpc_id: None }).await
+        self.send_emit(M::NAME, text, timeout).await
     }
 
     /// [`Client::emit`] by name with a JSON payload.
@@ -277,7 +314,8 @@ impl Client {
     ) -> Result<(), ClientError> {
         let (_, text) = self.prepare(name, &payload, false)?;
         drop(payload);
-        self.enqueue(name, Outgoing { text, rpc_id: None }).await
+        self.send_emit(name, text, self.inner.shared.config.rpc_timeout)
+            .await
     }
 
     /// Subscribe to event `E`: every `E` that arrives from now on, decoded as
@@ -420,7 +458,7 @@ impl Client {
                 name,
                 Outgoing {
                     text,
-                    rpc_id: Some(id),
+                    track: Track::Rpc(id),
                 },
             )
             .await?;
@@ -435,6 +473,44 @@ impl Client {
                 Ok(Reply::Disconnected) | Err(_) => Err(ClientError::Disconnected {
                     name: name.to_owned(),
                 }),
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout {
+                name: name.to_owned(),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn send_emit(
+        &self,
+        name: &str,
+        text: String,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        let exchange = async {
+            self.enqueue(
+                name,
+                Outgoing {
+                    text,
+                    track: Track::Emit(tx),
+                },
+            )
+            .await?;
+            match rx.await {
+                Ok(Reply::Ok(_)) => Ok(()),
+                Ok(Reply::Disconnected) => Err(ClientError::Disconnected {
+                    name: name.to_owned(),
+                }),
+                Ok(Reply::Err(e)) => Err(ClientError::Rejected {
+                    code: e.code,
+                    message: e.message,
+                    data: e.data,
+                }),
+                Ok(Reply::Closed) | Err(_) => Err(ClientError::Closed),
             }
         };
         match tokio::time::timeout(timeout, exchange).await {

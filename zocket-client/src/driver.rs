@@ -26,7 +26,7 @@ use zocket_core::protocol::{
     ERROR, RPC_ERR, RPC_RES, ServerFrame, VERSION, WELCOME, WireError, decode_server_frame,
 };
 
-use crate::client::{Client, ClientInner, HookFn, Outgoing, Reply, Shared, lock};
+use crate::client::{Client, ClientInner, HookFn, Outgoing, Reply, Shared, Track, lock};
 use crate::error::{ConnectError, HandshakeRejection};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -250,8 +250,12 @@ impl Driver {
         }
         self.main_rx.close();
         self.prio_rx.close();
-        while self.main_rx.try_recv().is_ok() {}
-        while self.prio_rx.try_recv().is_ok() {}
+        while let Ok(out) = self.main_rx.try_recv() {
+            out.fail(&self.shared, Reply::Closed);
+        }
+        while let Ok(out) = self.prio_rx.try_recv() {
+            out.fail(&self.shared, Reply::Closed);
+        }
         self.shared.mark_closed();
         debug!("client closed");
     }
@@ -280,10 +284,7 @@ impl Driver {
         let generation = self.generation;
         shared.fail_pending(|p| p.sent_on == Some(generation), || Reply::Disconnected);
         while let Ok(out) = self.prio_rx.try_recv() {
-            let removed = out.rpc_id.and_then(|id| lock(&shared.pending).remove(&id));
-            if let Some(p) = removed {
-                let _ = p.tx.send(Reply::Disconnected);
-            }
+            out.fail(shared, Reply::Disconnected);
         }
     }
 
@@ -474,24 +475,37 @@ async fn close(sink: &mut Sink) -> Result<(), tungstenite::Error> {
     }
 }
 
-/// Write one frame; an RPC whose caller gave up already (timeout, cancellation) is
-/// skipped, and one that is written is marked as in flight on this connection.
+/// Write one frame. A frame whose caller gave up already (timeout, cancellation) is
+/// skipped; an RPC that is written is marked as in flight on this connection, an emit's
+/// caller learns that it was written.
 async fn write(
     sink: &mut Sink,
     shared: &Shared,
     generation: u64,
     out: Outgoing,
 ) -> Result<(), String> {
-    if let Some(id) = out.rpc_id {
-        let mut pending = lock(&shared.pending);
-        match pending.get_mut(&id) {
-            Some(p) => p.sent_on = Some(generation),
-            None => return Ok(()),
+    match &out.track {
+        Track::Rpc(id) => {
+            let mut pending = lock(&shared.pending);
+            match pending.get_mut(id) {
+                Some(p) => p.sent_on = Some(generation),
+                None => return Ok(()),
+            }
+        }
+        Track::Emit(ack) => {
+            if ack.is_closed() {
+                return Ok(());
+            }
         }
     }
-    sink.send(WsMessage::text(out.text))
-        .await
-        .map_err(|e| e.to_string())
+    let written = sink.send(WsMessage::text(out.text)).await;
+    if let Track::Emit(ack) = out.track {
+        let _ = ack.send(match written {
+            Ok(()) => Reply::Ok(None),
+            Err(_) => Reply::Disconnected,
+        });
+    }
+    written.map_err(|e| e.to_string())
 }
 
 async fn tick(timer: &mut Option<Interval>) {

@@ -631,39 +631,58 @@ async fn reconnects_reruns_hooks_and_fails_pending_calls() {
 }
 
 #[tokio::test]
-async fn buffering_while_disconnected_is_bounded() {
+async fn buffering_while_disconnected_is_bounded_and_never_silent() {
     let server = FakeServer::start(Mode::Normal).await;
+    let addr = server.addr;
+    let log = server.log.clone();
+    let every = Duration::from_millis(200);
     let client = Client::builder(server.url())
-        .reconnect(Reconnect::default().initial_delay(Duration::from_secs(3600)))
+        .reconnect(
+            Reconnect::default()
+                .initial_delay(every)
+                .max_delay(every)
+                .jitter(0.0),
+        )
         .heartbeat(Heartbeat::disabled())
-        .outbound_buffer(2)
+        .outbound_buffer(3)
         .connect()
         .await
         .unwrap();
     server.stop();
+    drop(server);
     wait_state(&client, "reconnecting", |s| {
         matches!(s, ConnectionState::Reconnecting { .. })
     })
     .await;
-    client.emit::<Log_>("1".into()).await.unwrap();
-    client.emit::<Log_>("2".into()).await.unwrap();
-    let err = client.emit::<Log_>("3".into()).await.unwrap_err();
-    assert!(
-        matches!(err, ClientError::BufferFull { capacity: 2, .. }),
-        "{err:?}"
-    );
-    // A buffered call that is never sent times out, it does not hang.
+    // Buffered but not written within its timeout: fails, and is not sent later.
     let err = client
-        .call_with_timeout::<Log_>("4".into(), Duration::from_millis(50))
+        .emit_with_timeout::<Log_>("dropped".into(), Duration::from_millis(20))
         .await
         .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    // Two more fit in the buffer (each waits until written) ...
+    let e1 = client.emit::<Log_>("1".into());
+    let e2 = client.emit::<Log_>("2".into());
+    tokio::pin!(e1, e2);
+    assert!(futures::poll!(&mut e1).is_pending());
+    assert!(futures::poll!(&mut e2).is_pending());
+    // ... the next one does not, and says so.
+    let err = client.emit::<Log_>("3".into()).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            ClientError::BufferFull { .. } | ClientError::Timeout { .. }
-        ),
+        matches!(err, ClientError::BufferFull { capacity: 3, .. }),
         "{err:?}"
     );
+    // Back up: the buffered ones are written, in order, on the new connection.
+    let _server = FakeServer::start_on(addr, Mode::Normal, log.clone()).await;
+    tokio::time::timeout(WAIT, e1).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, e2).await.unwrap().unwrap();
+    client.call::<Log_>("sync".into()).await.unwrap();
+    let payloads: Vec<Value> = log
+        .frames_of(2)
+        .iter()
+        .map(|f| f["payload"].clone())
+        .collect();
+    assert_eq!(payloads, vec![json!("1"), json!("2"), json!("sync")]);
 }
 
 #[tokio::test]
@@ -700,6 +719,13 @@ async fn gives_up_after_max_attempts_and_closes() {
     let mut sub = client.subscribe::<Tick>();
     server.stop();
     drop(server);
+    wait_state(&client, "not open", |s| *s != ConnectionState::Open).await;
+    // Buffered while reconnecting, then the client gives up: the emit fails.
+    let err = tokio::time::timeout(WAIT, client.emit_with_timeout::<Log_>("x".into(), WAIT))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Closed), "{err:?}");
     wait_state(&client, "closed", |s| *s == ConnectionState::Closed).await;
     let err = client.call::<Log_>("x".into()).await.unwrap_err();
     assert!(matches!(err, ClientError::Closed), "{err:?}");
