@@ -108,6 +108,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Arc<Registry>,
     pub(crate) state_tx: watch::Sender<ConnectionState>,
     pub(crate) client_id_tx: watch::Sender<Option<String>>,
+    pub(crate) close_reason: Mutex<Option<Arc<ConnectError>>>,
     next_id: AtomicU64,
 }
 
@@ -398,6 +399,16 @@ impl Client {
     /// A watch of the client id.
     pub fn client_id_watch(&self) -> watch::Receiver<Option<String>> {
         self.inner.shared.client_id_tx.subscribe()
+    }
+
+    /// Why the client closed on its own after having been connected: the handshake was
+    /// rejected on a reconnect ([`ConnectError::Rejected`]), reconnecting gave up
+    /// ([`ConnectError::GaveUp`]), or the connection dropped with reconnecting off
+    /// ([`ConnectError::Transport`]). `None` while not closed, after
+    /// [`Client::close`] or dropping, and when the first connect failed (`connect`
+    /// returned that error).
+    pub fn close_reason(&self) -> Option<Arc<ConnectError>> {
+        lock(&self.inner.shared.close_reason).clone()
     }
 
     /// The URL this client connects to (without the header query parameters).
@@ -736,6 +747,7 @@ impl ClientBuilder {
             registry: Arc::new(Registry::default()),
             state_tx,
             client_id_tx,
+            close_reason: Mutex::new(None),
             next_id: AtomicU64::new(1),
         });
         let shutdown = CancellationToken::new();

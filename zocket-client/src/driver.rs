@@ -166,23 +166,30 @@ impl Driver {
         let retry_initial = self.shared.config.retry_initial_connect;
         let mut attempt: u32 = 0;
         let mut last_error: Option<ConnectError> = None;
+        // Why the client closed after its first connection (for `Client::close_reason`).
+        let mut close_reason: Option<ConnectError> = None;
         loop {
             if attempt > 0 {
                 if !policy.allows(attempt) {
                     let attempts = attempt - 1;
-                    match (first.take(), last_error.take()) {
-                        (Some(tx), Some(last)) if attempts > 0 => {
-                            let _ = tx.send(Err(ConnectError::GaveUp {
-                                attempts,
-                                last: Box::new(last),
-                            }));
+                    let last = last_error
+                        .take()
+                        .unwrap_or_else(|| ConnectError::Transport("connection lost".into()));
+                    let error = if attempts > 0 {
+                        ConnectError::GaveUp {
+                            attempts,
+                            last: Box::new(last),
                         }
-                        (Some(tx), Some(last)) => {
-                            let _ = tx.send(Err(last));
-                        }
-                        _ => {}
-                    }
+                    } else {
+                        last
+                    };
                     warn!(attempts, "giving up reconnecting; the client is closed");
+                    match first.take() {
+                        Some(tx) => {
+                            let _ = tx.send(Err(error));
+                        }
+                        None => close_reason = Some(error),
+                    }
                     break;
                 }
                 self.shared
@@ -211,6 +218,7 @@ impl Driver {
                     }
                     if fatal {
                         warn!(error = %e, "not reconnecting; the client is closed");
+                        close_reason = Some(e);
                         break;
                     }
                     debug!(attempt, error = %e, "connection attempt failed");
@@ -238,6 +246,9 @@ impl Driver {
                     }
                     if !policy.is_enabled() {
                         info!(%reason, "connection lost; reconnecting is off, the client is closed");
+                        close_reason = Some(ConnectError::Transport(
+                            format!("connection lost: {reason}").into(),
+                        ));
                         break;
                     }
                     info!(%reason, "connection lost; reconnecting");
@@ -255,6 +266,9 @@ impl Driver {
         }
         while let Ok(out) = self.prio_rx.try_recv() {
             out.fail(&self.shared, Reply::Closed);
+        }
+        if let Some(reason) = close_reason {
+            *lock(&self.shared.close_reason) = Some(Arc::new(reason));
         }
         self.shared.mark_closed();
         debug!("client closed");

@@ -568,7 +568,7 @@ async fn reconnects_reruns_hooks_and_fails_pending_calls() {
         log.frames_of(1).iter().any(|f| f["type"] == "slow.sleep")
     })
     .await;
-    server.stop();
+    server.stop().await;
     drop(server);
     let err = tokio::time::timeout(WAIT, pending)
         .await
@@ -648,7 +648,7 @@ async fn buffering_while_disconnected_is_bounded_and_never_silent() {
         .connect()
         .await
         .unwrap();
-    server.stop();
+    server.stop().await;
     drop(server);
     wait_state(&client, "reconnecting", |s| {
         matches!(s, ConnectionState::Reconnecting { .. })
@@ -695,7 +695,7 @@ async fn no_buffering_fails_fast_while_disconnected() {
         .connect()
         .await
         .unwrap();
-    server.stop();
+    server.stop().await;
     wait_state(&client, "reconnecting", |s| {
         matches!(s, ConnectionState::Reconnecting { .. })
     })
@@ -717,7 +717,7 @@ async fn gives_up_after_max_attempts_and_closes() {
         .await
         .unwrap();
     let mut sub = client.subscribe::<Tick>();
-    server.stop();
+    server.stop().await;
     drop(server);
     wait_state(&client, "not open", |s| *s != ConnectionState::Open).await;
     // Buffered while reconnecting, then the client gives up: the emit fails.
@@ -729,6 +729,11 @@ async fn gives_up_after_max_attempts_and_closes() {
     wait_state(&client, "closed", |s| *s == ConnectionState::Closed).await;
     let err = client.call::<Log_>("x".into()).await.unwrap_err();
     assert!(matches!(err, ClientError::Closed), "{err:?}");
+    let reason = client.close_reason().expect("a close reason");
+    assert!(
+        matches!(*reason, ConnectError::GaveUp { attempts: 2, .. }),
+        "{reason:?}"
+    );
     // Subscriptions end with `None`.
     assert!(
         tokio::time::timeout(WAIT, sub.next())
@@ -746,8 +751,12 @@ async fn reconnect_disabled_closes_on_drop() {
         .connect()
         .await
         .unwrap();
-    server.stop();
+    server.stop().await;
     wait_state(&client, "closed", |s| *s == ConnectionState::Closed).await;
+    assert!(matches!(
+        client.close_reason().as_deref(),
+        Some(ConnectError::Transport(_))
+    ));
 }
 
 // ---- heartbeat ----
@@ -817,6 +826,7 @@ async fn close_ends_everything() {
     .await;
     tokio::time::timeout(WAIT, client.close()).await.unwrap();
     assert_eq!(client.state(), ConnectionState::Closed);
+    assert!(client.close_reason().is_none());
     let err = tokio::time::timeout(WAIT, pending)
         .await
         .unwrap()
@@ -911,4 +921,59 @@ async fn invalid_urls_are_refused() {
         Client::builder("ftp://example.com/").build(),
         Err(ConnectError::InvalidUrl(_))
     ));
+}
+
+#[tokio::test]
+async fn a_rejection_on_reconnect_closes_instead_of_retrying() {
+    let server = FakeServer::start(Mode::Normal).await;
+    let addr = server.addr;
+    let log = server.log.clone();
+    let client = Client::builder(server.url())
+        .reconnect(fast_reconnect())
+        .heartbeat(Heartbeat::disabled())
+        .connect()
+        .await
+        .unwrap();
+    server.stop().await;
+    drop(server);
+    // The server comes back refusing this client (say, its token was revoked).
+    let _server = FakeServer::start_on(
+        addr,
+        Mode::Reject(
+            401,
+            json!({"error":"UNAUTHORIZED","message":"token revoked"}),
+        ),
+        log.clone(),
+    )
+    .await;
+    wait_state(&client, "closed", |s| *s == ConnectionState::Closed).await;
+    let reason = client.close_reason().expect("a close reason");
+    let r = reason.rejection().expect("a rejection");
+    assert_eq!((r.status, r.message.as_str()), (401, "token revoked"));
+    let attempts = log.handshake_count();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        log.handshake_count(),
+        attempts,
+        "no retries after a rejection"
+    );
+}
+
+#[test]
+fn handles_and_futures_are_send() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<Client>();
+    send_sync::<zocket_client::Subscription<TickPayload>>();
+    send_sync::<ClientError>();
+    send_sync::<ConnectError>();
+    send_sync::<zocket_client::ClientBuilder>();
+    let client = Client::builder("ws://127.0.0.1:1/").build().unwrap();
+    send(&client.call::<Greet>(GreetIn { name: "x".into() }));
+    send(&client.emit::<Log_>("x".into()));
+    send(&client.call_raw("x", Value::Null));
+    send(&client.close());
+    send(&Client::builder("ws://127.0.0.1:1/").connect());
+    let mut sub = client.subscribe::<Tick>();
+    send(&sub.recv());
 }

@@ -115,17 +115,24 @@ impl FakeServer {
         format!("ws://{}/", self.addr)
     }
 
-    /// Stop accepting and drop every connection (like a killed process).
-    pub fn stop(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
+    /// Stop accepting and drop every connection (like a killed process); returns once
+    /// the port is free again.
+    pub async fn stop(&self) {
+        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().unwrap().drain(..).collect();
+        for t in &tasks {
             t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
         }
     }
 }
 
 impl Drop for FakeServer {
     fn drop(&mut self) {
-        self.stop();
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
     }
 }
 
