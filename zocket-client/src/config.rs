@@ -144,10 +144,11 @@ fn random_unit() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Client-side liveness checks: a WebSocket ping every `interval`; when nothing at all
-/// (no pong, no frame) arrives within `timeout` after a ping, the connection is treated
-/// as dead, dropped, and the reconnect policy applies. So a dead peer is detected
-/// within `interval + timeout`.
+/// Client-side liveness checks: after each `interval` the client sends a WebSocket ping
+/// and gives the server `timeout` to send anything at all (the pong, or any frame); when
+/// nothing arrives, the connection is treated as dead, dropped, and the reconnect policy
+/// applies. So a dead peer is detected within `interval + timeout`, also when writing to
+/// it is stuck.
 ///
 /// ```
 /// use std::time::Duration;

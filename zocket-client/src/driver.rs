@@ -12,8 +12,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Request};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -391,16 +390,27 @@ impl Driver {
             }
         };
 
-        let writer = async {
+        // Heartbeat: after each `interval`, ask the writer for a ping and give the peer
+        // `timeout` to send anything at all. Separate from the writer, so a writer stuck
+        // on a full socket cannot hide a dead peer.
+        let ping_now = Notify::new();
+        let watchdog = async {
             let heartbeat = config.heartbeat;
-            let mut ping_timer: Option<Interval> = heartbeat.interval().map(|every| {
-                let mut t = tokio::time::interval_at(Instant::now() + every, every);
-                t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                t
-            });
-            let pong_timeout = heartbeat.timeout().unwrap_or(Duration::MAX);
-            let mut deadline: Option<Instant> = None;
-            let mut seen_at_ping = 0u64;
+            let (Some(every), Some(timeout)) = (heartbeat.interval(), heartbeat.timeout()) else {
+                return std::future::pending::<String>().await;
+            };
+            loop {
+                tokio::time::sleep(every).await;
+                let seen = liveness.load(Ordering::Relaxed);
+                ping_now.notify_one();
+                tokio::time::sleep(timeout).await;
+                if liveness.load(Ordering::Relaxed) == seen {
+                    return format!("heartbeat: nothing received within {timeout:?} after a ping");
+                }
+            }
+        };
+
+        let writer = async {
             let mut ping_seq = 0u64;
             loop {
                 tokio::select! {
@@ -427,19 +437,7 @@ impl Driver {
                             (None, None) => {}
                         }
                     }
-                    _ = sleep_until(deadline) => {
-                        if liveness.load(Ordering::Relaxed) == seen_at_ping {
-                            return End::Dropped(format!(
-                                "heartbeat: nothing received within {pong_timeout:?} after a ping"
-                            ));
-                        }
-                        deadline = None;
-                    }
-                    _ = tick(&mut ping_timer) => {
-                        if deadline.is_none() {
-                            seen_at_ping = liveness.load(Ordering::Relaxed);
-                            deadline = Some(Instant::now() + pong_timeout);
-                        }
+                    _ = ping_now.notified() => {
                         ping_seq += 1;
                         let ping = WsMessage::Ping(ping_seq.to_be_bytes().to_vec().into());
                         if let Err(e) = sink.send(ping).await {
@@ -461,6 +459,13 @@ impl Driver {
         };
 
         let end = tokio::select! {
+            reason = watchdog => End::Dropped(reason),
+            // The writer sends the close frame; this only bounds a writer stuck on a full
+            // socket.
+            _ = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            } => End::Shutdown,
             reason = reader => End::Dropped(reason),
             end = writer => end,
         };
@@ -520,22 +525,6 @@ async fn write(
         });
     }
     written.map_err(|e| e.to_string())
-}
-
-async fn tick(timer: &mut Option<Interval>) {
-    match timer {
-        Some(t) => {
-            t.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Route one incoming frame; `Some(reason)` when it ends the connection. Never waits.

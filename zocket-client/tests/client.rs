@@ -792,6 +792,41 @@ async fn heartbeat_detects_a_silent_peer_and_reconnects() {
 }
 
 #[tokio::test]
+async fn heartbeat_detects_a_dead_peer_even_when_writing_is_stuck() {
+    let server = FakeServer::start(Mode::Silent).await;
+    let client = Client::builder(server.url())
+        .heartbeat(Heartbeat::new(
+            Duration::from_millis(200),
+            Duration::from_millis(200),
+        ))
+        .reconnect(fast_reconnect())
+        .connect()
+        .await
+        .unwrap();
+    // Fill the socket: the peer never reads, so the writer ends up waiting on it.
+    let writer = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let big = "x".repeat(256 * 1024);
+            loop {
+                if client
+                    .emit_with_timeout::<Log_>(big.clone(), Duration::from_secs(60))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    wait_state(&client, "dead connection detected", |s| {
+        *s != ConnectionState::Open
+    })
+    .await;
+    writer.abort();
+}
+
+#[tokio::test]
 async fn heartbeat_keeps_a_healthy_connection() {
     let server = FakeServer::start(Mode::Normal).await;
     let client = Client::builder(server.url())
