@@ -76,6 +76,24 @@ impl From<&str> for Text {
         Self(Bytes::copy_from_slice(s.as_bytes()))
     }
 }
+/// Adopts bytes that a transport already holds (no copy), after checking they are
+/// valid UTF-8.
+///
+/// ```
+/// use bytes::Bytes;
+/// use zocket_core::protocol::Text;
+/// let text = Text::try_from(Bytes::from_static(b"{\"type\":\"ping\"}")).unwrap();
+/// assert_eq!(text.as_str(), "{\"type\":\"ping\"}");
+/// assert!(Text::try_from(Bytes::from_static(&[0xff, 0xfe])).is_err());
+/// ```
+impl TryFrom<Bytes> for Text {
+    type Error = std::str::Utf8Error;
+    fn try_from(bytes: Bytes) -> Result<Self, Self::Error> {
+        std::str::from_utf8(&bytes)?;
+        Ok(Self(bytes))
+    }
+}
+
 impl fmt::Debug for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
