@@ -1,0 +1,200 @@
+//! The chat example: a single-page browser chat and its WebSocket on one port.
+//!
+//! ```text
+//! cargo run -p zocket-examples --bin chat [-- --addr 127.0.0.1:8080]
+//! ```
+//!
+//! Serves the page at `/` and the Zocket WebSocket at `/ws` (warp adapter, in-memory
+//! hub). The first line on stdout says where to open it:
+//! `chat on http://127.0.0.1:8080/ (WebSocket ws://127.0.0.1:8080/ws)`. `--addr` with
+//! port 0 picks a free port. Logs go to stderr (`RUST_LOG`, default `info`).
+//! Ctrl-C / SIGTERM: graceful shutdown (open sockets are closed with 1001), exit 0.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+use warp::Filter;
+use zocket_core::Server;
+use zocket_examples::chat;
+
+const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+const USAGE: &str = "\
+usage: chat [--addr HOST:PORT]
+
+Serves the Zocket chat page at / and its WebSocket at /ws on the same port.
+
+  --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
+  -h, --help         this text";
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, String> {
+    let mut addr = DEFAULT_ADDR.to_owned();
+    let mut args = args;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--addr" => {
+                addr = args
+                    .next()
+                    .ok_or_else(|| "--addr needs a value, e.g. --addr 127.0.0.1:8080".to_owned())?
+            }
+            other => match other.strip_prefix("--addr=") {
+                Some(v) => addr = v.to_owned(),
+                None => return Err(format!("unknown argument `{other}`")),
+            },
+        }
+    }
+    addr.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|e| format!("--addr `{addr}` is not HOST:PORT ({e})"))
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let addr = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("chat: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("chat: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("chat: cannot read the bound address: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // An unspecified address (0.0.0.0) is not something a browser can open.
+    let shown = if local.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port())
+    } else {
+        local
+    };
+
+    let server = Server::new(chat::router());
+    let page = warp::path::end()
+        .and(warp::get())
+        .map(|| warp::reply::html(chat::PAGE));
+    let ws = warp::path("ws").and(zocket_warp::upgrade(server.clone()));
+    let routes = page.or(ws).with(warp::trace::request());
+
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async {
+                let _ = http_stopped.await;
+            })
+            .run(),
+    );
+
+    println!("chat on http://{shown}/ (WebSocket ws://{shown}/ws)");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%local, "chat example listening; open the page in two browser tabs");
+
+    stop_signal().await;
+    tracing::info!("shutting down: closing WebSockets (1001)");
+    server.shutdown().await;
+    let _ = stop_http.send(());
+    match tokio::time::timeout(Duration::from_secs(5), http).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP connections still open after 5 s; exiting anyway"),
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> impl Iterator<Item = String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn addr_defaults_and_parses() {
+        assert_eq!(
+            parse_args(args(&[])).unwrap(),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            parse_args(args(&["--addr", "0.0.0.0:0"])).unwrap(),
+            Some("0.0.0.0:0".parse().unwrap())
+        );
+        assert_eq!(
+            parse_args(args(&["--addr=127.0.0.1:9"])).unwrap(),
+            Some("127.0.0.1:9".parse().unwrap())
+        );
+        assert_eq!(parse_args(args(&["--help"])).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_arguments_say_what_is_wrong() {
+        assert!(
+            parse_args(args(&["--addr"]))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            parse_args(args(&["--addr", "nope"]))
+                .unwrap_err()
+                .contains("not HOST:PORT")
+        );
+        assert!(
+            parse_args(args(&["--port", "1"]))
+                .unwrap_err()
+                .contains("unknown argument `--port`")
+        );
+    }
+}
