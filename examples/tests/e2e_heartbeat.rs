@@ -1,0 +1,134 @@
+//! End-to-end: a client that stops answering pings is dropped, and its disconnect hook
+//! runs (with its rooms and the reason), while a client that keeps reading is served;
+//! against both adapters.
+//!
+//! The reference app's disconnect hook logs the client's id, rooms and the reason, so
+//! this test binary installs one process-wide subscriber that captures every log line
+//! (a process-wide one, because the server's tasks run on any worker thread).
+
+mod e2e_support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use e2e_support::{Adapter, Ended, RefServer, WAIT};
+use serde_json::json;
+use zocket_core::ServerConfig;
+
+/// Every log line of this process.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The first line that contains every needle (waits for it, bounded by [`WAIT`]).
+    async fn wait_for_line(&self, needles: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = self.text();
+            if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_owned();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with {needles:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The process-wide capture, installed once.
+fn logs() -> Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .init();
+        logs
+    })
+    .clone()
+}
+
+async fn silent_client_is_dropped_and_its_disconnect_hook_runs(adapter: Adapter) {
+    let logs = logs();
+    let config = ServerConfig {
+        heartbeat_interval: Some(Duration::from_millis(100)),
+        heartbeat_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let app = RefServer::start_with(adapter, config).await;
+    let mut silent = app.client("userName=silent").await;
+    silent
+        .ok("rooms.join", json!({"roomId": "quiet-room"}))
+        .await;
+    silent.event("rooms.joined").await;
+    let silent_id = silent.client_id.clone();
+    let mut live = app.client("userName=live").await;
+
+    // `silent` stops reading (so it answers no ping); `live` keeps reading, which
+    // answers every ping, for the whole time.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.stats().heartbeat_timeouts == 0 || app.stats().connections_open != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent client was never dropped: {:?}",
+            app.stats()
+        );
+        assert_eq!(
+            live.ok("greet", json!({"name": "l"})).await,
+            Some(json!("Hello, l!"))
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.stats().heartbeat_timeouts, 1, "only the silent client");
+    // The hook ran, for that client, with its rooms and the reason.
+    let line = logs
+        .wait_for_line(&["client disconnected", &silent_id])
+        .await;
+    assert!(line.contains("quiet-room"), "{line}");
+    assert!(line.contains("HeartbeatTimeout"), "{line}");
+
+    // The server drops it without a close frame.
+    let (ended, _) = silent.ended().await;
+    assert!(matches!(ended, Ended::Dropped(_)), "{ended:?}");
+    // The live client, which keeps reading (and so answering pings), is still served
+    // several heartbeat periods later.
+    for _ in 0..25 {
+        assert_eq!(
+            live.ok("greet", json!({"name": "l"})).await,
+            Some(json!("Hello, l!"))
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.stats().connections_open, 1);
+    assert_eq!(app.stats().heartbeat_timeouts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warp_silent_client_is_dropped_and_its_disconnect_hook_runs() {
+    silent_client_is_dropped_and_its_disconnect_hook_runs(Adapter::Warp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_silent_client_is_dropped_and_its_disconnect_hook_runs() {
+    silent_client_is_dropped_and_its_disconnect_hook_runs(Adapter::Hyper).await;
+}
