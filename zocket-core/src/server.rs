@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -594,6 +594,94 @@ where
     sink.flush().await
 }
 
+/// The heartbeat of one connection's writer.
+struct Heartbeat<'a> {
+    /// Ticks every `heartbeat_interval`; `None` when heartbeats are off.
+    ping: Option<tokio::time::Interval>,
+    /// When the outstanding ping must have been answered.
+    pong_due: Pin<Box<tokio::time::Sleep>>,
+    /// The pong count when the outstanding ping was sent; `None`: no ping outstanding.
+    awaiting: Option<u64>,
+    /// A tick came while a write was stuck: send a ping as soon as it completes.
+    ping_owed: bool,
+    pongs: &'a AtomicU64,
+    timeout: Duration,
+    stats: &'a Stats,
+}
+
+impl Heartbeat<'_> {
+    /// Start the pong deadline, unless a ping is outstanding already.
+    fn expect_pong(&mut self) {
+        if self.awaiting.is_none() {
+            self.awaiting = Some(self.pongs.load(Ordering::Relaxed));
+            self.pong_due.as_mut().reset(Instant::now() + self.timeout);
+        }
+    }
+
+    /// The pong deadline passed: whether a pong arrived since the ping (then the next
+    /// ping starts a new deadline). Counts and logs a timeout.
+    fn answered(&mut self) -> bool {
+        if self
+            .awaiting
+            .is_some_and(|seen| self.pongs.load(Ordering::Relaxed) > seen)
+        {
+            self.awaiting = None;
+            true
+        } else {
+            inc(&self.stats.heartbeat_timeouts);
+            tracing::info!("no pong within the heartbeat timeout: dropping the connection");
+            false
+        }
+    }
+}
+
+async fn tick(ping: &mut Option<tokio::time::Interval>) {
+    match ping.as_mut() {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Run one write to the socket while the heartbeat keeps running, so that a peer that
+/// reads nothing (its socket full, the write stuck) is still dropped in time: the
+/// deadline of an outstanding ping applies, and a tick with none outstanding starts one
+/// (the ping itself is sent once the write completes). Returns `false` when the
+/// connection must end; the close reason is set then.
+async fn write_with_heartbeat<E: std::fmt::Display>(
+    write: impl Future<Output = Result<(), E>>,
+    hb: &mut Heartbeat<'_>,
+    closer: &Closer,
+) -> bool {
+    let mut write = pin!(write);
+    loop {
+        tokio::select! {
+            biased;
+            _ = closer.token().cancelled() => return false,
+            r = &mut write => {
+                return match r {
+                    Ok(()) => true,
+                    Err(e) => {
+                        closer.close(CloseReason::TransportError(e.to_string()));
+                        false
+                    }
+                };
+            }
+            _ = tick(&mut hb.ping), if hb.awaiting.is_none() => {
+                hb.expect_pong();
+                hb.ping_owed = true;
+            }
+            _ = hb.pong_due.as_mut(), if hb.awaiting.is_some() => {
+                if !hb.answered() {
+                    closer.close(CloseReason::HeartbeatTimeout);
+                    return false;
+                }
+            }
+        }
+    }
+}
+
 async fn write_loop<K>(
     mut sink: K,
     mut rx: mpsc::Receiver<Text>,
@@ -605,41 +693,44 @@ async fn write_loop<K>(
     K: Sink<WsFrame> + Unpin,
     K::Error: std::fmt::Display,
 {
-    let mut ping = cfg
-        .heartbeat_interval
-        .map(|every| tokio::time::interval_at(Instant::now() + every, every));
-    let mut pong_due = pin!(tokio::time::sleep(Duration::from_secs(86400 * 365)));
-    let mut awaiting: Option<u64> = None;
+    let mut hb = Heartbeat {
+        ping: cfg
+            .heartbeat_interval
+            .map(|every| tokio::time::interval_at(Instant::now() + every, every)),
+        pong_due: Box::pin(tokio::time::sleep(Duration::from_secs(86400 * 365))),
+        awaiting: None,
+        ping_owed: false,
+        pongs,
+        timeout: cfg.heartbeat_timeout,
+        stats,
+    };
     loop {
         tokio::select! {
             biased;
             _ = closer.token().cancelled() => break,
             frame = rx.recv() => {
                 let Some(frame) = frame else { break };
-                tokio::select! {
-                    r = send_batch(&mut sink, frame, &mut rx) => if let Err(e) = r {
-                        closer.close(CloseReason::TransportError(e.to_string()));
+                if !write_with_heartbeat(send_batch(&mut sink, frame, &mut rx), &mut hb, closer).await {
+                    break;
+                }
+                if hb.ping_owed {
+                    // The peer gets the full timeout from the moment the ping is sent.
+                    hb.ping_owed = false;
+                    hb.awaiting = None;
+                    hb.expect_pong();
+                    if !write_with_heartbeat(sink.send(WsFrame::Ping(bytes::Bytes::new())), &mut hb, closer).await {
                         break;
-                    },
-                    _ = closer.token().cancelled() => break,
+                    }
                 }
             }
-            _ = async { match ping.as_mut() { Some(i) => { i.tick().await; } None => std::future::pending().await } } => {
-                if awaiting.is_none() {
-                    awaiting = Some(pongs.load(Ordering::Relaxed));
-                    pong_due.as_mut().reset(Instant::now() + cfg.heartbeat_timeout);
-                }
-                if let Err(e) = sink.send(WsFrame::Ping(bytes::Bytes::new())).await {
-                    closer.close(CloseReason::TransportError(e.to_string()));
+            _ = tick(&mut hb.ping) => {
+                hb.expect_pong();
+                if !write_with_heartbeat(sink.send(WsFrame::Ping(bytes::Bytes::new())), &mut hb, closer).await {
                     break;
                 }
             }
-            _ = &mut pong_due, if awaiting.is_some() => {
-                if awaiting.is_some_and(|seen| pongs.load(Ordering::Relaxed) > seen) {
-                    awaiting = None;
-                } else {
-                    inc(&stats.heartbeat_timeouts);
-                    tracing::info!("no pong within the heartbeat timeout: dropping the connection");
+            _ = hb.pong_due.as_mut(), if hb.awaiting.is_some() => {
+                if !hb.answered() {
                     closer.close(CloseReason::HeartbeatTimeout);
                     break;
                 }
@@ -649,7 +740,10 @@ async fn write_loop<K>(
     let reason = closer.reason().cloned();
     let finish = async {
         match reason {
-            Some(CloseReason::HeartbeatTimeout | CloseReason::TransportError(_)) | None => {}
+            // A peer that answers no ping may be gone, or may read nothing: closing
+            // gracefully would only wait for the close timeout. Drop the socket.
+            Some(CloseReason::HeartbeatTimeout) => return,
+            Some(CloseReason::TransportError(_)) | None => {}
             Some(CloseReason::ClientClosed(_)) => {}
             Some(reason) => {
                 if reason != CloseReason::SlowConsumer {
