@@ -12,7 +12,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use e2e_support::{Adapter, Ended, RefServer, WAIT};
+use e2e_support::{Adapter, Ended, RawClient, RefServer, WAIT};
 use serde_json::json;
 use zocket_core::ServerConfig;
 
@@ -121,6 +121,61 @@ async fn silent_client_is_dropped_and_its_disconnect_hook_runs(adapter: Adapter)
     }
     assert_eq!(app.stats().connections_open, 1);
     assert_eq!(app.stats().heartbeat_timeouts, 1);
+}
+
+/// A dead peer usually has data in flight: the server's writes to it are stuck on full
+/// TCP buffers. The heartbeat must drop it all the same (and not wait for the kernel to
+/// give up on the connection, which takes many minutes).
+async fn silent_client_with_stuck_writes_is_dropped(adapter: Adapter) {
+    let config = ServerConfig {
+        heartbeat_interval: Some(Duration::from_millis(600)),
+        heartbeat_timeout: Duration::from_millis(400),
+        ..Default::default()
+    };
+    let app = RefServer::start_with(adapter, config).await;
+    let mut silent = RawClient::connect_small_buffer(app.addr, "userName=silent").await;
+    silent.ok("rooms.join", json!({"roomId": "feed"})).await;
+    silent.event("rooms.joined").await;
+    let mut sender = app.client("userName=sender").await;
+
+    // At once, far more than the socket buffers hold (so the server's writes to the
+    // silent client are stuck before its first ping is due), far less than the
+    // outbound queue (so this is not a slow-consumer close).
+    let pad = "p".repeat(256 * 1024);
+    sender
+        .send_all((0..40).map(|seq| {
+            json!({"type": "bench.fanout", "payload": {"roomId": "feed", "seq": seq, "pad": pad}, "rpcId": format!("f{seq}")})
+        }))
+        .await;
+    for seq in 0..40 {
+        let reply = sender.reply(&format!("f{seq}")).await;
+        assert_eq!(reply["type"], "__rpc_res", "{reply}");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.stats().connections_open != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent client with stuck writes was never dropped: {:?}",
+            app.stats()
+        );
+        // The sender keeps reading, so it answers its pings.
+        sender.ok("greet", json!({"name": "s"})).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.stats().heartbeat_timeouts, 1);
+    assert_eq!(app.stats().slow_consumer_closes, 0);
+    let (ended, _) = silent.ended().await;
+    assert!(matches!(ended, Ended::Dropped(_)), "{ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warp_silent_client_with_stuck_writes_is_dropped() {
+    silent_client_with_stuck_writes_is_dropped(Adapter::Warp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_silent_client_with_stuck_writes_is_dropped() {
+    silent_client_with_stuck_writes_is_dropped(Adapter::Hyper).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
