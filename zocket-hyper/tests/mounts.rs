@@ -1,0 +1,133 @@
+//! The service mounted in axum (as a tower service) and in hyper's own HTTP/1
+//! connection, next to other routes, over real sockets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use zocket_core::{ConnInfo, Context, Cx, Message, Reject, Router, Server};
+use zocket_hyper::ZocketService;
+
+#[derive(Serialize, Deserialize)]
+struct WhoIn {}
+enum Who {}
+impl Message for Who {
+    const NAME: &'static str = "who";
+    type Input = WhoIn;
+    type Output = String;
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Headers {
+    user_name: String,
+}
+
+struct User {
+    name: String,
+    remote: Option<SocketAddr>,
+}
+impl Context for User {
+    type Headers = Headers;
+    async fn connect(headers: Headers, info: &ConnInfo) -> Result<Self, Reject> {
+        if headers.user_name == "mallory" {
+            return Err(Reject::forbidden("not you"));
+        }
+        Ok(User {
+            name: headers.user_name,
+            remote: info.remote_addr,
+        })
+    }
+}
+
+async fn who(cx: Cx<User>, _: WhoIn) -> Result<String, Reject> {
+    Ok(format!("{} from {:?}", cx.name, cx.remote.map(|a| a.ip())))
+}
+
+fn server() -> Server<User> {
+    Server::new(Router::<User>::new().on::<Who>(who))
+}
+
+/// Connect, read `__welcome`, call `who`, return the answer.
+async fn who_am_i(url: &str) -> String {
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let welcome = ws.next().await.unwrap().unwrap();
+    assert!(
+        welcome.to_text().unwrap().contains("__welcome"),
+        "{welcome}"
+    );
+    ws.send(WsMessage::text(
+        r#"{"type":"who","payload":{},"rpcId":"1"}"#,
+    ))
+    .await
+    .unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(reply["type"], "__rpc_res", "{reply}");
+    reply["payload"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_in_axum_next_to_other_routes() {
+    let server = server();
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .route_service("/ws", ZocketService::new(server.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // No remote address under axum unless a `SocketAddr` extension is added.
+    assert_eq!(
+        who_am_i(&format!("ws://{addr}/ws?userName=ada")).await,
+        "ada from None"
+    );
+
+    // A refusal is the handshake's status, with no upgrade.
+    let refused =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?userName=mallory")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+            assert_eq!(response.headers()["content-type"], "application/json");
+        }
+        other => panic!("expected a 403, got {other:?}"),
+    }
+    let missing = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await;
+    match missing {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 400)
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_passes_the_peer_address_and_stops_on_shutdown() {
+    let server = server();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept_loop = tokio::spawn(zocket_hyper::serve(listener, server.clone()));
+    assert_eq!(
+        who_am_i(&format!("ws://{addr}/?userName=bob")).await,
+        "bob from Some(127.0.0.1)"
+    );
+    server.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(10), accept_loop)
+        .await
+        .expect("the accept loop ends when the shutdown begins")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+}
