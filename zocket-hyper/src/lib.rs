@@ -74,6 +74,21 @@
 //! # }
 //! ```
 //!
+//! Mounted in axum, next to other routes (axum serves connections with upgrades):
+//!
+//! ```no_run
+//! # async fn run(server: zocket_core::Server<impl zocket_core::Context>) -> std::io::Result<()> {
+//! let app = axum::Router::new()
+//!     .route("/health", axum::routing::get(|| async { "ok" }))
+//!     .route_service("/ws", zocket_hyper::ZocketService::new(server));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! Under axum the handshake sees no peer address unless a `SocketAddr` request
+//! extension is added (e.g. by a small middleware reading axum's `ConnectInfo`).
+//!
 //! Serving the service with your own hyper connection instead of [`serve`]:
 //!
 //! ```no_run
