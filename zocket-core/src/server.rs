@@ -694,9 +694,12 @@ async fn write_loop<K>(
     K::Error: std::fmt::Display,
 {
     let mut hb = Heartbeat {
-        ping: cfg
-            .heartbeat_interval
-            .map(|every| tokio::time::interval_at(Instant::now() + every, every)),
+        ping: cfg.heartbeat_interval.map(|every| {
+            let mut interval = tokio::time::interval_at(Instant::now() + every, every);
+            // Ticks missed while a write was stuck are not made up in a burst of pings.
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        }),
         pong_due: Box::pin(tokio::time::sleep(Duration::from_secs(86400 * 365))),
         awaiting: None,
         ping_owed: false,
