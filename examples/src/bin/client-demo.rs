@@ -31,7 +31,10 @@ fn parse_args() -> Result<Args, String> {
     let mut name = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--url" => url = Some(value()?),
             "--room" => room = Some(value()?),
@@ -78,7 +81,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut builder = Client::builder(&args.url).reconnect(Reconnect::default().forever()).retry_initial_connect(true);
+    let mut builder = Client::builder(&args.url)
+        .reconnect(Reconnect::default().forever())
+        .retry_initial_connect(true);
     if let Some(name) = &args.name {
         builder = builder.header("userName", name.clone());
     }
@@ -89,7 +94,10 @@ async fn main() -> ExitCode {
         let name = greeting_name.clone();
         async move {
             let hello = client.call::<Greet>(GreetIn::new(name)).await?;
-            eprintln!("connected as {}: {hello}", client.client_id().unwrap_or_default());
+            eprintln!(
+                "connected as {}: {hello}",
+                client.client_id().unwrap_or_default()
+            );
             let rooms = client.call::<RoomsJoin>(RoomIn::new(room)).await?;
             eprintln!("in rooms {rooms:?}");
             Ok::<(), ClientError>(())
