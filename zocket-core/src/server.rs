@@ -117,7 +117,7 @@ pub enum HandshakeError {
     #[error("origin `{0}` is not allowed")]
     OriginNotAllowed(String),
     /// The headers did not match the context's headers type (400).
-    #[error("invalid headers: {message}")]
+    #[error("{message}")]
     InvalidHeaders {
         /// A summary.
         message: String,
