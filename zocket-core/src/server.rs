@@ -606,6 +606,8 @@ struct Heartbeat<'a> {
     ping_owed: bool,
     pongs: &'a AtomicU64,
     timeout: Duration,
+    /// How long an interrupted write may still take on a graceful close.
+    close_timeout: Duration,
     stats: &'a Stats,
 }
 
@@ -658,7 +660,21 @@ async fn write_with_heartbeat<E: std::fmt::Display>(
     loop {
         tokio::select! {
             biased;
-            _ = closer.token().cancelled() => return false,
+            _ = closer.token().cancelled() => {
+                // A graceful close (shutdown, 1008, 1009) lets the frames of this batch,
+                // already taken from the queue, reach the peer first (e.g. the last RPC
+                // reply before 1001). A dead or clogged peer's write is abandoned.
+                let graceful = !matches!(
+                    closer.reason(),
+                    Some(CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout | CloseReason::TransportError(_))
+                        | Some(CloseReason::ClientClosed(_))
+                        | None
+                );
+                if graceful {
+                    let _ = tokio::time::timeout(hb.close_timeout, &mut write).await;
+                }
+                return false;
+            }
             r = &mut write => {
                 return match r {
                     Ok(()) => true,
@@ -705,6 +721,7 @@ async fn write_loop<K>(
         ping_owed: false,
         pongs,
         timeout: cfg.heartbeat_timeout,
+        close_timeout: cfg.close_timeout,
         stats,
     };
     loop {
