@@ -699,3 +699,33 @@ fn reserved_names_panic_at_build_time() {
     let _ = Router::<User>::new()
         .on::<Reserved>(|_cx: Cx<User>, _v: Value| async { Ok::<_, Reject>(()) });
 }
+
+#[tokio::test]
+async fn origin_allow_list_is_checked_before_anything_else() {
+    let config = ServerConfig {
+        allowed_origins: Some(vec!["https://app.example".into()]),
+        ..Default::default()
+    };
+    let app = app_with(config);
+    let origin = |o: &str| ConnectOptions {
+        http_headers: vec![("Origin".into(), o.into())],
+        ..Default::default()
+    };
+    // Refused before the headers are even parsed (the role is invalid too) and before connect.
+    let e = app
+        .connect_with([("role", "king")], origin("https://evil.example"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 403);
+    assert!(e.body().contains(r#""error":"FORBIDDEN""#), "{}", e.body());
+    let ok = app
+        .connect_with([("userName", "a")], origin("https://app.example"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.call::<Hello>(Named { name: "x".into() }).await.unwrap(),
+        "a greets x"
+    );
+    // Non-browser clients send no Origin and are allowed.
+    app.connect([("userName", "cli")]).await.unwrap();
+}
