@@ -50,28 +50,6 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match parse_args() {
@@ -118,7 +96,7 @@ async fn main() -> ExitCode {
         eprintln!("client-demo: cannot connect: {e}");
         return ExitCode::from(1);
     }
-    let shutdown = shutdown_signal();
+    let shutdown = zocket_examples::stop_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -21,7 +21,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
 use warp::Filter;
 use zocket_core::Server;
 use zocket_examples::reference;
@@ -99,39 +98,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     }))
 }
 
-/// Resolves on Ctrl-C, or SIGTERM on Unix.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    zocket_examples::init_logging();
 
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
@@ -192,7 +161,7 @@ async fn main() -> ExitCode {
     let _ = std::io::stdout().flush();
     tracing::info!(%local, adapter = ?args.adapter, "reference server listening");
 
-    stop_signal().await;
+    zocket_examples::stop_signal().await;
     tracing::info!("shutting down: finishing in-flight calls, then closing sockets (1001)");
     server.shutdown().await;
     let _ = stop_http.send(());
