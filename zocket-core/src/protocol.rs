@@ -47,10 +47,19 @@ impl Text {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
-    /// The frame as a string.
+    /// The frame as a string (no check: a `Text` is valid UTF-8 by construction).
     pub fn as_str(&self) -> &str {
-        // Constructed only from `String`/`&str`, so this never fails.
-        std::str::from_utf8(&self.0).unwrap_or("")
+        // SAFETY: every constructor guarantees UTF-8: `From<String>`/`From<&str>` take
+        // strings, `TryFrom<Bytes>` checks, and `from_utf8_unchecked`'s caller promises it.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+    /// Adopt bytes that the transport has already checked to be UTF-8 (a WebSocket text
+    /// frame as tungstenite delivers it), without copying or checking them again.
+    ///
+    /// # Safety
+    /// `bytes` must be valid UTF-8; [`Text::as_str`] relies on it.
+    pub unsafe fn from_utf8_unchecked(bytes: Bytes) -> Self {
+        Self(bytes)
     }
     /// The underlying shared bytes (valid UTF-8), for adapters.
     pub fn into_bytes(self) -> Bytes {
