@@ -45,3 +45,23 @@ pub async fn stop_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// The shutdown of an example server: wait for Ctrl-C or SIGTERM, shut the Zocket
+/// server down gracefully (in-flight calls finish, sockets close with 1001), then stop
+/// the HTTP server and wait up to 5 s for it.
+pub async fn run_until_stopped<C: zocket_core::Context>(
+    server: &zocket_core::Server<C>,
+    stop_http: tokio::sync::oneshot::Sender<()>,
+    http: tokio::task::JoinHandle<()>,
+) {
+    stop_signal().await;
+    tracing::info!("shutting down: finishing in-flight calls, then closing sockets (1001)");
+    server.shutdown().await;
+    let _ = stop_http.send(());
+    match tokio::time::timeout(std::time::Duration::from_secs(5), http).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP connections still open after 5 s; exiting anyway"),
+    }
+    tracing::info!("stopped");
+}

@@ -13,7 +13,6 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use warp::Filter;
 use zocket_core::Server;
@@ -108,16 +107,7 @@ async fn main() -> ExitCode {
     let _ = std::io::stdout().flush();
     tracing::info!(%local, "chat example listening; open the page in two browser tabs");
 
-    zocket_examples::stop_signal().await;
-    tracing::info!("shutting down: closing WebSockets (1001)");
-    server.shutdown().await;
-    let _ = stop_http.send(());
-    match tokio::time::timeout(Duration::from_secs(5), http).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-        Err(_) => tracing::warn!("HTTP connections still open after 5 s; exiting anyway"),
-    }
-    tracing::info!("stopped");
+    zocket_examples::run_until_stopped(&server, stop_http, http).await;
     ExitCode::SUCCESS
 }
 

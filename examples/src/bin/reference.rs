@@ -19,7 +19,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use warp::Filter;
 use zocket_core::Server;
@@ -161,16 +160,7 @@ async fn main() -> ExitCode {
     let _ = std::io::stdout().flush();
     tracing::info!(%local, adapter = ?args.adapter, "reference server listening");
 
-    zocket_examples::stop_signal().await;
-    tracing::info!("shutting down: finishing in-flight calls, then closing sockets (1001)");
-    server.shutdown().await;
-    let _ = stop_http.send(());
-    match tokio::time::timeout(Duration::from_secs(5), http).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-        Err(_) => tracing::warn!("HTTP connections still open after 5 s; exiting anyway"),
-    }
-    tracing::info!("stopped");
+    zocket_examples::run_until_stopped(&server, stop_http, http).await;
     ExitCode::SUCCESS
 }
 
