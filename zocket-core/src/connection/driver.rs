@@ -197,6 +197,10 @@ where
                 self.machine.on_handler_finished(now);
                 progress = true;
             }
+            if set.is_empty() {
+                // An idle connection holds no handler set.
+                self.in_flight = None;
+            }
         }
         self.count_errors(now);
         progress
