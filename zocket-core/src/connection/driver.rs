@@ -14,37 +14,29 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::WaitForCancellationFuture;
 
 use super::{Budget, Connection, Outbound, OwnScope, PingReplies, Settings};
-use crate::context::{ConnInfo, Context, DisconnectInfo};
+use crate::context::{Context, DisconnectInfo};
 use crate::cx::{Conn, Cx};
-use crate::hub::{CloseReason, Hub};
+use crate::hub::CloseReason;
+use crate::ids::ClientId;
 use crate::protocol::{self, Text, WsFrame};
 use crate::router::{Router, dispatch};
-use crate::server::{ServerConfig, TransportError};
-use crate::stats::{Stats, inc};
+use crate::server::{Server, TransportError};
+use crate::stats::inc;
 
 /// Frames read in one poll before the driver yields to other tasks.
 const READS_PER_POLL: u32 = 64;
 /// Loop turns in one poll before the driver yields (a guard, never reached normally).
 const TURNS_PER_POLL: u32 = 256;
 
-/// What a connection needs from its server.
-pub(crate) struct Env<'a, C> {
-    pub(crate) router: &'a Router<C>,
-    pub(crate) config: &'a ServerConfig,
-    pub(crate) hub: &'a Arc<dyn Hub>,
-    pub(crate) stats: &'a Arc<Stats>,
-    pub(crate) shutdown: &'a CancellationToken,
-    pub(crate) replies: PingReplies,
-}
-
 /// Run one connection to its end; returns why it ended.
 pub(crate) async fn serve<C, S, K>(
-    env: Env<'_, C>,
+    server: Server<C>,
     ctx: C,
-    info: ConnInfo,
+    id: ClientId,
+    replies: PingReplies,
     stream: S,
     sink: K,
 ) -> CloseReason
@@ -54,8 +46,8 @@ where
     K: Sink<WsFrame> + Send + Unpin,
     K::Error: std::fmt::Display,
 {
-    let cfg = env.config;
-    let id = info.client_id.clone();
+    let cfg = server.config();
+    let (hub, stats) = (server.hub_ref(), server.stats_ref());
     let out = Outbound::new(
         id.clone(),
         Budget {
@@ -63,43 +55,44 @@ where
             pushed_frames: cfg.outbound_queue,
             policy: cfg.slow_consumer,
         },
-        env.stats.clone(),
+        stats.clone(),
     );
-    env.hub.register(out.clone());
-    inc(&env.stats.connections_open);
-    inc(&env.stats.connections_total);
+    hub.register(out.clone());
+    inc(&stats.connections_open);
+    inc(&stats.connections_total);
     tracing::debug!("connected");
     let conn = Arc::new(Conn::new(
         id.clone(),
         out.clone(),
-        env.hub.clone(),
-        env.stats.clone(),
+        hub.clone(),
+        stats.clone(),
     ));
     conn.push(protocol::encode_welcome(id.as_str()));
     let cx = Cx::new(Arc::new(ctx), conn);
     let mut settings = Settings::from_config(cfg);
-    settings.replies = env.replies;
-    let mut driver = Driver {
-        machine: Connection::new(out, &settings, Instant::now()),
-        router: env.router,
-        cx: &cx,
-        handler_timeout: cfg.handler_timeout,
-        stream,
-        sink,
-        pending: None,
-        in_flight: None,
-        timer: None,
-        shutdown_seen: false,
+    settings.replies = replies;
+    let reason = {
+        let mut driver = Driver {
+            machine: Connection::new(out, &settings, Instant::now()),
+            router: server.router(),
+            cx: &cx,
+            handler_timeout: cfg.handler_timeout,
+            stream,
+            sink,
+            pending: None,
+            in_flight: None,
+            timer: None,
+            shutdown_seen: false,
+        };
+        let mut shutdown = std::pin::pin!(server.shutdown_token().cancelled());
+        std::future::poll_fn(|task| driver.poll(task, shutdown.as_mut())).await;
+        driver
+            .machine
+            .reason()
+            .cloned()
+            .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()))
     };
-    let mut shutdown = std::pin::pin!(env.shutdown.cancelled());
-    std::future::poll_fn(|task| driver.poll(task, shutdown.as_mut())).await;
-    let reason = driver
-        .machine
-        .reason()
-        .cloned()
-        .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()));
-    drop(driver);
-    let rooms = env.hub.rooms_of(&id);
+    let rooms = hub.rooms_of(&id);
     tracing::debug!(?reason, ?rooms, "disconnected");
     cx.context()
         .disconnect(&DisconnectInfo {
@@ -108,10 +101,8 @@ where
             reason: reason.clone(),
         })
         .await;
-    env.hub.unregister(&id);
-    env.stats
-        .connections_open
-        .fetch_sub(1, AtomicOrdering::Relaxed);
+    hub.unregister(&id);
+    stats.connections_open.fetch_sub(1, AtomicOrdering::Relaxed);
     reason
 }
 
