@@ -173,7 +173,7 @@ impl Outbound {
     /// Queue a frame without waiting. Called from the connection's own engine (its
     /// handlers) the frame is own and always queued; from anywhere else it is a pushed
     /// event, and a connection whose pushed events exceed the budget is a slow consumer
-    /// (see the [module docs](self)). Every frame not queued is counted and logged.
+    /// (see [`crate::connection`]). Every frame not queued is counted and logged.
     pub fn push(&self, frame: Text) -> Push {
         let origin = if is_current(&self.shared) {
             Origin::Own
