@@ -306,6 +306,11 @@ impl<C: Context> Server<C> {
         &self.inner.shutdown
     }
 
+    /// Whether shutdown began, read without a lock (set before the token is cancelled).
+    pub(crate) fn stopping(&self) -> bool {
+        !self.inner.accepting.load(Ordering::Acquire)
+    }
+
     /// A handle for typed sends from outside handlers.
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
@@ -333,6 +338,7 @@ impl<C: Context> Server<C> {
     /// finish (up to [`ServerConfig::shutdown_grace`]), close every connection with
     /// 1001 and run every disconnect hook. Resolves when all connections have ended.
     pub async fn shutdown(&self) {
+        // Before the cancel: connections woken by it read the flag, not the token's lock.
         self.inner.accepting.store(false, Ordering::SeqCst);
         self.inner.shutdown.cancel();
         self.inner.tracker.close();

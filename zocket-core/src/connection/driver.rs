@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering as AtomicOrdering;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -83,6 +83,8 @@ where
             in_flight: None,
             timer: None,
             shutdown_seen: false,
+            shutdown_waker: None,
+            server: &server,
         };
         let mut shutdown = std::pin::pin!(server.shutdown_token().cancelled());
         std::future::poll_fn(|task| driver.poll(task, shutdown.as_mut())).await;
@@ -122,11 +124,16 @@ struct Driver<'a, C, S, K> {
     /// The machine's next deadline; created when it first has one.
     timer: Option<Pin<Box<Sleep>>>,
     shutdown_seen: bool,
+    /// The waker the shutdown future was last polled with: polling it takes the
+    /// server-wide token's lock, so it is polled only to register a new waker; otherwise
+    /// the server's flag is read.
+    shutdown_waker: Option<Waker>,
+    server: &'a Server<C>,
 }
 
 impl<C, S, K> Driver<'_, C, S, K>
 where
-    C: Send + Sync + 'static,
+    C: Context,
     S: Stream<Item = Result<WsFrame, TransportError>> + Unpin,
     K: Sink<WsFrame> + Unpin,
     K::Error: std::fmt::Display,
@@ -144,7 +151,7 @@ where
         for _ in 0..TURNS_PER_POLL {
             let now = Instant::now();
             let mut progress = false;
-            if !self.shutdown_seen && shutdown.as_mut().poll(task).is_ready() {
+            if !self.shutdown_seen && self.shutdown_due(task, shutdown.as_mut()) {
                 self.shutdown_seen = true;
                 self.machine.begin_shutdown(now);
                 progress = true;
@@ -173,6 +180,25 @@ where
         }
         task.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    fn shutdown_due(
+        &mut self,
+        task: &mut TaskContext<'_>,
+        shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> bool {
+        if self.server.stopping() {
+            return true;
+        }
+        let fresh = self
+            .shutdown_waker
+            .as_ref()
+            .is_none_or(|w| !w.will_wake(task.waker()));
+        if !fresh {
+            return false;
+        }
+        self.shutdown_waker = Some(task.waker().clone());
+        shutdown.poll(task).is_ready()
     }
 
     /// Poll the handlers that wait; returns whether any finished.
