@@ -28,6 +28,10 @@ use crate::stats::inc;
 
 /// Frames read in one poll before the driver yields to other tasks.
 const READS_PER_POLL: u32 = 64;
+/// Time one poll may spend reading and dispatching before the driver yields, so that
+/// heavy messages do not starve the other connections of its worker (nor the timers and
+/// the connections it just woke, which the scheduler runs on this worker next).
+const SLICE: Duration = Duration::from_millis(2);
 /// Loop turns in one poll before the driver yields (a guard, never reached normally).
 const TURNS_PER_POLL: u32 = 256;
 
@@ -148,6 +152,7 @@ where
         let _own = OwnScope::enter(self.machine.outbound());
         self.machine.outbound().shared.register(task.waker());
         let mut reads = READS_PER_POLL;
+        let started = Instant::now();
         for _ in 0..TURNS_PER_POLL {
             let now = Instant::now();
             let mut progress = false;
@@ -165,12 +170,17 @@ where
             }
             progress |= self.poll_handlers(task, now);
             progress |= self.poll_write(task, now);
-            progress |= self.poll_read(task, now, &mut reads);
+            progress |= self.poll_read(task, now, started, &mut reads);
             if self.machine.is_done() {
                 return Poll::Ready(());
             }
             if reads == 0 {
-                // Fair to the other connections: come back after them.
+                // Fair to the other connections: write what these reads produced, and
+                // come back after the others.
+                self.poll_write(task, Instant::now());
+                if self.machine.is_done() {
+                    return Poll::Ready(());
+                }
                 task.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -242,7 +252,14 @@ where
     }
 
     /// Read while the machine wants to; returns whether anything was read.
-    fn poll_read(&mut self, task: &mut TaskContext<'_>, now: Instant, reads: &mut u32) -> bool {
+    /// Sets `reads` to 0 when the poll's time slice is used up.
+    fn poll_read(
+        &mut self,
+        task: &mut TaskContext<'_>,
+        now: Instant,
+        started: Instant,
+        reads: &mut u32,
+    ) -> bool {
         let mut progress = false;
         while *reads > 0 && self.machine.wants_read() {
             let Poll::Ready(item) = self.stream.poll_next_unpin(task) else {
@@ -252,6 +269,9 @@ where
             progress = true;
             if let Some(text) = self.machine.on_read(now, item) {
                 self.dispatch(task, &text, now);
+                if Instant::now().saturating_duration_since(started) >= SLICE {
+                    *reads = 0;
+                }
             }
         }
         progress

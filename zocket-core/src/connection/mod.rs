@@ -236,6 +236,9 @@ impl Connection {
             return None;
         }
         let draining = matches!(self.phase, Phase::Draining { .. });
+        if let (Some(hb), Some(Ok(_))) = (&mut self.heartbeat, &item) {
+            hb.on_frame();
+        }
         match item {
             None => self.close(
                 now,
@@ -247,11 +250,7 @@ impl Connection {
                 self.close(now, CloseReason::ClientClosed(frame.map(|f| f.code)))
             }
             Some(Ok(WsFrame::Ping(payload))) => self.writer.on_ping(payload, &self.out.shared),
-            Some(Ok(WsFrame::Pong(_))) => {
-                if let Some(hb) = &mut self.heartbeat {
-                    hb.on_pong();
-                }
-            }
+            Some(Ok(WsFrame::Pong(_))) => {}
             // Shutting down: messages are no longer taken.
             Some(Ok(WsFrame::Text(_) | WsFrame::Binary(_))) if draining => {}
             Some(Ok(WsFrame::Text(text))) => {
