@@ -55,7 +55,10 @@ pub struct ServerConfig {
     pub slow_consumer: SlowConsumerPolicy,
     /// Interval between server pings; `None` disables heartbeats. Default 25 s.
     pub heartbeat_interval: Option<Duration>,
-    /// How long to wait for a pong after a ping before dropping the connection. Default 20 s.
+    /// How long to wait, once a ping was written, for the pong (or any other frame from
+    /// the peer) before dropping the connection. A ping that cannot even be written within
+    /// this time of being due (the peer reads nothing and its socket is full) drops it too.
+    /// Default 20 s.
     pub heartbeat_timeout: Duration,
     /// Protocol errors (`BAD_REQUEST`, `NOT_FOUND`, `INVALID_INPUT`) allowed per window
     /// before closing with 1008. Default 100.
