@@ -593,6 +593,16 @@ fn per_connection_state_is_small() {
     let machine = std::mem::size_of::<Connection>();
     let shared = std::mem::size_of::<outbound::Shared>();
     println!("size_of Connection = {machine} B, outbound Shared = {shared} B");
+    println!(
+        "size_of Heartbeat = {}, Writer = {}, Phase = {}, FloodWindow = {}, RateLimiter = {}, Sleep = {}, shutdown future = {}",
+        std::mem::size_of::<Option<Heartbeat>>(),
+        std::mem::size_of::<Writer>(),
+        std::mem::size_of::<Phase>(),
+        std::mem::size_of::<FloodWindow>(),
+        std::mem::size_of::<Option<RateLimiter>>(),
+        std::mem::size_of::<tokio::time::Sleep>(),
+        std::mem::size_of::<tokio_util::sync::WaitForCancellationFuture<'static>>(),
+    );
     assert!(machine <= 384, "{machine}");
     assert!(shared <= 256, "{shared}");
 }
