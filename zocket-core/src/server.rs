@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::connection::{PingReplies, RateLimit, SINK_CLOSE_GRACE, driver};
+use crate::connection::{self, PingReplies, RateLimit, SINK_CLOSE_GRACE, driver};
 use crate::context::{ConnInfo, Context};
 use crate::cx::ServerHandle;
 use crate::hub::{CloseReason, Hub, LocalHub, SlowConsumerPolicy};
@@ -207,6 +207,8 @@ pub enum TransportError {
 struct Inner<C> {
     router: Router<C>,
     config: ServerConfig,
+    /// The engine's view of `config`, shared by every connection.
+    engine: Arc<connection::Settings>,
     hub: Arc<dyn Hub>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -262,6 +264,7 @@ impl<C: Context> ServerBuilder<C> {
         Server {
             inner: Arc::new(Inner {
                 router: self.router,
+                engine: Arc::new(connection::Settings::from_config(&self.config)),
                 config: self.config,
                 hub: self.hub.unwrap_or_else(|| Arc::new(LocalHub::new())),
                 stats: Arc::new(Stats::default()),
@@ -291,6 +294,10 @@ impl<C: Context> Server<C> {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn engine_settings(&self) -> &Arc<connection::Settings> {
+        &self.inner.engine
     }
 
     pub(crate) fn router(&self) -> &Router<C> {

@@ -1228,7 +1228,7 @@ fn size_of_a_connection_future() {
         let fut = accepted.serve(stream, sink.sink_map_err(|e| e.to_string()));
         let size = std::mem::size_of_val(&fut);
         println!("size_of serve future = {size} B");
-        assert!(size < 4096, "{size}");
+        assert!(size < 1024, "{size}");
     });
 }
 

@@ -16,7 +16,7 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 
-use super::{Budget, Connection, Outbound, OwnScope, PingReplies, Settings};
+use super::{Budget, Connection, Outbound, OwnScope, PingReplies};
 use crate::context::{Context, DisconnectInfo};
 use crate::cx::{Conn, Cx};
 use crate::hub::CloseReason;
@@ -71,10 +71,13 @@ where
         server.hub_ref().clone(),
         server.stats_ref().clone(),
     ));
-    let mut settings = Settings::from_config(cfg);
-    settings.replies = replies;
     let mut driver = Driver {
-        machine: Connection::new(out, &settings, Instant::now()),
+        machine: Connection::new(
+            out,
+            server.engine_settings().clone(),
+            replies,
+            Instant::now(),
+        ),
         cx: Cx::new(Arc::new(ctx), conn),
         stream,
         sink,
