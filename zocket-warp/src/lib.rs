@@ -87,14 +87,14 @@
 
 use std::net::SocketAddr;
 
-use futures::{SinkExt, StreamExt, future};
+use hyper::upgrade::OnUpgrade;
 use warp::filters::path::FullPath;
+use warp::http::header::{self, HeaderValue};
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
-use warp::ws::{Message, WebSocket, Ws};
+use warp::ws::Ws;
 use warp::{Filter, Rejection, Reply};
-use zocket_core::protocol::{CloseFrame, Text, WsFrame};
-use zocket_core::{Accepted, Context, HandshakeError, HandshakeRequest, Server, TransportError};
+use zocket_core::{Accepted, Context, HandshakeError, HandshakeRequest, Server};
 
 /// A warp filter that serves Zocket WebSocket connections with `server`.
 ///
@@ -117,6 +117,8 @@ pub fn upgrade<C: Context>(
     server: Server<C>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
     warp::path::end()
+        // A handle on the upgrade, taken before `warp::ws()` removes it from the request.
+        .and(warp::ext::optional::<OnUpgrade>())
         .and(warp::ws())
         .and(warp::path::full())
         .and(raw_query())
@@ -135,7 +137,9 @@ fn raw_query() -> impl Filter<Extract = (Option<String>,), Error = std::convert:
         .unify()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle<C: Context>(
+    on_upgrade: Option<OnUpgrade>,
     ws: Ws,
     path: FullPath,
     query: Option<String>,
@@ -152,11 +156,16 @@ async fn handle<C: Context>(
     match server.handshake(request).await {
         Err(refused) => refusal(&refused),
         Ok(accepted) => {
+            // `warp::ws()` checked the upgrade request; the socket is taken over here, with
+            // the transport of zocket-hyper (warp's `Ws` cannot size its buffers).
+            drop(ws);
+            let Some(on_upgrade) = on_upgrade else {
+                tracing::error!("WebSocket request on a connection that cannot be upgraded");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
             let max = server.config().max_message_bytes;
-            ws.max_message_size(max)
-                .max_frame_size(max)
-                .on_upgrade(move |socket| drive(accepted, socket))
-                .into_response()
+            tokio::spawn(drive(accepted, on_upgrade, max));
+            switching_protocols(&headers)
         }
     }
 }
@@ -183,94 +192,39 @@ fn refusal(error: &HandshakeError) -> Response {
     .into_response()
 }
 
-async fn drive<C: Context>(accepted: Accepted<C>, socket: WebSocket) {
-    let (sink, stream) = socket.split();
-    let stream = stream.map(from_warp);
-    let sink = sink.with(|frame: WsFrame| future::ready(Ok::<_, warp::Error>(to_warp(frame))));
-    let reason = accepted.serve(stream, sink).await;
-    tracing::debug!(?reason, "websocket connection ended");
+/// `101 Switching Protocols` for a request whose upgrade headers `warp::ws()` checked.
+fn switching_protocols(headers: &HeaderMap) -> Response {
+    let mut res = Response::default();
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    // The accept key is base64, always a valid header value.
+    if let Ok(accept) = HeaderValue::from_str(&zocket_hyper::socket::accept_key(key)) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    res
 }
 
-fn from_warp(item: Result<Message, warp::Error>) -> Result<WsFrame, TransportError> {
-    let message = match item {
-        Ok(message) => message,
-        Err(e) if is_too_big(&e) => return Err(TransportError::MessageTooBig),
-        Err(e) => return Err(TransportError::Other(e.to_string())),
+async fn drive<C: Context>(accepted: Accepted<C>, on_upgrade: OnUpgrade, max_message_bytes: usize) {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::debug!(client_id = %accepted.client_id(), error = %e, "the upgrade did not complete");
+            return;
+        }
     };
-    if message.is_text() {
-        // SAFETY: warp's text message is tungstenite's `Message::Text(Utf8Bytes)`, which
-        // tungstenite checked on receipt: the bytes are valid UTF-8, adopted without a copy.
-        Ok(WsFrame::Text(unsafe {
-            Text::from_utf8_unchecked(message.into_bytes())
-        }))
-    } else if message.is_binary() {
-        Ok(WsFrame::Binary(message.into_bytes()))
-    } else if message.is_ping() {
-        Ok(WsFrame::Ping(message.into_bytes()))
-    } else if message.is_pong() {
-        Ok(WsFrame::Pong(message.into_bytes()))
-    } else if message.is_close() {
-        Ok(WsFrame::Close(message.close_frame().map(
-            |(code, reason)| CloseFrame {
-                code,
-                reason: reason.to_owned().into(),
-            },
-        )))
-    } else {
-        // Raw frames are only ever produced for writing, never read.
-        Err(TransportError::Other("unexpected raw frame".into()))
-    }
-}
-
-fn to_warp(frame: WsFrame) -> Message {
-    match frame {
-        WsFrame::Text(text) => Message::text(text.as_str()),
-        WsFrame::Binary(bytes) => Message::binary(bytes),
-        WsFrame::Ping(bytes) => Message::ping(bytes),
-        WsFrame::Pong(bytes) => Message::pong(bytes),
-        WsFrame::Close(Some(CloseFrame { code, reason })) => Message::close_with(code, reason),
-        WsFrame::Close(None) => Message::close(),
-    }
-}
-
-/// Whether warp's socket error is tungstenite's "message too long" (over the configured
-/// maximum message or frame size).
-fn is_too_big(error: &warp::Error) -> bool {
-    use std::error::Error as _;
-    match error
-        .source()
-        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
-    {
-        Some(tungstenite::Error::Capacity(_)) => true,
-        Some(_) => false,
-        // A different tungstenite behind warp: recognise the message instead.
-        None => error.to_string().contains("Message too long"),
-    }
+    let reason = zocket_hyper::socket::serve_upgraded(accepted, upgraded, max_message_bytes).await;
+    tracing::debug!(?reason, "websocket connection ended");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-
-    #[test]
-    fn frames_round_trip_through_warp_messages() {
-        let frames = [
-            WsFrame::Text(Text::from(r#"{"type":"x"}"#)),
-            WsFrame::Binary(Bytes::from_static(&[1, 2, 3])),
-            WsFrame::Ping(Bytes::from_static(b"p")),
-            WsFrame::Pong(Bytes::from_static(b"q")),
-            WsFrame::Close(Some(CloseFrame {
-                code: 1009,
-                reason: "message too big".into(),
-            })),
-            WsFrame::Close(None),
-        ];
-        for frame in frames {
-            let back = from_warp(Ok(to_warp(frame.clone()))).unwrap();
-            assert_eq!(back, frame);
-        }
-    }
 
     #[test]
     fn header_values_that_are_not_utf8_are_kept_lossily() {
