@@ -23,10 +23,11 @@
 //! invalid UTF-8 in a text message or a close reason, an invalid close code) end the
 //! stream with a [`TransportError::Other`].
 //!
-//! [`serve_upgraded`] runs a Zocket connection over an upgraded connection with these;
+//! [`serve_upgrade`] runs a Zocket connection over an upgraded connection with these;
 //! [`ZocketService`](crate::ZocketService) and `zocket-warp` both use it.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, Cursor, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -35,7 +36,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Sink, SinkExt, Stream};
-use hyper::upgrade::Upgraded;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tungstenite::protocol::frame::FrameHeader;
@@ -61,30 +62,51 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// How long shutting down the TCP write side may take when the engine did not.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Run `accepted` over an upgraded HTTP/1.1 connection with [`FrameReader`] and
-/// [`FrameWriter`] until it ends: the engine writes its close frame, drains the socket
-/// until the peer's close frame or its close timeout, and closes the writer, which shuts
-/// down the TCP write side; then the socket is read for at most [`LINGER`] more, until
-/// the peer closes its side, and dropped.
+/// Wait for the upgrade, then run `accepted` over the upgraded HTTP/1.1 connection with
+/// [`FrameReader`] and [`FrameWriter`] until it ends: the engine writes its close frame,
+/// drains the socket until the peer's close frame or its close timeout, and closes the
+/// writer, which shuts down the TCP write side; then the socket is read for at most
+/// [`LINGER`] more, until the peer closes its side, and dropped. Returns why the
+/// connection ended (`None` when the upgrade did not complete).
 ///
 /// `max_message_bytes` is the largest message accepted (normally
 /// [`ServerConfig::max_message_bytes`](zocket_core::ServerConfig::max_message_bytes)).
-pub async fn serve_upgraded<C: Context>(
+/// Adapters spawn this right after answering `101 Switching Protocols`.
+pub fn serve_upgrade<C: Context>(
     accepted: Accepted<C>,
-    upgraded: Upgraded,
+    on_upgrade: OnUpgrade,
     max_message_bytes: usize,
-) -> CloseReason {
+) -> impl Future<Output = Option<CloseReason>> + Send + 'static {
+    // Boxed until the upgrade completes: the future then keeps a pointer, not a second
+    // copy of `Accepted` beside the one the engine's future holds (about 160 bytes per
+    // connection).
+    serve_boxed(Box::new(accepted), on_upgrade, max_message_bytes)
+}
+
+async fn serve_boxed<C: Context>(
+    accepted: Box<Accepted<C>>,
+    on_upgrade: OnUpgrade,
+    max_message_bytes: usize,
+) -> Option<CloseReason> {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(e) => {
+            tracing::debug!(client_id = %accepted.client_id(), error = %e, "the upgrade did not complete");
+            return None;
+        }
+    };
     let (read, write) = tokio::io::split(TokioIo::new(upgraded));
     let mut reader = FrameReader::new(read, max_message_bytes);
     let mut writer = FrameWriter::new(write);
-    let reason = accepted
+    let reason = (*accepted)
         .ping_replies(PingReplies::Engine)
         .serve(&mut reader, &mut writer)
         .await;
     // Normally done by the engine already (then this returns at once).
     let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, writer.close()).await;
     let _ = tokio::time::timeout(LINGER, reader.discard_until_eof()).await;
-    reason
+    tracing::debug!(?reason, "websocket connection ended");
+    Some(reason)
 }
 
 /// The kind of a (possibly fragmented) data message.

@@ -185,7 +185,12 @@ async fn ping_flood(args: &Args, pid: u32, addr: &str, pings: u64) -> Result<(),
     let before = rss_kib(pid).map_err(|e| e.to_string())?;
     let mut peak = before;
     let started = Instant::now();
-    let chunk: Vec<u8> = PING.iter().copied().cycle().take(PING.len() * 1000).collect();
+    let chunk: Vec<u8> = PING
+        .iter()
+        .copied()
+        .cycle()
+        .take(PING.len() * 1000)
+        .collect();
     let mut sent = 0u64;
     let mut ended = None;
     while sent < pings {
