@@ -205,7 +205,7 @@ async fn ping_flood(args: &Args, pid: u32, addr: &str, pings: u64) -> Result<(),
                 break;
             }
         }
-        if sent % 50_000 == 0 {
+        if sent.is_multiple_of(50_000) {
             peak = peak.max(rss_kib(pid).map_err(|e| e.to_string())?);
         }
     }
