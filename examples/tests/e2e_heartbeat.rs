@@ -142,7 +142,7 @@ async fn silent_client_with_stuck_writes_is_dropped(adapter: Adapter) {
 
     // At once, far more than the socket buffers hold (so the server's writes to the
     // silent client are stuck before its first ping is due), far less than the
-    // outbound queue (so this is not a slow-consumer close).
+    // outbound budget (so this is not a slow-consumer close).
     let pad = "p".repeat(256 * 1024);
     sender
         .send_all((0..40).map(|seq| {

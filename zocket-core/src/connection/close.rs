@@ -25,6 +25,10 @@ use crate::protocol::CloseFrame;
 /// How long closing the sink may take after the close timeout passed.
 pub const SINK_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// The longest reason a close frame holds (RFC 6455 §5.5: 125 bytes of payload, 2 of
+/// them the code).
+const MAX_REASON_BYTES: usize = 123;
+
 /// Transport errors discarded while draining before the engine gives up reading.
 const MAX_DRAIN_ERRORS: u8 = 8;
 
@@ -93,11 +97,16 @@ impl Closing {
         }
     }
 
-    /// The close frame to send.
+    /// The close frame to send; the reason is cut to the 123 bytes a close frame holds.
     pub(crate) fn frame(&self) -> CloseFrame {
+        let text = self.reason.text();
+        let mut end = text.len().min(MAX_REASON_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
         CloseFrame {
             code: self.reason.code().unwrap_or(1000),
-            reason: self.reason.text().to_owned().into(),
+            reason: text[..end].to_owned().into(),
         }
     }
 

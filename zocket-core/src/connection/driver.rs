@@ -7,55 +7,55 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering as AtomicOrdering;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::WaitForCancellationFuture;
 
-use super::{Budget, Connection, Outbound, OwnScope, PingReplies, Settings};
-use crate::context::{ConnInfo, Context, DisconnectInfo};
+use super::{Budget, Connection, Outbound, OwnScope, PingReplies};
+use crate::context::{Context, DisconnectInfo};
 use crate::cx::{Conn, Cx};
-use crate::hub::{CloseReason, Hub};
+use crate::hub::CloseReason;
+use crate::ids::ClientId;
 use crate::protocol::{self, Text, WsFrame};
-use crate::router::{Router, dispatch};
-use crate::server::{ServerConfig, TransportError};
-use crate::stats::{Stats, inc};
+use crate::router::dispatch;
+use crate::server::{Server, TransportError};
+use crate::stats::inc;
 
 /// Frames read in one poll before the driver yields to other tasks.
 const READS_PER_POLL: u32 = 64;
+/// Time one poll may spend reading and dispatching before the driver yields, so that
+/// heavy messages do not starve the other connections of its worker (nor the timers and
+/// the connections it just woke, which the scheduler runs on this worker next).
+const SLICE: Duration = Duration::from_millis(2);
 /// Loop turns in one poll before the driver yields (a guard, never reached normally).
 const TURNS_PER_POLL: u32 = 256;
 
-/// What a connection needs from its server.
-pub(crate) struct Env<'a, C> {
-    pub(crate) router: &'a Router<C>,
-    pub(crate) config: &'a ServerConfig,
-    pub(crate) hub: &'a Arc<dyn Hub>,
-    pub(crate) stats: &'a Arc<Stats>,
-    pub(crate) shutdown: &'a CancellationToken,
-    pub(crate) replies: PingReplies,
-}
-
 /// Run one connection to its end; returns why it ended.
-pub(crate) async fn serve<C, S, K>(
-    env: Env<'_, C>,
+///
+/// Everything the connection holds is built here, outside the future, and moved into
+/// it once: an `async fn` would keep its arguments (the stream and the sink among them)
+/// next to the driver that took them over, doubling their share of the future's size.
+/// Registration and `__welcome` happen when the future is first polled.
+pub(crate) fn serve<C, S, K>(
+    server: Server<C>,
     ctx: C,
-    info: ConnInfo,
+    id: ClientId,
+    replies: PingReplies,
     stream: S,
     sink: K,
-) -> CloseReason
+) -> impl Future<Output = CloseReason> + Send
 where
     C: Context,
     S: Stream<Item = Result<WsFrame, TransportError>> + Send + Unpin,
     K: Sink<WsFrame> + Send + Unpin,
     K::Error: std::fmt::Display,
 {
-    let cfg = env.config;
-    let id = info.client_id.clone();
+    let cfg = server.config();
     let out = Outbound::new(
         id.clone(),
         Budget {
@@ -63,43 +63,50 @@ where
             pushed_frames: cfg.outbound_queue,
             policy: cfg.slow_consumer,
         },
-        env.stats.clone(),
+        server.stats_ref().clone(),
     );
-    env.hub.register(out.clone());
-    inc(&env.stats.connections_open);
-    inc(&env.stats.connections_total);
-    tracing::debug!("connected");
     let conn = Arc::new(Conn::new(
-        id.clone(),
+        id,
         out.clone(),
-        env.hub.clone(),
-        env.stats.clone(),
+        server.hub_ref().clone(),
+        server.stats_ref().clone(),
     ));
-    conn.push(protocol::encode_welcome(id.as_str()));
-    let cx = Cx::new(Arc::new(ctx), conn);
-    let mut settings = Settings::from_config(cfg);
-    settings.replies = env.replies;
     let mut driver = Driver {
-        machine: Connection::new(out, &settings, Instant::now()),
-        router: env.router,
-        cx: &cx,
-        handler_timeout: cfg.handler_timeout,
+        machine: Connection::new(
+            out,
+            server.engine_settings().clone(),
+            replies,
+            Instant::now(),
+        ),
+        cx: Cx::new(Arc::new(ctx), conn),
         stream,
         sink,
         pending: None,
         in_flight: None,
         timer: None,
         shutdown_seen: false,
+        shutdown_waker: None,
+        server,
     };
-    let mut shutdown = std::pin::pin!(env.shutdown.cancelled());
-    std::future::poll_fn(|task| driver.poll(task, shutdown.as_mut())).await;
-    let reason = driver
-        .machine
-        .reason()
-        .cloned()
-        .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()));
-    drop(driver);
-    let rooms = env.hub.rooms_of(&id);
+    async move {
+        let token = driver.server.shutdown_token().clone();
+        let mut shutdown = std::pin::pin!(token.cancelled());
+        driver.open();
+        std::future::poll_fn(|task| driver.poll(task, shutdown.as_mut())).await;
+        // Only what the hook needs lives on; the transport is dropped here.
+        let (reason, cx, server) = driver.finish();
+        // Boxed: allocated once, when the connection ends, rather than reserved in every
+        // connection's future for its whole life.
+        Box::pin(end(reason, cx, server)).await
+    }
+}
+
+/// The connection ended: the disconnect hook (exactly once, while its rooms are still
+/// known), then unregistration.
+async fn end<C: Context>(reason: CloseReason, cx: Cx<C>, server: Server<C>) -> CloseReason {
+    let id = cx.conn.id.clone();
+    let hub = server.hub_ref();
+    let rooms = hub.rooms_of(&id);
     tracing::debug!(?reason, ?rooms, "disconnected");
     cx.context()
         .disconnect(&DisconnectInfo {
@@ -108,8 +115,9 @@ where
             reason: reason.clone(),
         })
         .await;
-    env.hub.unregister(&id);
-    env.stats
+    hub.unregister(&id);
+    server
+        .stats_ref()
         .connections_open
         .fetch_sub(1, AtomicOrdering::Relaxed);
     reason
@@ -117,11 +125,9 @@ where
 
 type Handlers = FuturesUnordered<BoxFuture<'static, ()>>;
 
-struct Driver<'a, C, S, K> {
+struct Driver<C, S, K> {
     machine: Connection,
-    router: &'a Router<C>,
-    cx: &'a Cx<C>,
-    handler_timeout: Option<Duration>,
+    cx: Cx<C>,
     stream: S,
     sink: K,
     /// A frame taken from the machine while the sink was not ready.
@@ -131,15 +137,42 @@ struct Driver<'a, C, S, K> {
     /// The machine's next deadline; created when it first has one.
     timer: Option<Pin<Box<Sleep>>>,
     shutdown_seen: bool,
+    /// The waker the shutdown future was last polled with: polling it takes the
+    /// server-wide token's lock, so it is polled only to register a new waker; otherwise
+    /// the server's flag is read.
+    shutdown_waker: Option<Waker>,
+    server: Server<C>,
 }
 
-impl<C, S, K> Driver<'_, C, S, K>
+impl<C, S, K> Driver<C, S, K>
 where
-    C: Send + Sync + 'static,
+    C: Context,
     S: Stream<Item = Result<WsFrame, TransportError>> + Unpin,
     K: Sink<WsFrame> + Unpin,
     K::Error: std::fmt::Display,
 {
+    /// The connection begins: registered with the hub, counted, welcomed.
+    fn open(&mut self) {
+        let conn = &self.cx.conn;
+        self.server.hub_ref().register(conn.out.clone());
+        let stats = self.server.stats_ref();
+        inc(&stats.connections_open);
+        inc(&stats.connections_total);
+        tracing::debug!("connected");
+        conn.push(protocol::encode_welcome(conn.id.as_str()));
+    }
+
+    /// The connection ended: why, and what the disconnect hook needs; the rest (the
+    /// transport first) is dropped.
+    fn finish(self) -> (CloseReason, Cx<C>, Server<C>) {
+        let reason = self
+            .machine
+            .reason()
+            .cloned()
+            .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()));
+        (reason, self.cx, self.server)
+    }
+
     fn poll(
         &mut self,
         task: &mut TaskContext<'_>,
@@ -150,10 +183,11 @@ where
         let _own = OwnScope::enter(self.machine.outbound());
         self.machine.outbound().shared.register(task.waker());
         let mut reads = READS_PER_POLL;
+        let started = Instant::now();
         for _ in 0..TURNS_PER_POLL {
             let now = Instant::now();
             let mut progress = false;
-            if !self.shutdown_seen && shutdown.as_mut().poll(task).is_ready() {
+            if !self.shutdown_seen && self.shutdown_due(task, shutdown.as_mut()) {
                 self.shutdown_seen = true;
                 self.machine.begin_shutdown(now);
                 progress = true;
@@ -167,12 +201,17 @@ where
             }
             progress |= self.poll_handlers(task, now);
             progress |= self.poll_write(task, now);
-            progress |= self.poll_read(task, now, &mut reads);
+            progress |= self.poll_read(task, now, started, &mut reads);
             if self.machine.is_done() {
                 return Poll::Ready(());
             }
             if reads == 0 {
-                // Fair to the other connections: come back after them.
+                // Fair to the other connections: write what these reads produced, and
+                // come back after the others.
+                self.poll_write(task, Instant::now());
+                if self.machine.is_done() {
+                    return Poll::Ready(());
+                }
                 task.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -182,6 +221,25 @@ where
         }
         task.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    fn shutdown_due(
+        &mut self,
+        task: &mut TaskContext<'_>,
+        shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> bool {
+        if self.server.stopping() {
+            return true;
+        }
+        let fresh = self
+            .shutdown_waker
+            .as_ref()
+            .is_none_or(|w| !w.will_wake(task.waker()));
+        if !fresh {
+            return false;
+        }
+        self.shutdown_waker = Some(task.waker().clone());
+        shutdown.poll(task).is_ready()
     }
 
     /// Poll the handlers that wait; returns whether any finished.
@@ -197,6 +255,10 @@ where
                 self.machine.on_handler_finished(now);
                 progress = true;
             }
+            if set.is_empty() {
+                // An idle connection holds no handler set.
+                self.in_flight = None;
+            }
         }
         self.count_errors(now);
         progress
@@ -209,7 +271,13 @@ where
 
     /// Dispatch one text frame: start its handler and poll it once on the spot.
     fn dispatch(&mut self, task: &mut TaskContext<'_>, text: &Text, now: Instant) {
-        if let Some(mut fut) = dispatch(self.router, self.cx, text.as_str(), self.handler_timeout) {
+        let handler_timeout = self.server.config().handler_timeout;
+        if let Some(mut fut) = dispatch(
+            self.server.router(),
+            &self.cx,
+            text.as_str(),
+            handler_timeout,
+        ) {
             if fut.as_mut().poll(task).is_pending() {
                 self.in_flight
                     .get_or_insert_with(FuturesUnordered::new)
@@ -221,7 +289,14 @@ where
     }
 
     /// Read while the machine wants to; returns whether anything was read.
-    fn poll_read(&mut self, task: &mut TaskContext<'_>, now: Instant, reads: &mut u32) -> bool {
+    /// Sets `reads` to 0 when the poll's time slice is used up.
+    fn poll_read(
+        &mut self,
+        task: &mut TaskContext<'_>,
+        now: Instant,
+        started: Instant,
+        reads: &mut u32,
+    ) -> bool {
         let mut progress = false;
         while *reads > 0 && self.machine.wants_read() {
             let Poll::Ready(item) = self.stream.poll_next_unpin(task) else {
@@ -231,6 +306,9 @@ where
             progress = true;
             if let Some(text) = self.machine.on_read(now, item) {
                 self.dispatch(task, &text, now);
+                if Instant::now().saturating_duration_since(started) >= SLICE {
+                    *reads = 0;
+                }
             }
         }
         progress
