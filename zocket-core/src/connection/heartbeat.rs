@@ -5,11 +5,11 @@
 //!   so a connection whose writes are stuck (the peer reads nothing, its socket is full)
 //!   is dropped `timeout` after the tick even though the ping never left.
 //! - When the flush that carried the ping completes, the ping is *sent* and the peer gets
-//!   the full `timeout` from then. Any frame read after that answers it: a pong, or any
-//!   other frame (a peer whose frames keep arriving is alive, even if the server is busy
-//!   with its backlog and has not reached the pong yet). Frames read before the ping
-//!   left do not count, so a peer whose socket is full cannot keep itself alive by
-//!   sending while it reads nothing.
+//!   the full `timeout` from then. A pong read after that answers it, and so does a
+//!   message (a peer whose messages keep arriving is alive, even if the server is busy
+//!   with its backlog and has not reached the pong yet). Its pings do not: a peer that
+//!   pings and never reads is not answering. Frames read before the ping left do not
+//!   count, so a peer whose socket is full cannot keep itself alive meanwhile.
 //! - While reading is paused (the in-flight limit or the byte budget), pongs cannot be
 //!   read. A deadline that passes during such a pause is forgiven when the writer made
 //!   progress since the ping (a completed flush: the peer is reading) or has nothing to
@@ -145,7 +145,7 @@ impl Heartbeat {
         }
     }
 
-    /// A frame (a pong, or any other) was read from the peer.
+    /// A pong or a message was read from the peer.
     pub(crate) fn on_frame(&mut self) {
         if matches!(self.state, State::Sent { .. }) {
             self.state = State::Idle;
