@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ids::ClientId;
 use crate::protocol::Text;
-use crate::stats::{Stats, inc};
+use crate::stats::{Dropped, Stats, inc};
 
 /// Why a connection ended. Passed to [`crate::Context::disconnect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,11 +154,11 @@ impl Outbound {
     pub fn push(&self, frame: Text) -> Push {
         match self.tx.try_send(frame) {
             Ok(()) => {
-                inc(&self.stats.frames_queued);
+                self.stats.frame_queued();
                 Push::Queued
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                inc(&self.stats.frames_dropped);
+                self.stats.frame_dropped(Dropped::QueueFull);
                 match self.policy {
                     SlowConsumerPolicy::Close => {
                         if self.closer.reason().is_none() {
@@ -174,7 +174,7 @@ impl Outbound {
                 Push::Full
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                inc(&self.stats.frames_dropped);
+                self.stats.frame_dropped(Dropped::Closed);
                 tracing::debug!(client_id = %self.id, "frame for a closed connection dropped");
                 Push::Closed
             }
@@ -190,24 +190,24 @@ impl Outbound {
         }
         match self.tx.try_send(frame) {
             Ok(()) => {
-                inc(&self.stats.frames_queued);
+                self.stats.frame_queued();
                 Push::Queued
             }
             Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
                 r = self.tx.send(frame) => match r {
                     Ok(()) => {
-                        inc(&self.stats.frames_queued);
+                        self.stats.frame_queued();
                         Push::Queued
                     }
                     Err(_) => Push::Closed,
                 },
                 _ = self.closer.token.cancelled() => {
-                    inc(&self.stats.frames_dropped);
+                    self.stats.frame_dropped(Dropped::Closed);
                     Push::Closed
                 }
             },
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                inc(&self.stats.frames_dropped);
+                self.stats.frame_dropped(Dropped::Closed);
                 Push::Closed
             }
         }
@@ -426,6 +426,7 @@ impl Hub for LocalHub {
                 }
             }
         }
+        crate::stats::record_events_delivered(d.queued);
         d
     }
 

@@ -324,7 +324,7 @@ impl<C: Context> Server<C> {
     pub async fn handshake(&self, req: HandshakeRequest) -> Result<Accepted<C>, HandshakeError> {
         let result = self.check(req).await;
         if let Err(e) = &result {
-            inc(&self.inner.stats.handshakes_rejected);
+            self.inner.stats.handshake_refused(e.status());
             tracing::info!(status = e.status(), error = %e, "handshake refused");
         }
         result
@@ -448,8 +448,7 @@ impl<C: Context> Accepted<C> {
             inner.stats.clone(),
         );
         inner.hub.register(out.clone());
-        inc(&inner.stats.connections_open);
-        inc(&inner.stats.connections_total);
+        inner.stats.connection_opened();
         tracing::debug!("connected");
         let conn = Arc::new(Conn::new(
             id.clone(),
@@ -487,7 +486,7 @@ impl<C: Context> Accepted<C> {
             })
             .await;
         inner.hub.unregister(&id);
-        inner.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+        inner.stats.connection_closed(&reason);
         reason
     }
 }
