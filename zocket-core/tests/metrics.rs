@@ -196,7 +196,7 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
     );
     assert_eq!(
         histogram_count(
-            &m,
+            m,
             names::RPC_DURATION,
             &[("type", "greet"), ("outcome", "ok")]
         ),
@@ -204,7 +204,7 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
     );
     assert_eq!(
         histogram_count(
-            &m,
+            m,
             names::RPC_DURATION,
             &[("type", "fail"), ("outcome", "error")]
         ),
@@ -212,7 +212,7 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
     );
     assert_eq!(
         histogram_count(
-            &m,
+            m,
             names::RPC_DURATION,
             &[("type", "shout"), ("outcome", "ok")]
         ),
@@ -269,7 +269,7 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
     assert_eq!(gauge(m, names::CONNECTIONS_OPEN), 0.0);
     assert_eq!(
         counter(
-            &m,
+            m,
             names::CLOSES,
             &[("code", "1000"), ("reason", "client_closed")]
         ),
@@ -277,7 +277,7 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
     );
     assert_eq!(
         counter(
-            &m,
+            m,
             names::CLOSES,
             &[("code", "1013"), ("reason", "slow_consumer")]
         ),
@@ -285,7 +285,7 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
     );
     assert_eq!(
         counter(
-            &m,
+            m,
             names::CLOSES,
             &[("code", "1001"), ("reason", "server_shutdown")]
         ),
