@@ -51,6 +51,44 @@ pub mod names {
     pub const CLOSES: &str = "zocket_closes_total";
 }
 
+/// Describe every metric to the installed recorder (units and help texts, e.g. the
+/// `# HELP` lines of Prometheus), and register the unlabelled ones at zero so that a
+/// scrape shows them before the first connection. Call it once after installing a
+/// recorder; recording works without it.
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    metrics::gauge!(names::CONNECTIONS_OPEN).increment(0.0);
+    metrics::counter!(names::CONNECTIONS_TOTAL).increment(0);
+    metrics::counter!(names::EVENTS_DELIVERED).increment(0);
+    describe_gauge!(names::CONNECTIONS_OPEN, "WebSocket connections open now");
+    describe_counter!(names::CONNECTIONS_TOTAL, "WebSocket connections accepted");
+    describe_counter!(
+        names::HANDSHAKES_REFUSED,
+        "Handshakes refused before the upgrade, by HTTP status"
+    );
+    describe_counter!(
+        names::MESSAGES_IN,
+        "Text frames received, by message type (registered routes; others: unknown)"
+    );
+    describe_histogram!(
+        names::RPC_DURATION,
+        Unit::Seconds,
+        "RPC latency from arrival to queued reply, by message type and outcome"
+    );
+    describe_counter!(
+        names::EVENTS_DELIVERED,
+        "Event frames queued for local connections (one per recipient)"
+    );
+    describe_counter!(
+        names::FRAMES_DROPPED,
+        "Frames that could not be queued, by reason (queue_full, closed)"
+    );
+    describe_counter!(
+        names::CLOSES,
+        "Connections ended, by close code sent (none: no close frame) and reason"
+    );
+}
+
 /// The `type` label of a message that is not a registered route.
 pub const UNKNOWN_TYPE: &str = "unknown";
 

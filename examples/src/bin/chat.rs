@@ -1,13 +1,15 @@
 //! The chat example: a single-page browser chat and its WebSocket on one port.
 //!
 //! ```text
-//! cargo run -p zocket-examples --bin chat [-- --addr 127.0.0.1:8080]
+//! cargo run -p zocket-examples --bin chat [-- --addr 127.0.0.1:8080] [--metrics 127.0.0.1:9100]
 //! ```
 //!
 //! Serves the page at `/` and the Zocket WebSocket at `/ws` (warp adapter, in-memory
 //! hub). The first line on stdout says where to open it:
 //! `chat on http://127.0.0.1:8080/ (WebSocket ws://127.0.0.1:8080/ws)`. `--addr` with
-//! port 0 picks a free port. Logs go to stderr (`RUST_LOG`, default `info`).
+//! port 0 picks a free port. `--metrics HOST:PORT` serves Prometheus metrics at
+//! `http://HOST:PORT/metrics` (then the second stdout line is
+//! `metrics on http://HOST:PORT/metrics`). Logs go to stderr (`RUST_LOG`, default `info`).
 //! Ctrl-C / SIGTERM: graceful shutdown (open sockets are closed with 1001), exit 0.
 
 use std::io::Write;
@@ -21,15 +23,30 @@ use zocket_examples::chat;
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 const USAGE: &str = "\
-usage: chat [--addr HOST:PORT]
+usage: chat [--addr HOST:PORT] [--metrics HOST:PORT]
 
 Serves the Zocket chat page at / and its WebSocket at /ws on the same port.
 
-  --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
-  -h, --help         this text";
+  --addr HOST:PORT     where to listen (default 127.0.0.1:8080; port 0 picks a free port)
+  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics
+  -h, --help           this text";
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, String> {
+/// The parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Args {
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+}
+
+fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("{flag} `{value}` is not HOST:PORT ({e})"))
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut addr = DEFAULT_ADDR.to_owned();
+    let mut metrics = None;
     let mut args = args;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -39,23 +56,35 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, 
                     .next()
                     .ok_or_else(|| "--addr needs a value, e.g. --addr 127.0.0.1:8080".to_owned())?
             }
-            other => match other.strip_prefix("--addr=") {
-                Some(v) => addr = v.to_owned(),
-                None => return Err(format!("unknown argument `{other}`")),
-            },
+            "--metrics" => {
+                let v = args.next().ok_or_else(|| {
+                    "--metrics needs a value, e.g. --metrics 127.0.0.1:9100".to_owned()
+                })?;
+                metrics = Some(parse_addr("--metrics", &v)?);
+            }
+            other => {
+                if let Some(v) = other.strip_prefix("--addr=") {
+                    addr = v.to_owned();
+                } else if let Some(v) = other.strip_prefix("--metrics=") {
+                    metrics = Some(parse_addr("--metrics", v)?);
+                } else {
+                    return Err(format!("unknown argument `{other}`"));
+                }
+            }
         }
     }
-    addr.parse::<SocketAddr>()
-        .map(Some)
-        .map_err(|e| format!("--addr `{addr}` is not HOST:PORT ({e})"))
+    Ok(Some(Args {
+        addr: parse_addr("--addr", &addr)?,
+        metrics,
+    }))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     zocket_examples::init_logging();
 
-    let addr = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(addr)) => addr,
+    let Args { addr, metrics } = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -86,6 +115,18 @@ async fn main() -> ExitCode {
         local
     };
 
+    // Before the server exists, so that every metric reaches the recorder.
+    let metrics = match metrics {
+        Some(addr) => match zocket_examples::prometheus::serve(addr, None).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("chat: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+
     let server = Server::new(chat::router());
     let page = warp::path::end()
         .and(warp::get())
@@ -104,6 +145,9 @@ async fn main() -> ExitCode {
     );
 
     println!("chat on http://{shown}/ (WebSocket ws://{shown}/ws)");
+    if let Some(metrics) = &metrics {
+        println!("metrics on http://{}/metrics", metrics.addr);
+    }
     let _ = std::io::stdout().flush();
     tracing::info!(%local, "chat example listening; open the page in two browser tabs");
 
@@ -124,17 +168,24 @@ mod tests {
 
     #[test]
     fn addr_defaults_and_parses() {
-        assert_eq!(
-            parse_args(args(&[])).unwrap(),
-            Some("127.0.0.1:8080".parse().unwrap())
-        );
+        let at = |addr: &str, metrics: Option<&str>| {
+            Some(Args {
+                addr: addr.parse().unwrap(),
+                metrics: metrics.map(|m| m.parse().unwrap()),
+            })
+        };
+        assert_eq!(parse_args(args(&[])).unwrap(), at("127.0.0.1:8080", None));
         assert_eq!(
             parse_args(args(&["--addr", "0.0.0.0:0"])).unwrap(),
-            Some("0.0.0.0:0".parse().unwrap())
+            at("0.0.0.0:0", None)
         );
         assert_eq!(
-            parse_args(args(&["--addr=127.0.0.1:9"])).unwrap(),
-            Some("127.0.0.1:9".parse().unwrap())
+            parse_args(args(&["--addr=127.0.0.1:9", "--metrics", "127.0.0.1:0"])).unwrap(),
+            at("127.0.0.1:9", Some("127.0.0.1:0"))
+        );
+        assert_eq!(
+            parse_args(args(&["--metrics=127.0.0.1:9100"])).unwrap(),
+            at("127.0.0.1:8080", Some("127.0.0.1:9100"))
         );
         assert_eq!(parse_args(args(&["--help"])).unwrap(), None);
     }
@@ -150,6 +201,11 @@ mod tests {
             parse_args(args(&["--addr", "nope"]))
                 .unwrap_err()
                 .contains("not HOST:PORT")
+        );
+        assert!(
+            parse_args(args(&["--metrics", "9100"]))
+                .unwrap_err()
+                .contains("--metrics `9100` is not HOST:PORT")
         );
         assert!(
             parse_args(args(&["--port", "1"]))

@@ -2,7 +2,7 @@
 //! ([`zocket_examples::reference::router`]) on a real socket, with either adapter.
 //!
 //! ```text
-//! cargo run --release -p zocket-examples --bin reference -- [--addr 127.0.0.1:0] [--adapter warp|hyper] [--redis URL] [--node NAME]
+//! cargo run --release -p zocket-examples --bin reference -- [--addr 127.0.0.1:0] [--adapter warp|hyper] [--redis URL] [--node NAME] [--metrics ADDR]
 //! ```
 //!
 //! - `--addr HOST:PORT` (default `127.0.0.1:3000`; port 0 picks a free one).
@@ -10,6 +10,8 @@
 //! - `--redis URL` / `--node NAME`: the distributed hub. It is not available yet: with
 //!   `--redis` the server refuses to start (exit code 1) instead of silently running
 //!   a single node.
+//! - `--metrics ADDR`: serve Prometheus metrics at `http://ADDR/metrics` (port 0 picks a
+//!   free one; the second stdout line is then `metrics on http://HOST:PORT/metrics`).
 //!
 //! The first line on stdout is exactly `listening on ws://HOST:PORT/` (the bound
 //! address); WebSocket connections are accepted at `/`. Logs go to stderr (`RUST_LOG`,
@@ -27,7 +29,7 @@ use zocket_examples::reference;
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
 const USAGE: &str = "\
-usage: reference [--addr HOST:PORT] [--adapter warp|hyper] [--redis URL] [--node NAME]
+usage: reference [--addr HOST:PORT] [--adapter warp|hyper] [--redis URL] [--node NAME] [--metrics HOST:PORT]
 
 Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
 
@@ -35,6 +37,7 @@ Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
   --adapter warp|hyper  the HTTP adapter (default warp)
   --redis URL           the distributed hub (not available yet: refuses to start)
   --node NAME           this node's name in a cluster (with --redis)
+  --metrics HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics
   -h, --help            this text";
 
 /// Which adapter serves the socket.
@@ -51,6 +54,7 @@ struct Args {
     adapter: Adapter,
     redis: Option<String>,
     node: Option<String>,
+    metrics: Option<SocketAddr>,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -58,6 +62,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     let mut adapter = "warp".to_owned();
     let mut redis = None;
     let mut node = None;
+    let mut metrics = None;
     let mut args = args;
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -74,6 +79,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
             "--adapter" => &mut adapter,
             "--redis" => redis.get_or_insert_with(String::new),
             "--node" => node.get_or_insert_with(String::new),
+            "--metrics" => metrics.get_or_insert_with(String::new),
             _ => return Err(format!("unknown argument `{arg}`")),
         };
         *slot = match inline {
@@ -89,11 +95,18 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         "hyper" => Adapter::Hyper,
         other => return Err(format!("--adapter `{other}` is not `warp` or `hyper`")),
     };
+    let metrics = metrics
+        .map(|m| {
+            m.parse::<SocketAddr>()
+                .map_err(|e| format!("--metrics `{m}` is not HOST:PORT ({e})"))
+        })
+        .transpose()?;
     Ok(Some(Args {
         addr,
         adapter,
         redis,
         node,
+        metrics,
     }))
 }
 
@@ -138,6 +151,18 @@ async fn main() -> ExitCode {
         }
     };
 
+    // Before the server exists, so that every metric reaches the recorder.
+    let metrics = match args.metrics {
+        Some(addr) => match zocket_examples::prometheus::serve(addr, args.node.as_deref()).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("reference: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+
     let server = Server::new(reference::router());
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = match args.adapter {
@@ -157,6 +182,9 @@ async fn main() -> ExitCode {
     };
 
     println!("listening on ws://{local}/");
+    if let Some(metrics) = &metrics {
+        println!("metrics on http://{}/metrics", metrics.addr);
+    }
     let _ = std::io::stdout().flush();
     tracing::info!(%local, adapter = ?args.adapter, "reference server listening");
 
@@ -181,6 +209,7 @@ mod tests {
                 adapter: Adapter::Warp,
                 redis: None,
                 node: None,
+                metrics: None,
             })
         );
     }
@@ -194,6 +223,8 @@ mod tests {
             "--redis",
             "redis://127.0.0.1/",
             "--node=n1",
+            "--metrics",
+            "127.0.0.1:9100",
         ])
         .unwrap()
         .unwrap();
@@ -201,6 +232,7 @@ mod tests {
         assert_eq!(args.adapter, Adapter::Hyper);
         assert_eq!(args.redis.as_deref(), Some("redis://127.0.0.1/"));
         assert_eq!(args.node.as_deref(), Some("n1"));
+        assert_eq!(args.metrics, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(parse(&["-h"]).unwrap(), None);
     }
 
@@ -220,6 +252,11 @@ mod tests {
             parse(&["--addr", "localhost"])
                 .unwrap_err()
                 .contains("not HOST:PORT")
+        );
+        assert!(
+            parse(&["--metrics", "9100"])
+                .unwrap_err()
+                .contains("--metrics `9100` is not HOST:PORT")
         );
         assert!(
             parse(&["--port", "1"])
