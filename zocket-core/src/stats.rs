@@ -19,8 +19,8 @@
 //! | `zocket_messages_in_total` | counter | `type`: the message name when it is a registered route, else `unknown` (also for frames that do not parse) | text frames received |
 //! | `zocket_rpc_duration_seconds` | histogram | `type` (a registered route), `outcome`: `ok` or `error` | from a request's arrival to its reply being queued, for every RPC that reached its handler (an `INTERNAL` answer to a panic or `TIMEOUT` counts as `error`) |
 //! | `zocket_events_delivered_total` | counter | | event frames queued for local connections (one per recipient; on a cluster, counted by the node holding the recipient) |
-//! | `zocket_frames_dropped_total` | counter | `reason`: `queue_full` or `closed` | frames that could not be queued (a full outbound queue, or a connection already gone) |
-//! | `zocket_closes_total` | counter | `code`: the close code the server sent or echoed (`1000`, `1001`, `1008`, `1009`, `1013`, ... or `none` when the socket ended without one); `reason`: `client_closed`, `transport_error`, `heartbeat_timeout`, `slow_consumer`, `protocol_errors`, `message_too_big`, `server_shutdown` or `closed` (closed by the application) | connections ended |
+//! | `zocket_frames_dropped_total` | counter | `reason`: `queue_full` or `closed` | frames that could not be queued (`queue_full`: the outbound budget was full; `closed`: the connection was closing or gone, including frames still queued when it closed without flushing them) |
+//! | `zocket_closes_total` | counter | `code`: the close code the server sent or echoed (`1000`, `1001`, `1008`, `1009`, `1013`, ... or `none` when the socket ended without one); `reason`: `client_closed`, `transport_error`, `heartbeat_timeout`, `slow_consumer`, `protocol_errors`, `rate_limited`, `message_too_big`, `server_shutdown` or `closed` (closed by the application) | connections ended |
 //!
 //! Every label value comes from a fixed set or from the application's own router and
 //! code: nothing a client sends can create a new label value (an unregistered message
@@ -108,6 +108,9 @@ pub struct Stats {
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
     pub(crate) encode_failures: AtomicU64,
+    pub(crate) rate_limit_closes: AtomicU64,
+    pub(crate) read_pauses: AtomicU64,
+    pub(crate) close_timeouts: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -124,9 +127,10 @@ pub struct StatsSnapshot {
     pub messages_in: u64,
     /// Frames put into outbound queues.
     pub frames_queued: u64,
-    /// Frames that could not be queued (full queue or closed connection).
+    /// Frames that could not be queued or were discarded unwritten (a slow consumer's
+    /// events, frames for a closing connection).
     pub frames_dropped: u64,
-    /// Connections closed with 1013 because their outbound queue was full.
+    /// Connections closed with 1013 because events pushed to them exceeded their budget.
     pub slow_consumer_closes: u64,
     /// `BAD_REQUEST` / `NOT_FOUND` / `INVALID_INPUT` answers.
     pub protocol_errors: u64,
@@ -140,6 +144,44 @@ pub struct StatsSnapshot {
     pub handler_panics: u64,
     /// Events or replies whose payload failed to serialise.
     pub encode_failures: u64,
+    /// Frames a distributed hub published to other nodes (one per target channel).
+    pub cluster_published: u64,
+    /// Frames a distributed hub received from other nodes.
+    pub cluster_received: u64,
+    /// Cross-node sends that failed (the backend was unreachable): those events
+    /// reached this node's recipients only.
+    pub cluster_send_failures: u64,
+    /// Connections closed with 1008 `rate limit` (over [`crate::ServerConfig::message_rate`]).
+    pub rate_limit_closes: u64,
+    /// Times reading from a connection paused because its outbound budget was full
+    /// (backpressure on a client that sends faster than it reads; nothing dropped).
+    pub read_pauses: u64,
+    /// Closing sequences that ended by the close timeout, without the peer's close frame.
+    pub close_timeouts: u64,
+}
+
+/// The counters a [`crate::Hub`] keeps itself ([`crate::Hub::stats`]); the server adds
+/// them into its [`StatsSnapshot`]. All zero for the in-memory hub.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// See [`StatsSnapshot::cluster_published`].
+    pub cluster_published: u64,
+    /// See [`StatsSnapshot::cluster_received`].
+    pub cluster_received: u64,
+    /// See [`StatsSnapshot::cluster_send_failures`].
+    pub cluster_send_failures: u64,
+}
+
+impl HubStats {
+    /// Counters with these values.
+    pub fn new(cluster_published: u64, cluster_received: u64, cluster_send_failures: u64) -> Self {
+        Self {
+            cluster_published,
+            cluster_received,
+            cluster_send_failures,
+        }
+    }
 }
 
 impl Stats {
@@ -159,7 +201,21 @@ impl Stats {
             heartbeat_timeouts: self.heartbeat_timeouts.load(Relaxed),
             handler_panics: self.handler_panics.load(Relaxed),
             encode_failures: self.encode_failures.load(Relaxed),
+            cluster_published: 0,
+            cluster_received: 0,
+            cluster_send_failures: 0,
+            rate_limit_closes: self.rate_limit_closes.load(Relaxed),
+            read_pauses: self.read_pauses.load(Relaxed),
+            close_timeouts: self.close_timeouts.load(Relaxed),
         }
+    }
+
+    /// This snapshot with a hub's counters in it.
+    pub(crate) fn with_hub(mut s: StatsSnapshot, h: HubStats) -> StatsSnapshot {
+        s.cluster_published = h.cluster_published;
+        s.cluster_received = h.cluster_received;
+        s.cluster_send_failures = h.cluster_send_failures;
+        s
     }
 }
 
@@ -172,7 +228,7 @@ pub(crate) fn inc(c: &AtomicU64) {
 pub(crate) enum Dropped {
     /// The outbound queue was full.
     QueueFull,
-    /// The connection was gone.
+    /// The connection was closing or gone.
     Closed,
 }
 
@@ -217,12 +273,17 @@ impl Stats {
 
     /// A frame could not be queued.
     pub(crate) fn frame_dropped(&self, why: Dropped) {
-        inc(&self.frames_dropped);
+        self.frames_dropped(why, 1);
+    }
+
+    /// `n` frames could not be queued, or were queued and discarded by the close.
+    pub(crate) fn frames_dropped(&self, why: Dropped, n: u64) {
+        self.frames_dropped.fetch_add(n, Relaxed);
         let reason = match why {
             Dropped::QueueFull => "queue_full",
             Dropped::Closed => "closed",
         };
-        metrics::counter!(names::FRAMES_DROPPED, "reason" => reason).increment(1);
+        metrics::counter!(names::FRAMES_DROPPED, "reason" => reason).increment(n);
     }
 }
 
@@ -248,6 +309,7 @@ fn close_label(reason: &CloseReason) -> &'static str {
         CloseReason::HeartbeatTimeout => "heartbeat_timeout",
         CloseReason::SlowConsumer => "slow_consumer",
         CloseReason::ProtocolErrors => "protocol_errors",
+        CloseReason::RateLimited => "rate_limited",
         CloseReason::MessageTooBig => "message_too_big",
         CloseReason::ServerShutdown => "server_shutdown",
         CloseReason::Closed { .. } => "closed",
