@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Deserialize;
 use zocket_core::{
-    ClientId, ConnInfo, Context, Cx, DisconnectInfo, Input, Middleware, Reject, Router,
-    ServerHandle,
+    ClientId, CloseReason, ConnInfo, Context, Cx, DisconnectInfo, Input, Middleware, Reject,
+    Router, ServerHandle,
 };
 
 use super::contract::{
@@ -96,7 +96,14 @@ impl Context for ChatUser {
         let Some(attached) = self.attached.get() else {
             return;
         };
-        for members in attached.state.remove_user(&self.me.client_id) {
+        let rooms = attached.state.remove_user(&self.me.client_id);
+        if info.reason == CloseReason::ServerShutdown {
+            // Everybody is being disconnected: this user did not leave, and the pages
+            // see their own disconnect. After a restart, presence comes from the new
+            // server (each page re-joins and gets the room's member list).
+            return;
+        }
+        for members in rooms {
             let room = members.room.clone();
             let _ = attached
                 .server

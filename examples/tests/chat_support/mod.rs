@@ -25,6 +25,11 @@ pub struct ChatProcess {
 impl ChatProcess {
     /// Start `chat --addr 127.0.0.1:0` and read where it listens from its first line.
     pub fn start() -> Self {
+        Self::start_at("127.0.0.1:0")
+    }
+
+    /// Start `chat --addr ADDR` (e.g. the port of a previous, stopped process).
+    pub fn start_at(addr: &str) -> Self {
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "chat-{}-{}.log",
             std::process::id(),
@@ -32,7 +37,7 @@ impl ChatProcess {
         ));
         let log_file = std::fs::File::create(&log).expect("create the chat log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
-            .args(["--addr", "127.0.0.1:0"])
+            .args(["--addr", addr])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -97,6 +102,14 @@ impl ChatProcess {
         match &mut self.child {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
+        }
+    }
+
+    /// SIGKILL: the process dies at once, sockets are reset without close frames.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the chat binary");
+            child.wait().expect("reap the chat binary");
         }
     }
 
