@@ -196,11 +196,10 @@ fn sample(text: &str, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_serves_the_chats_counts_for_prometheus() {
-    let chat = tokio::task::spawn_blocking(|| {
-        ChatProcess::start_with("127.0.0.1:0", &["--metrics", "127.0.0.1:0"])
-    })
-    .await
-    .unwrap();
+    let chat =
+        tokio::task::spawn_blocking(|| ChatProcess::start_with(&["--metrics", "127.0.0.1:0"], &[]))
+            .await
+            .unwrap();
     let metrics = chat.metrics_addr.clone().expect("--metrics was given");
     let ada = client(&chat.ws_url, "Ada").await;
     let bob = client(&chat.ws_url, "Bob").await;

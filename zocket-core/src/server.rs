@@ -290,6 +290,27 @@ impl<C: Context> Server<C> {
         &self.inner.config
     }
 
+    pub(crate) fn router(&self) -> &Router<C> {
+        &self.inner.router
+    }
+
+    pub(crate) fn hub_ref(&self) -> &Arc<dyn Hub> {
+        &self.inner.hub
+    }
+
+    pub(crate) fn stats_ref(&self) -> &Arc<Stats> {
+        &self.inner.stats
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Whether shutdown began, read without a lock (set before the token is cancelled).
+    pub(crate) fn stopping(&self) -> bool {
+        !self.inner.accepting.load(Ordering::Acquire)
+    }
+
     /// A handle for typed sends from outside handlers.
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
@@ -317,6 +338,7 @@ impl<C: Context> Server<C> {
     /// finish (up to [`ServerConfig::shutdown_grace`]), close every connection with
     /// 1001 and run every disconnect hook. Resolves when all connections have ended.
     pub async fn shutdown(&self) {
+        // Before the cancel: connections woken by it read the flag, not the token's lock.
         self.inner.accepting.store(false, Ordering::SeqCst);
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
@@ -445,37 +467,24 @@ impl<C: Context> Accepted<C> {
     /// The stream yields what the peer sent (a [`TransportError::MessageTooBig`] for a
     /// message over the transport's size limit); the sink takes what to send. Closing the
     /// sink is the end of the closing sequence: adapters shut the TCP write side down then.
-    pub async fn serve<S, K>(self, stream: S, sink: K) -> CloseReason
+    pub fn serve<S, K>(self, stream: S, sink: K) -> impl Future<Output = CloseReason> + Send
     where
         S: Stream<Item = Result<WsFrame, TransportError>> + Send + Unpin,
         K: Sink<WsFrame> + Send + Unpin,
         K::Error: std::fmt::Display,
     {
-        let server = self.server.clone();
-        let span = tracing::info_span!("connection", client_id = %self.info.client_id, remote = ?self.info.remote_addr);
-        server
-            .inner
-            .tracker
-            .track_future(self.run(stream, sink))
+        let Accepted {
+            server,
+            ctx,
+            info,
+            replies,
+        } = self;
+        let span = tracing::info_span!("connection", client_id = %info.client_id, remote = ?info.remote_addr);
+        // Only the id lives on: the handshake's header map is freed here.
+        let id = info.client_id;
+        let tracker = server.inner.tracker.clone();
+        tracker
+            .track_future(driver::serve(server, ctx, id, replies, stream, sink))
             .instrument(span)
-            .await
-    }
-
-    async fn run<S, K>(self, stream: S, sink: K) -> CloseReason
-    where
-        S: Stream<Item = Result<WsFrame, TransportError>> + Send + Unpin,
-        K: Sink<WsFrame> + Send + Unpin,
-        K::Error: std::fmt::Display,
-    {
-        let inner = &self.server.inner;
-        let env = driver::Env {
-            router: &inner.router,
-            config: &inner.config,
-            hub: &inner.hub,
-            stats: &inner.stats,
-            shutdown: &inner.shutdown,
-            replies: self.replies,
-        };
-        driver::serve(env, self.ctx, self.info, stream, sink).await
     }
 }

@@ -1,8 +1,13 @@
 //! The chat example: a single-page browser chat and its WebSocket on one port.
 //!
 //! ```text
-//! cargo run -p zocket-examples --bin chat [-- --addr 127.0.0.1:8080] [--metrics 127.0.0.1:9100]
+//! cargo run -p zocket-examples --bin chat [-- --addr 127.0.0.1:8080] [--redis URL] [--metrics 127.0.0.1:9100]
 //! ```
+//!
+//! With `--redis URL` several chat processes (on different ports or machines) form one
+//! chat: messages, presence, member lists and private messages cross processes
+//! ([`zocket_redis::RedisHub`]; key prefix from env `ZOCKET_REDIS_PREFIX`, default
+//! `zocket`).
 //!
 //! Serves the page at `/` and the Zocket WebSocket at `/ws` (warp adapter, in-memory
 //! hub). The first line on stdout says where to open it:
@@ -23,29 +28,26 @@ use zocket_examples::chat;
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 const USAGE: &str = "\
-usage: chat [--addr HOST:PORT] [--metrics HOST:PORT]
+usage: chat [--addr HOST:PORT] [--redis URL] [--metrics HOST:PORT]
 
 Serves the Zocket chat page at / and its WebSocket at /ws on the same port.
 
-  --addr HOST:PORT     where to listen (default 127.0.0.1:8080; port 0 picks a free port)
+  --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
+  --redis URL        one chat across processes on this Redis (prefix: env ZOCKET_REDIS_PREFIX)
   --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics
-  -h, --help           this text";
+  -h, --help         this text";
 
 /// The parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Args {
+struct ChatArgs {
     addr: SocketAddr,
+    redis: Option<String>,
     metrics: Option<SocketAddr>,
 }
 
-fn parse_addr(flag: &str, value: &str) -> Result<SocketAddr, String> {
-    value
-        .parse::<SocketAddr>()
-        .map_err(|e| format!("{flag} `{value}` is not HOST:PORT ({e})"))
-}
-
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<ChatArgs>, String> {
     let mut addr = DEFAULT_ADDR.to_owned();
+    let mut redis = None;
     let mut metrics = None;
     let mut args = args;
     while let Some(arg) = args.next() {
@@ -56,25 +58,40 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                     .next()
                     .ok_or_else(|| "--addr needs a value, e.g. --addr 127.0.0.1:8080".to_owned())?
             }
+            "--redis" => {
+                redis = Some(args.next().ok_or_else(|| {
+                    "--redis needs a value, e.g. --redis redis://127.0.0.1:6379/".to_owned()
+                })?)
+            }
             "--metrics" => {
-                let v = args.next().ok_or_else(|| {
+                metrics = Some(args.next().ok_or_else(|| {
                     "--metrics needs a value, e.g. --metrics 127.0.0.1:9100".to_owned()
-                })?;
-                metrics = Some(parse_addr("--metrics", &v)?);
+                })?)
             }
-            other => {
-                if let Some(v) = other.strip_prefix("--addr=") {
-                    addr = v.to_owned();
-                } else if let Some(v) = other.strip_prefix("--metrics=") {
-                    metrics = Some(parse_addr("--metrics", v)?);
-                } else {
-                    return Err(format!("unknown argument `{other}`"));
-                }
-            }
+            other => match (
+                other.strip_prefix("--addr="),
+                other.strip_prefix("--redis="),
+                other.strip_prefix("--metrics="),
+            ) {
+                (Some(v), _, _) => addr = v.to_owned(),
+                (_, Some(v), _) => redis = Some(v.to_owned()),
+                (_, _, Some(v)) => metrics = Some(v.to_owned()),
+                _ => return Err(format!("unknown argument `{other}`")),
+            },
         }
     }
-    Ok(Some(Args {
-        addr: parse_addr("--addr", &addr)?,
+    let addr = addr
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("--addr `{addr}` is not HOST:PORT ({e})"))?;
+    let metrics = metrics
+        .map(|m| {
+            m.parse::<SocketAddr>()
+                .map_err(|e| format!("--metrics `{m}` is not HOST:PORT ({e})"))
+        })
+        .transpose()?;
+    Ok(Some(ChatArgs {
+        addr,
+        redis,
         metrics,
     }))
 }
@@ -83,7 +100,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
 async fn main() -> ExitCode {
     zocket_examples::init_logging();
 
-    let Args { addr, metrics } = match parse_args(std::env::args().skip(1)) {
+    let ChatArgs {
+        addr,
+        redis,
+        metrics,
+    } = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
             println!("{USAGE}");
@@ -127,7 +148,32 @@ async fn main() -> ExitCode {
         None => None,
     };
 
-    let server = Server::new(chat::router());
+    let (server, hub) = match &redis {
+        None => (Server::new(chat::router()), None),
+        Some(url) => {
+            let hub = match zocket_examples::redis_hub(url, None).await {
+                Ok(hub) => hub,
+                Err(e) => {
+                    eprintln!("chat: --redis {url}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let prefix =
+                std::env::var("ZOCKET_REDIS_PREFIX").unwrap_or_else(|_| "zocket".to_owned());
+            let names = match chat::ChatCluster::connect(url, &prefix).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("chat: --redis {url}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let state = std::sync::Arc::new(chat::ChatState::clustered(names));
+            let server = Server::builder(chat::router_with(state))
+                .hub(hub.clone())
+                .build();
+            (server, Some(hub))
+        }
+    };
     let page = warp::path::end()
         .and(warp::get())
         .map(|| warp::reply::html(chat::PAGE));
@@ -152,6 +198,9 @@ async fn main() -> ExitCode {
     tracing::info!(%local, "chat example listening; open the page in two browser tabs");
 
     zocket_examples::run_until_stopped(&server, stop_http, http).await;
+    if let Some(hub) = hub {
+        hub.close().await;
+    }
     ExitCode::SUCCESS
 }
 
@@ -168,24 +217,35 @@ mod tests {
 
     #[test]
     fn addr_defaults_and_parses() {
-        let at = |addr: &str, metrics: Option<&str>| {
-            Some(Args {
-                addr: addr.parse().unwrap(),
-                metrics: metrics.map(|m| m.parse().unwrap()),
-            })
-        };
-        assert_eq!(parse_args(args(&[])).unwrap(), at("127.0.0.1:8080", None));
+        let addr = |a: &[&str]| parse_args(args(a)).unwrap().map(|c| c.addr);
+        assert_eq!(addr(&[]), Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(
-            parse_args(args(&["--addr", "0.0.0.0:0"])).unwrap(),
-            at("0.0.0.0:0", None)
+            addr(&["--addr", "0.0.0.0:0"]),
+            Some("0.0.0.0:0".parse().unwrap())
         );
         assert_eq!(
-            parse_args(args(&["--addr=127.0.0.1:9", "--metrics", "127.0.0.1:0"])).unwrap(),
-            at("127.0.0.1:9", Some("127.0.0.1:0"))
+            addr(&["--addr=127.0.0.1:9"]),
+            Some("127.0.0.1:9".parse().unwrap())
+        );
+        let redis = |a: &[&str]| parse_args(args(a)).unwrap().and_then(|c| c.redis);
+        assert_eq!(redis(&[]), None);
+        assert_eq!(
+            redis(&["--redis", "redis://r/"]).as_deref(),
+            Some("redis://r/")
         );
         assert_eq!(
-            parse_args(args(&["--metrics=127.0.0.1:9100"])).unwrap(),
-            at("127.0.0.1:8080", Some("127.0.0.1:9100"))
+            redis(&["--redis=redis://r/"]).as_deref(),
+            Some("redis://r/")
+        );
+        let metrics = |a: &[&str]| parse_args(args(a)).unwrap().and_then(|c| c.metrics);
+        assert_eq!(metrics(&[]), None);
+        assert_eq!(
+            metrics(&["--metrics", "127.0.0.1:0"]),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(
+            metrics(&["--metrics=127.0.0.1:9100"]),
+            Some("127.0.0.1:9100".parse().unwrap())
         );
         assert_eq!(parse_args(args(&["--help"])).unwrap(), None);
     }

@@ -27,18 +27,19 @@ pub struct ChatProcess {
 impl ChatProcess {
     /// Start `chat --addr 127.0.0.1:0` and read where it listens from its first line.
     pub fn start() -> Self {
-        Self::start_at("127.0.0.1:0")
+        Self::start_with(&[], &[])
     }
 
     /// Start `chat --addr ADDR` (e.g. the port of a previous, stopped process).
     pub fn start_at(addr: &str) -> Self {
-        Self::start_with(addr, &[])
+        // A later `--addr` wins over the default one.
+        Self::start_with(&["--addr", addr], &[])
     }
 
-    /// Start `chat --addr ADDR EXTRA...`; with `--metrics`, the second stdout line says
-    /// where the metrics are served.
-    pub fn start_with(addr: &str, extra: &[&str]) -> Self {
-        let with_metrics = extra.iter().any(|a| a.starts_with("--metrics"));
+    /// Like [`start`](Self::start), with more arguments and environment variables. With
+    /// `--metrics`, the second stdout line says where the metrics are served.
+    pub fn start_with(extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let with_metrics = extra_args.iter().any(|a| a.starts_with("--metrics"));
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "chat-{}-{}.log",
             std::process::id(),
@@ -46,9 +47,10 @@ impl ChatProcess {
         ));
         let log_file = std::fs::File::create(&log).expect("create the chat log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
-            .args(["--addr", addr])
-            .args(extra)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(extra_args)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)

@@ -6,44 +6,39 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::WaitForCancellationFuture;
 
 use super::{Budget, Connection, Outbound, OwnScope, PingReplies, Settings};
-use crate::context::{ConnInfo, Context, DisconnectInfo};
+use crate::context::{Context, DisconnectInfo};
 use crate::cx::{Conn, Cx};
-use crate::hub::{CloseReason, Hub};
+use crate::hub::CloseReason;
+use crate::ids::ClientId;
 use crate::protocol::{self, Text, WsFrame};
 use crate::router::{Router, dispatch};
-use crate::server::{ServerConfig, TransportError};
-use crate::stats::Stats;
+use crate::server::{Server, TransportError};
 
 /// Frames read in one poll before the driver yields to other tasks.
 const READS_PER_POLL: u32 = 64;
+/// Time one poll may spend reading and dispatching before the driver yields, so that
+/// heavy messages do not starve the other connections of its worker (nor the timers and
+/// the connections it just woke, which the scheduler runs on this worker next).
+const SLICE: Duration = Duration::from_millis(2);
 /// Loop turns in one poll before the driver yields (a guard, never reached normally).
 const TURNS_PER_POLL: u32 = 256;
 
-/// What a connection needs from its server.
-pub(crate) struct Env<'a, C> {
-    pub(crate) router: &'a Router<C>,
-    pub(crate) config: &'a ServerConfig,
-    pub(crate) hub: &'a Arc<dyn Hub>,
-    pub(crate) stats: &'a Arc<Stats>,
-    pub(crate) shutdown: &'a CancellationToken,
-    pub(crate) replies: PingReplies,
-}
-
 /// Run one connection to its end; returns why it ended.
 pub(crate) async fn serve<C, S, K>(
-    env: Env<'_, C>,
+    server: Server<C>,
     ctx: C,
-    info: ConnInfo,
+    id: ClientId,
+    replies: PingReplies,
     stream: S,
     sink: K,
 ) -> CloseReason
@@ -53,8 +48,8 @@ where
     K: Sink<WsFrame> + Send + Unpin,
     K::Error: std::fmt::Display,
 {
-    let cfg = env.config;
-    let id = info.client_id.clone();
+    let cfg = server.config();
+    let (hub, stats) = (server.hub_ref(), server.stats_ref());
     let out = Outbound::new(
         id.clone(),
         Budget {
@@ -62,42 +57,45 @@ where
             pushed_frames: cfg.outbound_queue,
             policy: cfg.slow_consumer,
         },
-        env.stats.clone(),
+        stats.clone(),
     );
-    env.hub.register(out.clone());
-    env.stats.connection_opened();
+    hub.register(out.clone());
+    stats.connection_opened();
     tracing::debug!("connected");
     let conn = Arc::new(Conn::new(
         id.clone(),
         out.clone(),
-        env.hub.clone(),
-        env.stats.clone(),
+        hub.clone(),
+        stats.clone(),
     ));
     conn.push(protocol::encode_welcome(id.as_str()));
     let cx = Cx::new(Arc::new(ctx), conn);
     let mut settings = Settings::from_config(cfg);
-    settings.replies = env.replies;
-    let mut driver = Driver {
-        machine: Connection::new(out, &settings, Instant::now()),
-        router: env.router,
-        cx: &cx,
-        handler_timeout: cfg.handler_timeout,
-        stream,
-        sink,
-        pending: None,
-        in_flight: None,
-        timer: None,
-        shutdown_seen: false,
+    settings.replies = replies;
+    let reason = {
+        let mut driver = Driver {
+            machine: Connection::new(out, &settings, Instant::now()),
+            router: server.router(),
+            cx: &cx,
+            handler_timeout: cfg.handler_timeout,
+            stream,
+            sink,
+            pending: None,
+            in_flight: None,
+            timer: None,
+            shutdown_seen: false,
+            shutdown_waker: None,
+            server: &server,
+        };
+        let mut shutdown = std::pin::pin!(server.shutdown_token().cancelled());
+        std::future::poll_fn(|task| driver.poll(task, shutdown.as_mut())).await;
+        driver
+            .machine
+            .reason()
+            .cloned()
+            .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()))
     };
-    let mut shutdown = std::pin::pin!(env.shutdown.cancelled());
-    std::future::poll_fn(|task| driver.poll(task, shutdown.as_mut())).await;
-    let reason = driver
-        .machine
-        .reason()
-        .cloned()
-        .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()));
-    drop(driver);
-    let rooms = env.hub.rooms_of(&id);
+    let rooms = hub.rooms_of(&id);
     tracing::debug!(?reason, ?rooms, "disconnected");
     cx.context()
         .disconnect(&DisconnectInfo {
@@ -106,8 +104,8 @@ where
             reason: reason.clone(),
         })
         .await;
-    env.hub.unregister(&id);
-    env.stats.connection_closed(&reason);
+    hub.unregister(&id);
+    stats.connection_closed(&reason);
     reason
 }
 
@@ -127,11 +125,16 @@ struct Driver<'a, C, S, K> {
     /// The machine's next deadline; created when it first has one.
     timer: Option<Pin<Box<Sleep>>>,
     shutdown_seen: bool,
+    /// The waker the shutdown future was last polled with: polling it takes the
+    /// server-wide token's lock, so it is polled only to register a new waker; otherwise
+    /// the server's flag is read.
+    shutdown_waker: Option<Waker>,
+    server: &'a Server<C>,
 }
 
 impl<C, S, K> Driver<'_, C, S, K>
 where
-    C: Send + Sync + 'static,
+    C: Context,
     S: Stream<Item = Result<WsFrame, TransportError>> + Unpin,
     K: Sink<WsFrame> + Unpin,
     K::Error: std::fmt::Display,
@@ -146,10 +149,11 @@ where
         let _own = OwnScope::enter(self.machine.outbound());
         self.machine.outbound().shared.register(task.waker());
         let mut reads = READS_PER_POLL;
+        let started = Instant::now();
         for _ in 0..TURNS_PER_POLL {
             let now = Instant::now();
             let mut progress = false;
-            if !self.shutdown_seen && shutdown.as_mut().poll(task).is_ready() {
+            if !self.shutdown_seen && self.shutdown_due(task, shutdown.as_mut()) {
                 self.shutdown_seen = true;
                 self.machine.begin_shutdown(now);
                 progress = true;
@@ -163,12 +167,17 @@ where
             }
             progress |= self.poll_handlers(task, now);
             progress |= self.poll_write(task, now);
-            progress |= self.poll_read(task, now, &mut reads);
+            progress |= self.poll_read(task, now, started, &mut reads);
             if self.machine.is_done() {
                 return Poll::Ready(());
             }
             if reads == 0 {
-                // Fair to the other connections: come back after them.
+                // Fair to the other connections: write what these reads produced, and
+                // come back after the others.
+                self.poll_write(task, Instant::now());
+                if self.machine.is_done() {
+                    return Poll::Ready(());
+                }
                 task.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -178,6 +187,25 @@ where
         }
         task.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    fn shutdown_due(
+        &mut self,
+        task: &mut TaskContext<'_>,
+        shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
+    ) -> bool {
+        if self.server.stopping() {
+            return true;
+        }
+        let fresh = self
+            .shutdown_waker
+            .as_ref()
+            .is_none_or(|w| !w.will_wake(task.waker()));
+        if !fresh {
+            return false;
+        }
+        self.shutdown_waker = Some(task.waker().clone());
+        shutdown.poll(task).is_ready()
     }
 
     /// Poll the handlers that wait; returns whether any finished.
@@ -221,7 +249,14 @@ where
     }
 
     /// Read while the machine wants to; returns whether anything was read.
-    fn poll_read(&mut self, task: &mut TaskContext<'_>, now: Instant, reads: &mut u32) -> bool {
+    /// Sets `reads` to 0 when the poll's time slice is used up.
+    fn poll_read(
+        &mut self,
+        task: &mut TaskContext<'_>,
+        now: Instant,
+        started: Instant,
+        reads: &mut u32,
+    ) -> bool {
         let mut progress = false;
         while *reads > 0 && self.machine.wants_read() {
             let Poll::Ready(item) = self.stream.poll_next_unpin(task) else {
@@ -231,6 +266,9 @@ where
             progress = true;
             if let Some(text) = self.machine.on_read(now, item) {
                 self.dispatch(task, &text, now);
+                if Instant::now().saturating_duration_since(started) >= SLICE {
+                    *reads = 0;
+                }
             }
         }
         progress

@@ -5,8 +5,11 @@
 //!   so a connection whose writes are stuck (the peer reads nothing, its socket is full)
 //!   is dropped `timeout` after the tick even though the ping never left.
 //! - When the flush that carried the ping completes, the ping is *sent* and the peer gets
-//!   the full `timeout` from then. Only a pong read after that answers it, so pongs a
-//!   peer sends unasked while it reads nothing do not keep it alive.
+//!   the full `timeout` from then. Any frame read after that answers it: a pong, or any
+//!   other frame (a peer whose frames keep arriving is alive, even if the server is busy
+//!   with its backlog and has not reached the pong yet). Frames read before the ping
+//!   left do not count, so a peer whose socket is full cannot keep itself alive by
+//!   sending while it reads nothing.
 //! - While reading is paused (the in-flight limit or the byte budget), pongs cannot be
 //!   read. A deadline that passes during such a pause is forgiven when the writer made
 //!   progress since the ping (a completed flush: the peer is reading) or has nothing to
@@ -138,8 +141,8 @@ impl Heartbeat {
         }
     }
 
-    /// A pong arrived.
-    pub(crate) fn on_pong(&mut self) {
+    /// A frame (a pong, or any other) was read from the peer.
+    pub(crate) fn on_frame(&mut self) {
         if matches!(self.state, State::Sent { .. }) {
             self.state = State::Idle;
         }
@@ -163,8 +166,19 @@ mod tests {
         assert!(h.take_ping());
         h.on_flushed(t0 + 10 * S);
         assert_eq!(h.poll_timeout(), t0 + 15 * S);
-        h.on_pong();
+        h.on_frame();
         assert_eq!(h.poll_timeout(), t0 + 20 * S);
+        assert_eq!(h.handle_timeout(t0 + 15 * S, false), Verdict::Fine);
+    }
+
+    #[test]
+    fn any_frame_after_the_ping_left_answers_it() {
+        let t0 = Instant::now();
+        let mut h = Heartbeat::new(10 * S, 5 * S, t0);
+        h.handle_timeout(t0 + 10 * S, false);
+        h.take_ping();
+        h.on_flushed(t0 + 10 * S);
+        h.on_frame();
         assert_eq!(h.handle_timeout(t0 + 15 * S, false), Verdict::Fine);
     }
 
@@ -183,9 +197,9 @@ mod tests {
         let t0 = Instant::now();
         let mut h = Heartbeat::new(10 * S, 5 * S, t0);
         h.handle_timeout(t0 + 10 * S, true);
-        h.on_pong();
+        h.on_frame();
         assert!(h.take_ping());
-        h.on_pong();
+        h.on_frame();
         assert_eq!(h.handle_timeout(t0 + 15 * S, true), Verdict::Dead);
     }
 
@@ -209,7 +223,7 @@ mod tests {
         h.on_flushed(t0 + 14 * S);
         assert_eq!(h.handle_timeout(t0 + 15 * S, false), Verdict::Fine);
         assert_eq!(h.poll_timeout(), t0 + 19 * S);
-        h.on_pong();
+        h.on_frame();
         // No burst of pings for the missed tick: the next is due one interval after the last.
         assert_eq!(h.poll_timeout(), t0 + 20 * S);
     }

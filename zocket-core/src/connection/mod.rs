@@ -1,5 +1,5 @@
-//! The per-connection engine: a sans-IO state machine ([`Connection`], crate-private)
-//! and the thin async driver every adapter runs through [`crate::Accepted::serve`].
+//! The per-connection engine: a sans-IO state machine (`Connection`, crate-private) and
+//! the thin async driver every adapter runs through [`crate::Accepted::serve`].
 //!
 //! The machine takes events in (a frame or transport error read, a handler that went
 //! pending or finished, a batch flushed, the sink closed, a close asked for, shutdown,
@@ -30,8 +30,17 @@
 //! dropped: when the budget is full the engine stops reading from that connection until
 //! the writer drains, so TCP pushes back on a client that sends faster than it reads.
 //! Only events pushed by others can make a connection a slow consumer (close 1013 by
-//! default, see [`crate::SlowConsumerPolicy`]). Reading also pauses at the in-flight
-//! limit. See `outbound` for the details.
+//! default, see [`crate::SlowConsumerPolicy`]): when the pushed events waiting would
+//! exceed the budget, or number [`crate::ServerConfig::outbound_queue`]. A single event is
+//! always accepted when no pushed event is waiting, so an event larger than the budget
+//! can still be delivered. Reading also pauses at the in-flight limit.
+//!
+//! Which frames are own needs no help from the sender: while the engine polls a
+//! connection (its dispatcher and its handlers), a thread-local marks that connection as
+//! the current one, and [`Outbound::push`] to the current connection is own. A push from
+//! another connection's engine, from a spawned task or from a distributed hub's receiver
+//! is pushed. The same mark lets the engine skip waking itself for frames it queues
+//! during its own poll.
 //!
 //! # Pings
 //!
@@ -54,7 +63,13 @@
 //! produced while reading is written by the same poll, coalesced with the other frames
 //! of that poll into one flush; nothing wakes another task per message, and no lock is
 //! held across an await. An idle connection holds no timer unless heartbeats are on,
-//! no handler set until a handler waits, and an outbound queue with no reserved capacity.
+//! no handler set unless a handler waits, and an outbound queue with no reserved
+//! capacity.
+//!
+//! Measured (x86_64, `cargo test -p zocket-core -- --nocapture size_of`): the machine is
+//! 336 bytes, the shared outbound state 176 bytes (one allocation), the whole future
+//! `Accepted::serve` returns 960 bytes for the test harness's channel transport; the
+//! transport's own buffers come on top.
 
 mod close;
 pub(crate) mod driver;
@@ -221,6 +236,9 @@ impl Connection {
             return None;
         }
         let draining = matches!(self.phase, Phase::Draining { .. });
+        if let (Some(hb), Some(Ok(_))) = (&mut self.heartbeat, &item) {
+            hb.on_frame();
+        }
         match item {
             None => self.close(
                 now,
@@ -232,11 +250,7 @@ impl Connection {
                 self.close(now, CloseReason::ClientClosed(frame.map(|f| f.code)))
             }
             Some(Ok(WsFrame::Ping(payload))) => self.writer.on_ping(payload, &self.out.shared),
-            Some(Ok(WsFrame::Pong(_))) => {
-                if let Some(hb) = &mut self.heartbeat {
-                    hb.on_pong();
-                }
-            }
+            Some(Ok(WsFrame::Pong(_))) => {}
             // Shutting down: messages are no longer taken.
             Some(Ok(WsFrame::Text(_) | WsFrame::Binary(_))) if draining => {}
             Some(Ok(WsFrame::Text(text))) => {

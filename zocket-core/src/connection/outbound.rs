@@ -42,6 +42,9 @@ use crate::stats::{Dropped, Stats, inc};
 /// buffer's header, so that many tiny frames are bounded as well as a few large ones.
 pub const FRAME_OVERHEAD: usize = 48;
 
+/// Queue slots kept once the queue is empty again; a larger queue is freed.
+const SHRINK_ABOVE: usize = 64;
+
 /// Whether a queued frame was caused by the connection's own messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
@@ -173,7 +176,7 @@ impl Outbound {
     /// Queue a frame without waiting. Called from the connection's own engine (its
     /// handlers) the frame is own and always queued; from anywhere else it is a pushed
     /// event, and a connection whose pushed events exceed the budget is a slow consumer
-    /// (see the [module docs](self)). Every frame not queued is counted and logged.
+    /// (see [`crate::connection`]). Every frame not queued is counted and logged.
     pub fn push(&self, frame: Text) -> Push {
         let origin = if is_current(&self.shared) {
             Origin::Own
@@ -294,7 +297,13 @@ impl Shared {
 
     /// Take the next frame to write; it stays charged until [`release`](Self::release).
     pub(crate) fn pop(&self) -> Option<(Text, Origin)> {
-        self.lock().frames.pop_front()
+        let mut q = self.lock();
+        let frame = q.frames.pop_front();
+        if q.frames.is_empty() && q.frames.capacity() > SHRINK_ABOVE {
+            // A burst grew the queue: an idle connection does not keep its slots.
+            q.frames = VecDeque::new();
+        }
+        frame
     }
 
     /// Whether frames are waiting.
@@ -446,6 +455,16 @@ mod tests {
         assert_eq!(o.push(text(100)), Push::Queued);
         assert_eq!(o.push(text(100)), Push::Queued);
         assert!(o.shared.take_close_request().is_none());
+    }
+
+    #[test]
+    fn a_queue_grown_by_a_burst_is_freed_when_empty() {
+        let o = out(1 << 20, 10_000, SlowConsumerPolicy::Close);
+        for _ in 0..1000 {
+            o.push(text(1));
+        }
+        while o.shared.pop().is_some() {}
+        assert_eq!(o.shared.lock().frames.capacity(), 0);
     }
 
     #[test]

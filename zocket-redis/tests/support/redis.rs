@@ -114,9 +114,7 @@ impl TestRedis {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if line.contains("Ready to accept connections") {
-                    if let Some(tx) = ready.take() {
-                        let _ = tx.send(true);
-                    }
+                    ready.take().map(|tx| tx.send(true));
                 }
             }
             if let Some(tx) = ready {
