@@ -241,10 +241,14 @@ impl Stats {
         metrics::counter!(names::CONNECTIONS_TOTAL).increment(1);
     }
 
-    /// A served connection ended (after its disconnect hook).
-    pub(crate) fn connection_closed(&self, reason: &CloseReason) {
+    /// A connection left the hub: it is no longer open.
+    pub(crate) fn connection_unregistered(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
         metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
+    }
+
+    /// How a connection ended (`zocket_closes_total`), after its disconnect hook.
+    pub(crate) fn record_close(&self, reason: &CloseReason) {
         let code = match reason.code() {
             Some(code) => std::borrow::Cow::Owned(code.to_string()),
             None => std::borrow::Cow::Borrowed("none"),
