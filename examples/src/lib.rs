@@ -4,9 +4,11 @@
 //!   middleware and the complete router), served by the `reference` binary and used by
 //!   the client tests.
 //! - [`chat`]: the chat example with its browser page.
+//! - [`prometheus`]: `--metrics ADDR` of the binaries (Prometheus scrape endpoint).
 #![warn(missing_docs)]
 
 pub mod chat;
+pub mod prometheus;
 pub mod reference;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); colours only on a terminal.

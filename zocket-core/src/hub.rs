@@ -309,6 +309,7 @@ impl LocalHub {
                 }
             }
         }
+        crate::stats::record_events_delivered(d.queued);
         d
     }
 }
@@ -425,6 +426,7 @@ impl Hub for LocalHub {
                 }
             }
         }
+        crate::stats::record_events_delivered(d.queued);
         d
     }
 

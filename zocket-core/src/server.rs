@@ -20,7 +20,7 @@ use crate::hub::{CloseReason, Hub, LocalHub, SlowConsumerPolicy};
 use crate::ids::ClientId;
 use crate::protocol::{self, WsFrame};
 use crate::router::Router;
-use crate::stats::{Stats, StatsSnapshot, inc};
+use crate::stats::{Stats, StatsSnapshot};
 
 /// Limits and timings of a server. Every field has a sensible default
 /// (`ServerConfig::default()`); override with struct update syntax:
@@ -371,7 +371,7 @@ impl<C: Context> Server<C> {
     pub async fn handshake(&self, req: HandshakeRequest) -> Result<Accepted<C>, HandshakeError> {
         let result = self.check(req).await;
         if let Err(e) = &result {
-            inc(&self.inner.stats.handshakes_rejected);
+            self.inner.stats.handshake_refused(e.status());
             tracing::info!(status = e.status(), error = %e, "handshake refused");
         }
         result

@@ -2,7 +2,7 @@
 //! ([`zocket_examples::reference::router`]) on a real socket, with either adapter.
 //!
 //! ```text
-//! cargo run --release -p zocket-examples --bin reference -- [--addr 127.0.0.1:0] [--adapter warp|hyper] [--redis URL] [--node NAME]
+//! cargo run --release -p zocket-examples --bin reference -- [--addr 127.0.0.1:0] [--adapter warp|hyper] [--redis URL] [--node NAME] [--metrics ADDR]
 //! ```
 //!
 //! - `--addr HOST:PORT` (default `127.0.0.1:3000`; port 0 picks a free one).
@@ -12,6 +12,9 @@
 //!   `zocket`) form one cluster. If Redis does not answer at startup: exit code 1.
 //! - `--node NAME`: this process's name in the cluster (default: a random one), in the
 //!   logs.
+//! - `--metrics ADDR`: serve Prometheus metrics at `http://ADDR/metrics` (port 0 picks a
+//!   free one; the second stdout line is then `metrics on http://HOST:PORT/metrics`),
+//!   with the node's name as the `node` label when `--node` is given.
 //!
 //! The first line on stdout is exactly `listening on ws://HOST:PORT/` (the bound
 //! address); WebSocket connections are accepted at `/`. Logs go to stderr (`RUST_LOG`,
@@ -29,7 +32,7 @@ use zocket_examples::reference;
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
 const USAGE: &str = "\
-usage: reference [--addr HOST:PORT] [--adapter warp|hyper] [--redis URL] [--node NAME]
+usage: reference [--addr HOST:PORT] [--adapter warp|hyper] [--redis URL] [--node NAME] [--metrics HOST:PORT]
 
 Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
 
@@ -37,6 +40,7 @@ Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
   --adapter warp|hyper  the HTTP adapter (default warp)
   --redis URL           the distributed hub on Redis (key prefix: env ZOCKET_REDIS_PREFIX, default zocket)
   --node NAME           this node's name in a cluster (with --redis)
+  --metrics HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics
   -h, --help            this text";
 
 /// Which adapter serves the socket.
@@ -53,6 +57,7 @@ struct Args {
     adapter: Adapter,
     redis: Option<String>,
     node: Option<String>,
+    metrics: Option<SocketAddr>,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -60,6 +65,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     let mut adapter = "warp".to_owned();
     let mut redis = None;
     let mut node = None;
+    let mut metrics = None;
     let mut args = args;
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -76,6 +82,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
             "--adapter" => &mut adapter,
             "--redis" => redis.get_or_insert_with(String::new),
             "--node" => node.get_or_insert_with(String::new),
+            "--metrics" => metrics.get_or_insert_with(String::new),
             _ => return Err(format!("unknown argument `{arg}`")),
         };
         *slot = match inline {
@@ -91,11 +98,18 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         "hyper" => Adapter::Hyper,
         other => return Err(format!("--adapter `{other}` is not `warp` or `hyper`")),
     };
+    let metrics = metrics
+        .map(|m| {
+            m.parse::<SocketAddr>()
+                .map_err(|e| format!("--metrics `{m}` is not HOST:PORT ({e})"))
+        })
+        .transpose()?;
     Ok(Some(Args {
         addr,
         adapter,
         redis,
         node,
+        metrics,
     }))
 }
 
@@ -145,6 +159,18 @@ async fn main() -> ExitCode {
         }
     };
 
+    // Before the server exists, so that every metric reaches the recorder.
+    let metrics = match args.metrics {
+        Some(addr) => match zocket_examples::prometheus::serve(addr, args.node.as_deref()).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("reference: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+
     let mut builder = Server::builder(reference::router());
     if let Some(hub) = &hub {
         builder = builder.hub(hub.clone());
@@ -168,6 +194,9 @@ async fn main() -> ExitCode {
     };
 
     println!("listening on ws://{local}/");
+    if let Some(metrics) = &metrics {
+        println!("metrics on http://{}/metrics", metrics.addr);
+    }
     let _ = std::io::stdout().flush();
     tracing::info!(%local, adapter = ?args.adapter, "reference server listening");
 
@@ -195,6 +224,7 @@ mod tests {
                 adapter: Adapter::Warp,
                 redis: None,
                 node: None,
+                metrics: None,
             })
         );
     }
@@ -208,6 +238,8 @@ mod tests {
             "--redis",
             "redis://127.0.0.1/",
             "--node=n1",
+            "--metrics",
+            "127.0.0.1:9100",
         ])
         .unwrap()
         .unwrap();
@@ -215,6 +247,7 @@ mod tests {
         assert_eq!(args.adapter, Adapter::Hyper);
         assert_eq!(args.redis.as_deref(), Some("redis://127.0.0.1/"));
         assert_eq!(args.node.as_deref(), Some("n1"));
+        assert_eq!(args.metrics, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(parse(&["-h"]).unwrap(), None);
     }
 
@@ -234,6 +267,11 @@ mod tests {
             parse(&["--addr", "localhost"])
                 .unwrap_err()
                 .contains("not HOST:PORT")
+        );
+        assert!(
+            parse(&["--metrics", "9100"])
+                .unwrap_err()
+                .contains("--metrics `9100` is not HOST:PORT")
         );
         assert!(
             parse(&["--port", "1"])

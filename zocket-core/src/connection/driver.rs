@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering as AtomicOrdering;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
@@ -24,7 +23,6 @@ use crate::ids::ClientId;
 use crate::protocol::{self, Text, WsFrame};
 use crate::router::dispatch;
 use crate::server::{Server, TransportError};
-use crate::stats::inc;
 
 /// Frames read in one poll before the driver yields to other tasks.
 const READS_PER_POLL: u32 = 64;
@@ -115,10 +113,7 @@ impl<C: Context> Registered<C> {
     fn unregister(&mut self) {
         if std::mem::take(&mut self.armed) {
             self.server.hub_ref().unregister(&self.id);
-            self.server
-                .stats_ref()
-                .connections_open
-                .fetch_sub(1, AtomicOrdering::Relaxed);
+            self.server.stats_ref().connection_unregistered();
         }
     }
 }
@@ -153,6 +148,7 @@ async fn end<C: Context>(
         })
         .await;
     registered.unregister();
+    registered.server.stats_ref().record_close(&reason);
     reason
 }
 
@@ -189,8 +185,7 @@ where
         let conn = &self.cx.conn;
         self.server.hub_ref().register(conn.out.clone());
         let stats = self.server.stats_ref();
-        inc(&stats.connections_open);
-        inc(&stats.connections_total);
+        stats.connection_opened();
         tracing::debug!("connected");
         conn.push(protocol::encode_welcome(conn.id.as_str()));
         Registered {
