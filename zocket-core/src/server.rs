@@ -55,8 +55,8 @@ pub struct ServerConfig {
     pub slow_consumer: SlowConsumerPolicy,
     /// Interval between server pings; `None` disables heartbeats. Default 25 s.
     pub heartbeat_interval: Option<Duration>,
-    /// How long to wait, once a ping was written, for the pong (or any other frame from
-    /// the peer) before dropping the connection. A ping that cannot even be written within
+    /// How long to wait, once a ping was written, for the pong (or a message from the
+    /// peer; its pings do not count) before dropping the connection. A ping that cannot even be written within
     /// this time of being due (the peer reads nothing and its socket is full) drops it too.
     /// Default 20 s.
     pub heartbeat_timeout: Duration,

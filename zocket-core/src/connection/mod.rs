@@ -241,7 +241,10 @@ impl Connection {
             return None;
         }
         let draining = matches!(self.phase, Phase::Draining { .. });
-        if let (Some(hb), Some(Ok(_))) = (&mut self.heartbeat, &item) {
+        if let (Some(hb), Some(Ok(WsFrame::Text(_) | WsFrame::Binary(_) | WsFrame::Pong(_)))) =
+            (&mut self.heartbeat, &item)
+        {
+            // Pings do not count: a peer that pings and never reads is not answering.
             hb.on_frame();
         }
         match item {
