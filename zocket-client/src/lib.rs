@@ -87,6 +87,8 @@ mod config;
 mod driver;
 mod error;
 mod subscription;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use client::{Client, ClientBuilder, ConnectionState};
 pub use config::{Heartbeat, Reconnect};
@@ -94,3 +96,7 @@ pub use error::{ClientError, ConnectError, HandshakeRejection, HeaderIssue};
 pub use subscription::Subscription;
 pub use zocket_core::protocol::WireError;
 pub use zocket_core::{Event, Message};
+/// The rustls version `wss://` uses (for [`ClientBuilder::tls_config`] and
+/// [`ClientBuilder::tls_root_certificates`]).
+#[cfg(feature = "tls")]
+pub use rustls;

@@ -305,7 +305,7 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
     let kind = &*frame.kind;
     let rpc_id = frame.rpc_id.as_deref();
     let Some((&name, route)) = router.routes.get_key_value(kind) else {
-        tracing::debug!(client_id = %conn.id, message = kind, "unknown message type");
+        tracing::debug!(client_id = %conn.id, message = %crate::redact::truncate(kind, 64), "unknown message type");
         conn.fail(
             Some(kind),
             rpc_id,
@@ -324,7 +324,7 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
     };
     let conn = conn.clone();
     let span =
-        tracing::debug_span!("message", client_id = %conn.id, message = name, rpc_id = rpc_id);
+        tracing::debug_span!("message", client_id = %conn.id, message = name, rpc_id = rpc_id.map(|r| crate::redact::truncate(r, 64)).as_deref());
     Some(Box::pin(tracing::Instrument::instrument(
         async move {
             let guarded = AssertUnwindSafe(fut).catch_unwind();

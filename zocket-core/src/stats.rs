@@ -18,6 +18,8 @@ pub struct Stats {
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
     pub(crate) encode_failures: AtomicU64,
+    pub(crate) admission_full: AtomicU64,
+    pub(crate) limit_refusals: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -50,6 +52,12 @@ pub struct StatsSnapshot {
     pub handler_panics: u64,
     /// Events or replies whose payload failed to serialise.
     pub encode_failures: u64,
+    /// Handshakes refused with `503` because a connection limit (total or per IP) was
+    /// reached.
+    pub admission_full: u64,
+    /// Joins and sends refused with `LIMIT` (rooms per connection, room-name length,
+    /// send-target size).
+    pub limit_refusals: u64,
 }
 
 impl Stats {
@@ -69,6 +77,8 @@ impl Stats {
             heartbeat_timeouts: self.heartbeat_timeouts.load(Relaxed),
             handler_panics: self.handler_panics.load(Relaxed),
             encode_failures: self.encode_failures.load(Relaxed),
+            admission_full: self.admission_full.load(Relaxed),
+            limit_refusals: self.limit_refusals.load(Relaxed),
         }
     }
 }

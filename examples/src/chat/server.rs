@@ -260,7 +260,7 @@ async fn me(cx: Cx<Session>, _input: Empty) -> Result<Member, Reject> {
 
 async fn join(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
     let room = input.room;
-    if !cx.rooms().join(&room) {
+    if !cx.rooms().join(&room)? {
         return Ok(cx.state.members(&room));
     }
     let members = cx.state.join(&room, &cx.me);
