@@ -4,10 +4,12 @@
 //!   middleware and the complete router), served by the `reference` binary and used by
 //!   the client tests.
 //! - [`chat`]: the chat example with its browser page.
+//! - [`soak`]: the soak run (many clients for a fixed time) and its invariants.
 #![warn(missing_docs)]
 
 pub mod chat;
 pub mod reference;
+pub mod soak;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); colours only on a terminal.
 /// Shared by the example binaries.
