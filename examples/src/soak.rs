@@ -223,9 +223,8 @@ pub async fn run(cfg: SoakConfig) -> SoakReport {
     report
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One client's view of one session.
 struct Session<'a> {
@@ -346,7 +345,8 @@ async fn session(
                 5 => {
                     let joined: Vec<String> = s.joined.iter().cloned().collect();
                     if let Some(room) = joined.get(rng.below(joined.len().max(1))).cloned() {
-                        s.call("rooms.leave", json!({"roomId": room}), &room).await?;
+                        s.call("rooms.leave", json!({"roomId": room}), &room)
+                            .await?;
                     }
                 }
                 _ => {

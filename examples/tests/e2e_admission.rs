@@ -166,7 +166,11 @@ async fn connect(addr: SocketAddr, query: &str) -> Ws {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/?{query}"))
         .await
         .unwrap();
-    let welcome = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    let welcome = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(welcome.to_text().unwrap().contains("__welcome"));
     ws
 }
@@ -175,7 +179,11 @@ async fn call(ws: &mut Ws, kind: &str, payload: Value, rpc_id: &str) -> Value {
     let frame = json!({"type": kind, "payload": payload, "rpcId": rpc_id});
     ws.send(Message::text(frame.to_string())).await.unwrap();
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let Ok(text) = msg.to_text() else { continue };
         let v: Value = serde_json::from_str(text).unwrap();
         if v["rpcId"] == rpc_id {
@@ -190,7 +198,11 @@ async fn invalid_upgrades_get_the_same_refusal_from_every_adapter() {
         ("POST", request("POST / HTTP/1.1", &[]), 400),
         ("HTTP/1.0", request("GET / HTTP/1.0", &[]), 400),
         ("no Host", request("GET / HTTP/1.1", &[("Host", None)]), 400),
-        ("no Upgrade", request("GET / HTTP/1.1", &[("Upgrade", None)]), 400),
+        (
+            "no Upgrade",
+            request("GET / HTTP/1.1", &[("Upgrade", None)]),
+            400,
+        ),
         (
             "no Connection: upgrade",
             request("GET / HTTP/1.1", &[("Connection", Some("keep-alive"))]),
@@ -243,7 +255,10 @@ async fn invalid_upgrades_get_the_same_refusal_from_every_adapter() {
             seen.push(answers);
         }
     }
-    assert_eq!(seen[0], seen[1], "warp and hyper answer byte for byte alike");
+    assert_eq!(
+        seen[0], seen[1],
+        "warp and hyper answer byte for byte alike"
+    );
 }
 
 #[tokio::test]
@@ -424,7 +439,9 @@ async fn client_caused_events_never_log_at_error_and_secrets_are_redacted() {
         // Aborted handshakes.
         for _ in 0..5 {
             let mut s = TcpStream::connect(app.addr).await.unwrap();
-            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgr").await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgr")
+                .await
+                .unwrap();
             drop(s);
         }
         // Garbage instead of HTTP.
@@ -452,7 +469,13 @@ async fn client_caused_events_never_log_at_error_and_secrets_are_redacted() {
         let reply = call(&mut ws, "rooms.join", json!({"roomId": long}), "1").await;
         assert_eq!(reply["error"]["code"], "LIMIT", "{adapter:?}");
         for i in 0..3 {
-            let reply = call(&mut ws, "rooms.join", json!({"roomId": format!("{i}")}), "j").await;
+            let reply = call(
+                &mut ws,
+                "rooms.join",
+                json!({"roomId": format!("{i}")}),
+                "j",
+            )
+            .await;
             assert_eq!(reply["type"], "__rpc_res");
         }
         ws.close(None).await.unwrap();
@@ -464,9 +487,18 @@ async fn client_caused_events_never_log_at_error_and_secrets_are_redacted() {
     assert!(!text.is_empty());
     for line in text.lines() {
         assert!(!line.contains("ERROR"), "client-caused ERROR log: {line}");
-        assert!(line.len() < 4096, "unbounded log line: {} bytes", line.len());
+        assert!(
+            line.len() < 4096,
+            "unbounded log line: {} bytes",
+            line.len()
+        );
     }
-    for secret in ["query-secret-1", "header-secret-2", "query-secret-3", "cookie-secret-4"] {
+    for secret in [
+        "query-secret-1",
+        "header-secret-2",
+        "query-secret-3",
+        "cookie-secret-4",
+    ] {
         assert!(!text.contains(secret), "{secret} leaked into the logs");
     }
     assert!(text.contains("disconnected"), "the disconnect hook logged");
@@ -489,7 +521,12 @@ async fn room_and_target_limits_answer_limit_on_both_adapters() {
         }
         let r = call(&mut ws, "rooms.join", json!({"roomId": "d"}), "d").await;
         assert_eq!(r["error"]["code"], "LIMIT");
-        assert!(r["error"]["message"].as_str().unwrap().contains("max_rooms_per_connection"));
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("max_rooms_per_connection")
+        );
         // Joining a room one is in already is not over the limit.
         let r = call(&mut ws, "rooms.join", json!({"roomId": "a"}), "a2").await;
         assert_eq!(r["payload"], json!(["a", "b", "c"]));
@@ -497,8 +534,19 @@ async fn room_and_target_limits_answer_limit_on_both_adapters() {
         call(&mut ws, "rooms.leave", json!({"roomId": "c"}), "l").await;
         let r = call(&mut ws, "rooms.join", json!({"roomId": "d"}), "d2").await;
         assert_eq!(r["payload"], json!(["a", "b", "d"]));
-        let r = call(&mut ws, "rooms.join", json!({"roomId": "123456789"}), "long").await;
-        assert!(r["error"]["message"].as_str().unwrap().contains("max_room_name_bytes"));
+        let r = call(
+            &mut ws,
+            "rooms.join",
+            json!({"roomId": "123456789"}),
+            "long",
+        )
+        .await;
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("max_room_name_bytes")
+        );
         let r = call(
             &mut ws,
             "notification.send",
@@ -507,7 +555,12 @@ async fn room_and_target_limits_answer_limit_on_both_adapters() {
         )
         .await;
         assert_eq!(r["error"]["code"], "LIMIT");
-        assert!(r["error"]["message"].as_str().unwrap().contains("max_send_targets"));
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("max_send_targets")
+        );
         let r = call(
             &mut ws,
             "chat.room",

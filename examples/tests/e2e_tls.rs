@@ -110,7 +110,10 @@ async fn wss_end_to_end_on_both_adapters() {
             .await
             .unwrap();
         assert_eq!(
-            client.call_raw("greet", json!({"name": "again"})).await.unwrap(),
+            client
+                .call_raw("greet", json!({"name": "again"}))
+                .await
+                .unwrap(),
             json!("Hello, again!")
         );
         client.close().await;

@@ -834,7 +834,11 @@ fn redacted(headers: &[(String, String)]) -> Vec<(&str, &str)> {
     headers
         .iter()
         .map(|(k, v)| {
-            let v = if is_secret_header(k) { "<redacted>" } else { v.as_str() };
+            let v = if is_secret_header(k) {
+                "<redacted>"
+            } else {
+                v.as_str()
+            };
             (k.as_str(), v)
         })
         .collect()

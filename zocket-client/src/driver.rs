@@ -711,7 +711,11 @@ mod tests {
         assert!(token.is_sensitive());
         // A header that cannot travel as HTTP is an error, not silently put in the URL.
         assert!(matches!(
-            Target::new("ws://h/", &[("bad name".into(), "x".into())], &["bad name".into()]),
+            Target::new(
+                "ws://h/",
+                &[("bad name".into(), "x".into())],
+                &["bad name".into()]
+            ),
             Err(ConnectError::InvalidUrl(_))
         ));
     }

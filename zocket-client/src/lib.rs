@@ -93,10 +93,10 @@ mod tls;
 pub use client::{Client, ClientBuilder, ConnectionState};
 pub use config::{Heartbeat, Reconnect};
 pub use error::{ClientError, ConnectError, HandshakeRejection, HeaderIssue};
-pub use subscription::Subscription;
-pub use zocket_core::protocol::WireError;
-pub use zocket_core::{Event, Message};
 /// The rustls version `wss://` uses (for [`ClientBuilder::tls_config`] and
 /// [`ClientBuilder::tls_root_certificates`]).
 #[cfg(feature = "tls")]
 pub use rustls;
+pub use subscription::Subscription;
+pub use zocket_core::protocol::WireError;
+pub use zocket_core::{Event, Message};

@@ -28,7 +28,8 @@ fn default_config() -> Arc<rustls::ClientConfig> {
     static DEFAULT: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
     DEFAULT
         .get_or_init(|| {
-            let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let roots =
+                rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             config_with_roots(roots)
         })
         .clone()

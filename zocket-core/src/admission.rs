@@ -280,19 +280,56 @@ mod tests {
         assert_eq!(check("GET", Http11, &without("upgrade")), Some(400));
         assert_eq!(check("GET", Http11, &with("upgrade", "h2c")), Some(400));
         assert_eq!(check("GET", Http11, &without("connection")), Some(400));
-        assert_eq!(check("GET", Http11, &with("connection", "close")), Some(400));
-        assert_eq!(check("GET", Http11, &without("sec-websocket-key")), Some(400));
-        for key in ["", "abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZSE=", "!!!!!!!!!!!!!!!!!!!!!!=="] {
-            assert_eq!(check("GET", Http11, &with("sec-websocket-key", key)), Some(400), "{key:?}");
+        assert_eq!(
+            check("GET", Http11, &with("connection", "close")),
+            Some(400)
+        );
+        assert_eq!(
+            check("GET", Http11, &without("sec-websocket-key")),
+            Some(400)
+        );
+        for key in [
+            "",
+            "abc",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZSE=",
+            "!!!!!!!!!!!!!!!!!!!!!!==",
+        ] {
+            assert_eq!(
+                check("GET", Http11, &with("sec-websocket-key", key)),
+                Some(400),
+                "{key:?}"
+            );
         }
         let mut two_keys = headers();
-        two_keys.push(("sec-websocket-key".into(), "AAAAAAAAAAAAAAAAAAAAAA==".into()));
+        two_keys.push((
+            "sec-websocket-key".into(),
+            "AAAAAAAAAAAAAAAAAAAAAA==".into(),
+        ));
         assert_eq!(check("GET", Http11, &two_keys), Some(400));
-        assert_eq!(check("GET", Http11, &without("sec-websocket-version")), Some(426));
-        assert_eq!(check("GET", Http11, &with("sec-websocket-version", "8")), Some(426));
-        let e = validate(&UpgradeRequest { method: "GET", version: Http11, headers: &with("sec-websocket-version", "8") }).unwrap_err();
-        assert_eq!(e.response_headers(), vec![("sec-websocket-version", "13".to_owned())]);
-        assert!(e.body().starts_with(r#"{"error":"BAD_REQUEST""#), "{}", e.body());
+        assert_eq!(
+            check("GET", Http11, &without("sec-websocket-version")),
+            Some(426)
+        );
+        assert_eq!(
+            check("GET", Http11, &with("sec-websocket-version", "8")),
+            Some(426)
+        );
+        let e = validate(&UpgradeRequest {
+            method: "GET",
+            version: Http11,
+            headers: &with("sec-websocket-version", "8"),
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.response_headers(),
+            vec![("sec-websocket-version", "13".to_owned())]
+        );
+        assert!(
+            e.body().starts_with(r#"{"error":"BAD_REQUEST""#),
+            "{}",
+            e.body()
+        );
     }
 
     #[test]

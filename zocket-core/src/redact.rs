@@ -47,7 +47,11 @@ pub fn truncate(s: &str, max: usize) -> Cow<'_, str> {
 
 /// A bounded `Display` of a list of client-provided strings: at most `max_items`
 /// entries, each cut to `max_len` bytes, then `… (N more)`.
-pub fn list<S: AsRef<str>>(items: &[S], max_items: usize, max_len: usize) -> impl fmt::Display + '_ {
+pub fn list<S: AsRef<str>>(
+    items: &[S],
+    max_items: usize,
+    max_len: usize,
+) -> impl fmt::Display + '_ {
     struct List<'a, S>(&'a [S], usize, usize);
     impl<S: AsRef<str>> fmt::Display for List<'_, S> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -75,7 +79,13 @@ mod tests {
     #[test]
     fn secrets_are_recognised_in_any_case() {
         let r = Redaction::new(&["X-Api-Key".into()]);
-        for name in ["token", "Authorization", "COOKIE", "x-api-key", "proxy-authorization"] {
+        for name in [
+            "token",
+            "Authorization",
+            "COOKIE",
+            "x-api-key",
+            "proxy-authorization",
+        ] {
             assert!(r.is_secret(name), "{name}");
         }
         assert!(!r.is_secret("username"));
@@ -86,8 +96,13 @@ mod tests {
         assert_eq!(truncate("short", 10), "short");
         let long = "é".repeat(100);
         let t = truncate(&long, 11);
-        assert!(t.starts_with(&"é".repeat(5)) && t.ends_with("…(200 bytes)"), "{t}");
-        let rooms: Vec<String> = (0..1000).map(|i| format!("{i}{}", "x".repeat(1 << 10))).collect();
+        assert!(
+            t.starts_with(&"é".repeat(5)) && t.ends_with("…(200 bytes)"),
+            "{t}"
+        );
+        let rooms: Vec<String> = (0..1000)
+            .map(|i| format!("{i}{}", "x".repeat(1 << 10)))
+            .collect();
         let shown = list(&rooms, 3, 8).to_string();
         assert!(shown.len() < 120, "{shown}");
         assert!(shown.ends_with(", … (997 more)]"), "{shown}");

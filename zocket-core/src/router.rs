@@ -323,8 +323,7 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
         }
     };
     let conn = conn.clone();
-    let span =
-        tracing::debug_span!("message", client_id = %conn.id, message = name, rpc_id = rpc_id.map(|r| crate::redact::truncate(r, 64)).as_deref());
+    let span = tracing::debug_span!("message", client_id = %conn.id, message = name, rpc_id = rpc_id.map(|r| crate::redact::truncate(r, 64)).as_deref());
     Some(Box::pin(tracing::Instrument::instrument(
         async move {
             let guarded = AssertUnwindSafe(fut).catch_unwind();

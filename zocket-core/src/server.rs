@@ -19,11 +19,11 @@ use tracing::Instrument;
 
 use crate::admission::{Full, Slot, Slots};
 use crate::context::{ConnInfo, Context, DisconnectInfo};
-use crate::redact::Redaction;
 use crate::cx::{Conn, Cx, ServerHandle};
 use crate::hub::{CloseReason, Closer, Hub, LocalHub, Outbound, SlowConsumerPolicy};
 use crate::ids::ClientId;
 use crate::protocol::{self, CloseFrame, Text, WsFrame};
+use crate::redact::Redaction;
 use crate::router::{Router, dispatch};
 use crate::stats::{Stats, StatsSnapshot, inc};
 
@@ -422,8 +422,9 @@ impl<C: Context> Server<C> {
         let result = self.check(req).await;
         if let Err(e) = &result {
             inc(&self.inner.stats.handshakes_rejected);
-            // Client-caused: never above INFO, and bounded (the message may quote input).
-            tracing::info!(
+            // Client-caused: DEBUG (counted in the stats), and bounded (the message may
+            // quote input).
+            tracing::debug!(
                 status = e.status(),
                 error = %crate::redact::truncate(&e.to_string(), 200),
                 remote = ?remote,

@@ -49,7 +49,9 @@ impl Context for Anyone {
 fn router() -> Router<Anyone> {
     Router::new()
         .on::<Join>(|cx: Cx<Anyone>, room: String| async move { cx.rooms().join(&room) })
-        .on::<Leave>(|cx: Cx<Anyone>, room: String| async move { Ok::<_, Reject>(cx.rooms().leave(&room)) })
+        .on::<Leave>(|cx: Cx<Anyone>, room: String| async move {
+            Ok::<_, Reject>(cx.rooms().leave(&room))
+        })
         .on::<Send>(|cx: Cx<Anyone>, (target, seq): (Target, u64)| async move {
             let out = cx.send::<Said>(seq);
             match target {
@@ -177,7 +179,10 @@ async fn run(ops: Vec<Op>) {
             assert_eq!(name, "said");
             *got.entry(payload.parse().unwrap()).or_default() += 1;
         }
-        assert_eq!(got, expected[i], "client {i}: received vs. expected (seq -> times)");
+        assert_eq!(
+            got, expected[i],
+            "client {i}: received vs. expected (seq -> times)"
+        );
     }
 }
 

@@ -133,8 +133,8 @@ use tokio_tungstenite::tungstenite::protocol::{
     CloseFrame as TungsteniteClose, Role, WebSocketConfig,
 };
 use tokio_tungstenite::tungstenite::{self, Message};
-use zocket_core::protocol::{CloseFrame, Text, WsFrame};
 use zocket_core::admission::{HttpVersion, UpgradeRequest};
+use zocket_core::protocol::{CloseFrame, Text, WsFrame};
 use zocket_core::{Accepted, Context, HandshakeError, HandshakeRequest, Server, TransportError};
 
 /// The body of every response [`ZocketService`] produces (empty for `101`, JSON for
@@ -147,12 +147,16 @@ pub type ResponseFuture =
 
 /// A hyper / tower service that serves Zocket WebSocket connections with a [`Server`].
 ///
-/// For each request it checks that it is a WebSocket upgrade (`GET`,
-/// `Connection: upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13`,
-/// `Sec-WebSocket-Key`; otherwise `405`, `400` or `426` with a JSON body), runs
-/// [`Server::handshake`], and answers `101` with `Sec-WebSocket-Accept`, after which a
-/// spawned task drives the socket until it ends. It serves every path it receives;
-/// route it with your framework if it shares a port with other routes.
+/// For each request it checks that it is a valid WebSocket upgrade with
+/// [`zocket_core::admission::validate`] (RFC 6455: `GET`, HTTP/1.1 or later, `Host`,
+/// `Connection: upgrade`, `Upgrade: websocket`, a 16-byte `Sec-WebSocket-Key`; `400`
+/// with a JSON body, or `426` with `Sec-WebSocket-Version: 13`), runs
+/// [`Server::handshake`] (connection limits: `503` with `Retry-After`), and answers
+/// `101` with `Sec-WebSocket-Accept`, after which a spawned task drives the socket until
+/// it ends. Every refusal has the same status, headers and JSON body as in the warp
+/// adapter. Created with [`new`](Self::new) it serves every path it receives (route it
+/// with your framework, e.g. axum's `route_service`, which decides the path); with
+/// [`with_path`](Self::with_path), as [`serve`] does with `/`, other paths get `404`.
 ///
 /// The connection must be served with upgrades enabled (`with_upgrades()` on hyper's
 /// HTTP/1 connection, as [`serve`] and axum do); otherwise requests are answered `500`.
@@ -385,14 +389,26 @@ async fn serve_inner<C: Context>(listener: TcpListener, server: Server<C>, tls: 
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(TokioIo::new(stream), service, &http, &server, remote_addr).await,
+                None => {
+                    serve_connection(TokioIo::new(stream), service, &http, &server, remote_addr)
+                        .await
+                }
                 #[cfg(feature = "tls")]
                 Some(acceptor) => {
                     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            serve_connection(TokioIo::new(stream), service, &http, &server, remote_addr).await
+                            serve_connection(
+                                TokioIo::new(stream),
+                                service,
+                                &http,
+                                &server,
+                                remote_addr,
+                            )
+                            .await
                         }
-                        Ok(Err(e)) => tracing::debug!(error = %e, %remote_addr, "TLS handshake failed"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %remote_addr, "TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!(%remote_addr, "TLS handshake timed out"),
                     }
                 }
@@ -628,7 +644,10 @@ mod tests {
 
         let mut old = upgrade_request().body(()).unwrap();
         *old.version_mut() = http::Version::HTTP_10;
-        assert_eq!(answer(&service, old).await.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            answer(&service, old).await.status(),
+            StatusCode::BAD_REQUEST
+        );
 
         let mut old = upgrade_request().body(()).unwrap();
         old.headers_mut()
@@ -638,10 +657,14 @@ mod tests {
         assert_eq!(res.headers()[header::SEC_WEBSOCKET_VERSION], "13");
 
         let mut short_key = upgrade_request().body(()).unwrap();
-        short_key
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("c2hvcnQ="));
-        assert_eq!(answer(&service, short_key).await.status(), StatusCode::BAD_REQUEST);
+        short_key.headers_mut().insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("c2hvcnQ="),
+        );
+        assert_eq!(
+            answer(&service, short_key).await.status(),
+            StatusCode::BAD_REQUEST
+        );
 
         // Valid, but the connection was not served with upgrades: a server error.
         let valid = upgrade_request().body(()).unwrap();

@@ -4,14 +4,23 @@
 //! handshake **before** upgrading (origin allow-list, handshake headers from the HTTP
 //! headers and the query string, the context's connect hook) and then hands the socket
 //! to the core's connection driver. A refused handshake is answered with the status
-//! and JSON body of the protocol (`400` `INVALID_HEADERS` with its `issues`, `401`,
-//! `403`, `503` while shutting down) and no upgrade.
+//! and JSON body of the protocol (`400` `BAD_REQUEST` for an invalid RFC 6455 upgrade,
+//! `426` for another WebSocket version, `400` `INVALID_HEADERS` with its `issues`,
+//! `401`, `403`, `503` with `Retry-After` over the connection limits or while shutting
+//! down) and no upgrade: the same status, headers and body as the hyper adapter's.
 //!
 //! Mount it under a path with `warp::path("ws").and(zocket_warp::upgrade(server))`, or
 //! at the root with `zocket_warp::upgrade(server)` alone. The filter matches only the
 //! exact path it is mounted at, so it combines with other routes through `.or(...)`;
-//! a plain HTTP request that is not a WebSocket upgrade is rejected (warp answers it
-//! with `400` unless another route takes it).
+//! it takes every request at that path (one that is not a WebSocket upgrade gets the
+//! JSON `400`).
+//!
+//! Serve it with [`serve`] (or [`serve_tls`]): it applies the handshake timeout
+//! ([`ServerConfig::handshake_timeout`](zocket_core::ServerConfig::handshake_timeout)),
+//! refuses HTTP/1.0 upgrades and logs client-caused connection errors at DEBUG.
+//! `warp::serve` works too, without those three; it logs one ERROR per aborted
+//! handshake from its own `warp::server` target, which the tracing directive
+//! `warp::server=off` silences.
 //!
 //! The WebSocket's maximum message and frame size come from
 //! [`ServerConfig::max_message_bytes`](zocket_core::ServerConfig::max_message_bytes); a
@@ -93,14 +102,14 @@ use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Rejection, Reply};
-use zocket_core::protocol::{CloseFrame, Text, WsFrame};
 use zocket_core::admission::{HttpVersion, UpgradeRequest};
+use zocket_core::protocol::{CloseFrame, Text, WsFrame};
 use zocket_core::{Accepted, Context, HandshakeError, HandshakeRequest, Server, TransportError};
 
 mod serve;
+pub use serve::serve;
 #[cfg(feature = "tls")]
 pub use serve::serve_tls;
-pub use serve::serve;
 /// The rustls version [`serve_tls`] uses.
 #[cfg(feature = "tls")]
 pub use tokio_rustls::rustls;
@@ -129,12 +138,7 @@ pub fn upgrade<C: Context>(
     server: Server<C>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
     warp::path::end()
-        .and(
-            warp::ws()
-                .map(Some)
-                .or(warp::any().map(|| None))
-                .unify(),
-        )
+        .and(warp::ws().map(Some).or(warp::any().map(|| None)).unify())
         .and(warp::method())
         .and(warp::path::full())
         .and(raw_query())
@@ -197,7 +201,9 @@ async fn handle<C: Context>(
     }
     let Some(ws) = ws else {
         // `validate` accepted what warp's own upgrade filter did not.
-        return refusal(&HandshakeError::BadRequest("not a WebSocket upgrade request"));
+        return refusal(&HandshakeError::BadRequest(
+            "not a WebSocket upgrade request",
+        ));
     };
     let request = HandshakeRequest {
         path: path.as_str().to_owned(),

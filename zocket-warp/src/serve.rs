@@ -136,15 +136,22 @@ async fn serve_inner<F, C>(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(TokioIo::new(stream), svc, &http, &server, remote_addr).await,
+                None => {
+                    serve_connection(TokioIo::new(stream), svc, &http, &server, remote_addr).await
+                }
                 #[cfg(feature = "tls")]
-                Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        serve_connection(TokioIo::new(stream), svc, &http, &server, remote_addr).await
+                Some(acceptor) => {
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(TokioIo::new(stream), svc, &http, &server, remote_addr)
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %remote_addr, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%remote_addr, "TLS handshake timed out"),
                     }
-                    Ok(Err(e)) => tracing::debug!(error = %e, %remote_addr, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%remote_addr, "TLS handshake timed out"),
-                },
+                }
                 #[cfg(not(feature = "tls"))]
                 Some(never) => match never {},
             }

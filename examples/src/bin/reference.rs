@@ -250,8 +250,15 @@ mod tests {
             .unwrap()
             .limits;
         let config = limits.apply(zocket_core::ServerConfig::default());
-        assert_eq!((config.max_connections, config.max_connections_per_ip), (10, 2));
-        assert!(parse(&["--max-connections", "many"]).unwrap_err().contains("not a count"));
+        assert_eq!(
+            (config.max_connections, config.max_connections_per_ip),
+            (10, 2)
+        );
+        assert!(
+            parse(&["--max-connections", "many"])
+                .unwrap_err()
+                .contains("not a count")
+        );
     }
 
     #[test]

@@ -24,14 +24,24 @@ async fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
-        let number = || value.parse::<u64>().map_err(|e| format!("{flag} `{value}`: {e}"));
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|e| format!("{flag} `{value}`: {e}"))
+        };
         let parsed = match flag.as_str() {
             "--clients" => number().map(|n| cfg.clients = n as usize),
             "--secs" => number().map(|n| cfg.duration = Duration::from_secs(n)),
             "--rooms" => number().map(|n| cfg.rooms = n.max(1) as usize),
             "--adapter" => match value.as_str() {
-                "warp" => Ok(cfg.hyper = false),
-                "hyper" => Ok(cfg.hyper = true),
+                "warp" => {
+                    cfg.hyper = false;
+                    Ok(())
+                }
+                "hyper" => {
+                    cfg.hyper = true;
+                    Ok(())
+                }
                 other => Err(format!("--adapter `{other}` is not warp or hyper")),
             },
             other => Err(format!("unknown argument `{other}`")),
