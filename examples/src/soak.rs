@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use zocket_core::{LocalHub, Server, ServerConfig};
+use zocket_core::{Server, ServerConfig};
 
 use crate::reference;
 
@@ -135,10 +135,8 @@ const REPLY_WAIT: Duration = Duration::from_secs(20);
 
 /// Run the soak.
 pub async fn run(cfg: SoakConfig) -> SoakReport {
-    let hub = Arc::new(LocalHub::new());
     let server = Server::builder(reference::router())
         .config(ServerConfig::default())
-        .hub(hub.clone())
         .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -189,15 +187,19 @@ pub async fn run(cfg: SoakConfig) -> SoakReport {
     let elapsed = started.elapsed();
     // Every client is gone: the server must get back to nothing, promptly.
     let settle = Instant::now() + Duration::from_secs(20);
-    while (server.handle().connections() != 0 || server.admitted() != (0, 0))
+    while (server.handle().local_connections() != 0 || server.admitted() != (0, 0))
         && Instant::now() < settle
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sampler.abort();
-    let rooms_left = (0..cfg.rooms)
-        .filter(|r| !hub.members(&format!("soak-{r}")).is_empty())
-        .count();
+    let mut rooms_left = 0;
+    for r in 0..cfg.rooms {
+        let members = server.handle().member_count(&format!("soak-{r}")).await;
+        if members.map_or(true, |n| n > 0) {
+            rooms_left += 1;
+        }
+    }
     let report = SoakReport {
         sessions: totals.sessions.load(Relaxed),
         calls: totals.calls.load(Relaxed),
@@ -208,7 +210,7 @@ pub async fn run(cfg: SoakConfig) -> SoakReport {
         ticks_outside_room: totals.outside.load(Relaxed),
         failures: totals.failures.load(Relaxed),
         elapsed,
-        connections_after: server.handle().connections(),
+        connections_after: server.handle().local_connections(),
         admitted_after: server.admitted(),
         rooms_left,
         rss_kib: (rss_before, peak.load(Relaxed), rss_kib()),

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod connection;
 pub mod context;
 pub mod contract;
 pub mod cx;
@@ -17,11 +18,14 @@ pub mod stats;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+pub use connection::{PingReplies, RateLimit};
 pub use context::{ConnInfo, Context, DisconnectInfo};
 pub use contract::{Event, Message};
 pub use cx::{Cx, IntoClientIds, IntoRoomNames, Outgoing, Rooms, ServerHandle};
 pub use error::{Reject, codes};
-pub use hub::{CloseReason, Delivery, Hub, LocalHub, Outbound, SlowConsumerPolicy, Target};
+pub use hub::{
+    CloseReason, Delivery, Hub, HubError, HubFuture, LocalHub, Outbound, SlowConsumerPolicy, Target,
+};
 pub use ids::ClientId;
 pub use middleware::{Input, Middleware};
 pub use router::{Handler, Router, Scope};
@@ -29,7 +33,7 @@ pub use server::{
     Accepted, HandshakeError, HandshakeRequest, HeaderIssue, Server, ServerBuilder, ServerConfig,
     TransportError,
 };
-pub use stats::StatsSnapshot;
+pub use stats::{HubStats, StatsSnapshot};
 
 /// The root README's example, compiled and run as a doc test.
 #[cfg(doctest)]

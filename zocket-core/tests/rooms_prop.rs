@@ -162,7 +162,7 @@ async fn run(ops: Vec<Op>) {
                 // Gone from the hub before the next operation: wait for the count.
                 let handle = app.server().handle();
                 let live = clients.iter().flatten().count() - 1;
-                while handle.connections() != live {
+                while handle.local_connections() != live {
                     tokio::task::yield_now().await;
                 }
                 clients[c] = None;
