@@ -13,15 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::admission::{Full, Slot, Slots};
 use crate::connection::{self, PingReplies, RateLimit, SINK_CLOSE_GRACE, driver};
 use crate::context::{ConnInfo, Context};
 use crate::cx::ServerHandle;
 use crate::hub::{CloseReason, Hub, LocalHub, SlowConsumerPolicy};
 use crate::ids::ClientId;
 use crate::protocol::{self, WsFrame};
-use crate::router::Router;
-use crate::admission::{Full, Slot, Slots};
 use crate::redact::Redaction;
+use crate::router::Router;
 use crate::stats::{Stats, StatsSnapshot, inc};
 
 /// Limits and timings of a server. Every field has a sensible default
