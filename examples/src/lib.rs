@@ -5,11 +5,13 @@
 //!   the client tests.
 //! - [`chat`]: the chat example with its browser page.
 //! - [`prometheus`]: `--metrics ADDR` of the binaries (Prometheus scrape endpoint).
+//! - [`soak`]: the soak run (many clients for a fixed time) and its invariants.
 #![warn(missing_docs)]
 
 pub mod chat;
 pub mod prometheus;
 pub mod reference;
+pub mod soak;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); colours only on a terminal.
 /// Shared by the example binaries.

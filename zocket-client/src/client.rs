@@ -196,6 +196,7 @@ impl Client {
         ClientBuilder {
             url: url.into(),
             headers: Vec::new(),
+            http_only: Vec::new(),
             config: Config::default(),
             hooks: Vec::new(),
         }
@@ -612,6 +613,7 @@ fn decode_reply<T: DeserializeOwned>(
 pub struct ClientBuilder {
     url: String,
     headers: Vec<(String, String)>,
+    http_only: Vec<String>,
     config: Config,
     hooks: Vec<HookFn>,
 }
@@ -620,7 +622,7 @@ impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("url", &self.url)
-            .field("headers", &self.headers)
+            .field("headers", &redacted(&self.headers))
             .field("config", &self.config)
             .field("hooks", &self.hooks.len())
             .finish()
@@ -634,7 +636,22 @@ impl ClientBuilder {
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let name = name.into();
         self.headers.retain(|(n, _)| *n != name);
+        self.http_only.retain(|n| *n != name);
         self.headers.push((name, value.into()));
+        self
+    }
+
+    /// A handshake header sent as an HTTP header only, never in the URL (where proxies
+    /// and access logs would see it): for secrets such as a `token`. Zocket servers read
+    /// HTTP headers as well as the query; a Zocket v1 server reads only the query, so
+    /// plain [`header`](Self::header) stays the default. A name or value that is not
+    /// valid in HTTP makes [`build`](Self::build) fail.
+    pub fn header_only(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self = self.header(name.clone(), value);
+        if !self.http_only.contains(&name) {
+            self.http_only.push(name);
+        }
         self
     }
 
@@ -708,6 +725,34 @@ impl ClientBuilder {
         self
     }
 
+    /// The TLS configuration of `wss://` connections (the default: rustls with the
+    /// webpki root certificates and the `ring` provider). Use it for client
+    /// certificates, or ALPN, or any other rustls setting.
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.config.tls = Some(config);
+        self
+    }
+
+    /// Trust these root certificates for `wss://` instead of the webpki roots (e.g. a
+    /// private CA, or a self-signed certificate in tests).
+    ///
+    /// ```
+    /// # fn demo(ca_der: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+    /// use zocket_client::rustls::RootCertStore;
+    /// let mut roots = RootCertStore::empty();
+    /// roots.add(ca_der.into())?;
+    /// let client = zocket_client::Client::builder("wss://localhost:8443/")
+    ///     .tls_root_certificates(roots)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificates(mut self, roots: rustls::RootCertStore) -> Self {
+        self.config.tls = Some(crate::tls::config_with_roots(roots));
+        self
+    }
+
     /// The largest incoming message accepted (16 MiB unless set; `None` for no limit).
     pub fn max_message_size(mut self, bytes: Option<usize>) -> Self {
         self.config.max_message_size = bytes;
@@ -733,7 +778,7 @@ impl ClientBuilder {
     /// Build the client without connecting, e.g. to subscribe before the first event can
     /// arrive; then call [`Client::connect`]. Fails only for an invalid URL.
     pub fn build(self) -> Result<Client, ConnectError> {
-        let target = Target::new(&self.url, &self.headers)?;
+        let target = Target::new(&self.url, &self.headers, &self.http_only)?;
         let capacity = self.config.outbound_buffer.max(1);
         let (main_tx, main_rx) = mpsc::channel(capacity);
         let (prio_tx, prio_rx) = mpsc::channel(capacity);
@@ -776,4 +821,25 @@ impl ClientBuilder {
         client.connect().await?;
         Ok(client)
     }
+}
+
+/// Whether a header's value is a secret: never logged, never shown by `Debug`.
+pub(crate) fn is_secret_header(name: &str) -> bool {
+    ["token", "authorization", "proxy-authorization", "cookie"]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn redacted(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_header(k) {
+                "<redacted>"
+            } else {
+                v.as_str()
+            };
+            (k.as_str(), v)
+        })
+        .collect()
 }

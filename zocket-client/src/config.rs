@@ -194,7 +194,7 @@ impl Heartbeat {
 }
 
 /// Everything the builder collected (private).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) rpc_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -205,6 +205,26 @@ pub(crate) struct Config {
     pub(crate) welcome_timeout: Option<Duration>,
     pub(crate) retry_initial_connect: bool,
     pub(crate) max_message_size: Option<usize>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Config");
+        d.field("rpc_timeout", &self.rpc_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect", &self.reconnect)
+            .field("heartbeat", &self.heartbeat)
+            .field("outbound_buffer", &self.outbound_buffer)
+            .field("subscription_buffer", &self.subscription_buffer)
+            .field("welcome_timeout", &self.welcome_timeout)
+            .field("retry_initial_connect", &self.retry_initial_connect)
+            .field("max_message_size", &self.max_message_size);
+        #[cfg(feature = "tls")]
+        d.field("custom_tls", &self.tls.is_some());
+        d.finish()
+    }
 }
 
 impl Default for Config {
@@ -219,6 +239,8 @@ impl Default for Config {
             welcome_timeout: Some(Duration::from_secs(5)),
             retry_initial_connect: false,
             max_message_size: Some(16 << 20),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

@@ -38,10 +38,16 @@ const VERSION_HEADER: &str = "x-zocket-version";
 pub(crate) struct Target {
     url: url::Url,
     headers: Vec<(HeaderName, HeaderValue)>,
+    tls: bool,
 }
 
 impl Target {
-    pub(crate) fn new(url: &str, headers: &[(String, String)]) -> Result<Self, ConnectError> {
+    /// `http_only`: names of headers sent as HTTP headers only, never in the URL.
+    pub(crate) fn new(
+        url: &str,
+        headers: &[(String, String)],
+        http_only: &[String],
+    ) -> Result<Self, ConnectError> {
         let mut parsed =
             url::Url::parse(url).map_err(|e| ConnectError::InvalidUrl(format!("{url}: {e}")))?;
         let scheme = match parsed.scheme() {
@@ -53,9 +59,9 @@ impl Target {
                 )));
             }
         };
-        if scheme == "wss" {
+        if scheme == "wss" && !cfg!(feature = "tls") {
             return Err(ConnectError::InvalidUrl(format!(
-                "{url}: wss:// needs TLS support, which this build of zocket-client does not have"
+                "{url}: wss:// needs zocket-client's `tls` feature (on by default)"
             )));
         }
         if parsed.scheme() != scheme && parsed.set_scheme(scheme).is_err() {
@@ -76,10 +82,13 @@ impl Target {
         if !user_sets_version {
             all.push((VERSION_HEADER, VERSION));
         }
+        let is_http_only = |k: &str| http_only.iter().any(|n| n == k);
         {
             let mut query = parsed.query_pairs_mut();
             for (k, v) in &all {
-                query.append_pair(k, v);
+                if !is_http_only(k) {
+                    query.append_pair(k, v);
+                }
             }
         }
         let mut http_headers = Vec::new();
@@ -88,7 +97,17 @@ impl Target {
                 HeaderName::from_bytes(k.as_bytes()),
                 HeaderValue::from_str(v),
             ) {
-                (Ok(name), Ok(value)) => http_headers.push((name, value)),
+                (Ok(name), Ok(mut value)) => {
+                    if crate::client::is_secret_header(k) || is_http_only(k) {
+                        value.set_sensitive(true);
+                    }
+                    http_headers.push((name, value))
+                }
+                _ if is_http_only(k) => {
+                    return Err(ConnectError::InvalidUrl(format!(
+                        "header `{k}` is to be sent as an HTTP header only, but its name or value is not valid in HTTP"
+                    )));
+                }
                 _ => debug!(
                     header = k,
                     "not a valid HTTP header; sent as a query parameter only"
@@ -96,6 +115,7 @@ impl Target {
             }
         }
         Ok(Self {
+            tls: scheme == "wss",
             url: parsed,
             headers: http_headers,
         })
@@ -280,8 +300,20 @@ impl Driver {
         let ws_config = WebSocketConfig::default()
             .max_message_size(config.max_message_size)
             .max_frame_size(config.max_message_size);
-        let connecting =
-            tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+        #[cfg(feature = "tls")]
+        let connector = if self.target.tls {
+            Some(crate::tls::connector(config.tls.as_ref()))
+        } else {
+            None
+        };
+        #[cfg(not(feature = "tls"))]
+        let connector = None;
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(ws_config),
+            true,
+            connector,
+        );
         match tokio::time::timeout(config.connect_timeout, connecting).await {
             Err(_) => Err(ConnectError::Timeout(config.connect_timeout)),
             Ok(Ok((ws, _response))) => Ok(ws),
@@ -646,6 +678,7 @@ mod tests {
                 ("userName".into(), "Ada Lovelace".into()),
                 ("bad name".into(), "x".into()),
             ],
+            &[],
         )
         .unwrap();
         let req = t.request().unwrap();
@@ -659,16 +692,45 @@ mod tests {
     }
 
     #[test]
+    fn http_only_headers_never_reach_the_url() {
+        let t = Target::new(
+            "ws://127.0.0.1:1/",
+            &[
+                ("token".into(), "s3cret".into()),
+                ("userName".into(), "Ada".into()),
+            ],
+            &["token".into()],
+        )
+        .unwrap();
+        let req = t.request().unwrap();
+        let uri = req.uri().to_string();
+        assert!(!uri.contains("s3cret") && !uri.contains("token"), "{uri}");
+        assert!(uri.contains("userName=Ada"), "{uri}");
+        let token = req.headers().get("token").unwrap();
+        assert_eq!(token, "s3cret");
+        assert!(token.is_sensitive());
+        // A header that cannot travel as HTTP is an error, not silently put in the URL.
+        assert!(matches!(
+            Target::new(
+                "ws://h/",
+                &[("bad name".into(), "x".into())],
+                &["bad name".into()]
+            ),
+            Err(ConnectError::InvalidUrl(_))
+        ));
+    }
+
+    #[test]
     fn bad_urls() {
         assert!(matches!(
-            Target::new("nope", &[]),
+            Target::new("nope", &[], &[]),
             Err(ConnectError::InvalidUrl(_))
         ));
         assert!(matches!(
-            Target::new("ftp://x/", &[]),
+            Target::new("ftp://x/", &[], &[]),
             Err(ConnectError::InvalidUrl(_))
         ));
-        assert!(Target::new("http://localhost:3000", &[]).is_ok());
+        assert!(Target::new("http://localhost:3000", &[], &[]).is_ok());
     }
 
     #[test]

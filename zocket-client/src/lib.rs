@@ -87,10 +87,16 @@ mod config;
 mod driver;
 mod error;
 mod subscription;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use client::{Client, ClientBuilder, ConnectionState};
 pub use config::{Heartbeat, Reconnect};
 pub use error::{ClientError, ConnectError, HandshakeRejection, HeaderIssue};
+/// The rustls version `wss://` uses (for [`ClientBuilder::tls_config`] and
+/// [`ClientBuilder::tls_root_certificates`]).
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use subscription::Subscription;
 pub use zocket_core::protocol::WireError;
 pub use zocket_core::{Event, Message};

@@ -146,7 +146,7 @@ async fn sleep(_: Cx<User>, input: SleepIn) -> Result<u64, Reject> {
     Ok(input.ms)
 }
 async fn join(cx: Cx<User>, input: RoomIn) -> Result<Vec<String>, Reject> {
-    cx.rooms().join(&input.room_id);
+    cx.rooms().join(&input.room_id)?;
     Ok(cx.rooms().current())
 }
 async fn say(cx: Cx<User>, input: SayIn) -> Result<(), Reject> {

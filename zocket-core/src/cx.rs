@@ -3,10 +3,10 @@
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::contract::Event;
-use crate::error::Reject;
+use crate::error::{Reject, codes};
 use crate::hub::{Delivery, Hub, HubError, Outbound, Target};
 use crate::ids::ClientId;
 use crate::protocol::{self, Text};
@@ -21,16 +21,82 @@ pub(crate) struct Conn {
     /// Protocol errors answered since the engine last looked; the engine's flood window
     /// (`connection::limits`) decides about 1008.
     protocol_errors: AtomicU32,
+    pub(crate) limits: Limits,
+    /// Rooms joined through [`Rooms`] and not left: what `max_rooms_per_connection`
+    /// counts (O(1), instead of asking the hub for the whole list).
+    rooms: AtomicUsize,
+}
+
+/// The per-connection limits of [`crate::ServerConfig`] that handlers' calls check.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_rooms: usize,
+    pub(crate) max_room_name_bytes: usize,
+    pub(crate) max_send_targets: usize,
+}
+
+impl Limits {
+    pub(crate) fn from_config(cfg: &crate::ServerConfig) -> Self {
+        Self {
+            max_rooms: cfg.max_rooms_per_connection,
+            max_room_name_bytes: cfg.max_room_name_bytes,
+            max_send_targets: cfg.max_send_targets,
+        }
+    }
+
+    fn check_room_name(&self, room: &str) -> Result<(), (&'static str, usize)> {
+        if room.len() > self.max_room_name_bytes {
+            return Err(("max_room_name_bytes", self.max_room_name_bytes));
+        }
+        Ok(())
+    }
+
+    /// The limit a send target breaks, if any.
+    fn check_target(&self, target: &Target) -> Result<(), (&'static str, usize)> {
+        let n = match target {
+            Target::Clients(ids) => ids.len(),
+            Target::Rooms(rooms) => {
+                for room in rooms {
+                    self.check_room_name(room)?;
+                }
+                rooms.len()
+            }
+            Target::All => 0,
+        };
+        if n > self.max_send_targets {
+            return Err(("max_send_targets", self.max_send_targets));
+        }
+        Ok(())
+    }
+}
+
+/// The `LIMIT` refusal of the named [`crate::ServerConfig`] limit.
+pub(crate) fn limit_reject(limit: &'static str, max: usize) -> Reject {
+    let what = match limit {
+        "max_room_name_bytes" => format!("a room name may have at most {max} bytes"),
+        "max_rooms_per_connection" => format!("a connection may be in at most {max} rooms"),
+        "max_send_targets" => format!("one send may name at most {max} ids or rooms"),
+        _ => format!("at most {max}"),
+    };
+    Reject::new(codes::LIMIT, format!("{limit}: {what}"))
 }
 
 impl Conn {
-    pub(crate) fn new(id: ClientId, out: Outbound, hub: Arc<dyn Hub>, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(
+        id: ClientId,
+        out: Outbound,
+        hub: Arc<dyn Hub>,
+        stats: Arc<Stats>,
+        limits: Limits,
+    ) -> Self {
         Self {
             id,
             out,
             hub,
             stats,
             protocol_errors: AtomicU32::new(0),
+            limits,
+            rooms: AtomicUsize::new(0),
         }
     }
 
@@ -129,16 +195,19 @@ impl<C> Cx<C> {
 
     /// This connection's rooms.
     pub fn rooms(&self) -> Rooms<'_> {
-        Rooms {
-            id: &self.conn.id,
-            hub: &*self.conn.hub,
-        }
+        Rooms { conn: &self.conn }
     }
 
     /// Send a typed event: serialised once here, then `.to(..)`, `.to_room(..)` or
-    /// `.broadcast()`. Never waits.
+    /// `.broadcast()`. Never waits. The target is checked against
+    /// [`ServerConfig::max_send_targets`](crate::ServerConfig::max_send_targets) and
+    /// [`max_room_name_bytes`](crate::ServerConfig::max_room_name_bytes): over them
+    /// nothing is sent and [`Delivery::check`] returns the `LIMIT` error.
     pub fn send<E: Event>(&self, payload: E::Payload) -> Outgoing<'_> {
-        Outgoing::new::<E>(&*self.conn.hub, &self.conn.stats, &payload)
+        let mut out = Outgoing::new::<E>(&*self.conn.hub, &self.conn.stats, &payload);
+        out.limits = Some(self.conn.limits);
+        out.stats = Some(&self.conn.stats);
+        out
     }
 
     /// Send a typed event to this connection only.
@@ -157,34 +226,67 @@ impl<C> Cx<C> {
 }
 
 /// Room operations of one connection. They never wait.
+///
+/// Joining and leaving cost O(log n) in the number of rooms the connection is in;
+/// [`current`](Self::current) copies the list (O(n)), which
+/// [`ServerConfig::max_rooms_per_connection`](crate::ServerConfig::max_rooms_per_connection)
+/// bounds.
 #[derive(Clone, Copy)]
 pub struct Rooms<'a> {
-    id: &'a ClientId,
-    hub: &'a dyn Hub,
+    conn: &'a Conn,
 }
 
 impl fmt::Debug for Rooms<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.current()).finish()
+        write!(f, "{}", crate::redact::list(&self.current(), 10, 64))
     }
 }
 
 impl Rooms<'_> {
-    /// Join a room; `false` if already a member.
-    pub fn join(&self, room: &str) -> bool {
-        self.hub.join(self.id, room)
+    /// Join a room: `Ok(true)` if joined, `Ok(false)` if a member already. Refused with
+    /// a `LIMIT` [`Reject`] (return it with `?` to answer the client) when the name is
+    /// longer than [`ServerConfig::max_room_name_bytes`](crate::ServerConfig::max_room_name_bytes)
+    /// or the connection is in
+    /// [`ServerConfig::max_rooms_per_connection`](crate::ServerConfig::max_rooms_per_connection)
+    /// rooms already.
+    pub fn join(&self, room: &str) -> Result<bool, Reject> {
+        let conn = self.conn;
+        let limits = &conn.limits;
+        if let Err((limit, max)) = limits.check_room_name(room) {
+            inc(&conn.stats.limit_refusals);
+            tracing::debug!(client_id = %conn.id, len = room.len(), "join refused: {limit}");
+            return Err(limit_reject(limit, max));
+        }
+        if conn.hub.has(&conn.id, room) {
+            return Ok(false);
+        }
+        if conn.rooms.fetch_add(1, Ordering::AcqRel) >= limits.max_rooms {
+            conn.rooms.fetch_sub(1, Ordering::AcqRel);
+            inc(&conn.stats.limit_refusals);
+            tracing::debug!(client_id = %conn.id, max = limits.max_rooms, "join refused: max_rooms_per_connection");
+            return Err(limit_reject("max_rooms_per_connection", limits.max_rooms));
+        }
+        let joined = conn.hub.join(&conn.id, room);
+        if !joined {
+            conn.rooms.fetch_sub(1, Ordering::AcqRel);
+        }
+        Ok(joined)
     }
     /// Leave a room; `false` if not a member.
     pub fn leave(&self, room: &str) -> bool {
-        self.hub.leave(self.id, room)
+        let left = self.conn.hub.leave(&self.conn.id, room);
+        if left {
+            self.conn.rooms.fetch_sub(1, Ordering::AcqRel);
+        }
+        left
     }
     /// Whether this connection is in `room`.
     pub fn has(&self, room: &str) -> bool {
-        self.hub.has(self.id, room)
+        self.conn.hub.has(&self.conn.id, room)
     }
     /// The current rooms, sorted.
     pub fn current(&self) -> Vec<String> {
-        self.hub.rooms_of(self.id)
+        self.conn.hub.rooms_of(&self.conn.id)
     }
 }
 
@@ -263,6 +365,9 @@ impl ServerHandle {
 pub struct Outgoing<'a> {
     hub: &'a dyn Hub,
     frame: Option<Text>,
+    /// Set for sends from a handler (client-controlled targets).
+    limits: Option<Limits>,
+    stats: Option<&'a Stats>,
 }
 
 impl fmt::Debug for Outgoing<'_> {
@@ -283,10 +388,25 @@ impl<'a> Outgoing<'a> {
                 None
             }
         };
-        Self { hub, frame }
+        Self {
+            hub,
+            frame,
+            limits: None,
+            stats: None,
+        }
     }
 
     fn deliver(self, target: Target) -> Delivery {
+        if let Some(Err(refused)) = self.limits.map(|l| l.check_target(&target)) {
+            if let Some(stats) = self.stats {
+                inc(&stats.limit_refusals);
+            }
+            tracing::debug!(limit = refused.0, "send refused");
+            return Delivery {
+                refused: Some(refused),
+                ..Delivery::default()
+            };
+        }
         match self.frame {
             Some(frame) => self.hub.deliver(&target, &frame),
             None => Delivery {

@@ -25,6 +25,9 @@ pub mod codes {
     pub const INTERNAL: &str = "INTERNAL";
     /// Headers of the handshake did not match the context's headers type.
     pub const INVALID_HEADERS: &str = "INVALID_HEADERS";
+    /// A configured limit refused the request (rooms per connection, room-name length,
+    /// ids or rooms in one send target); the message names the limit.
+    pub const LIMIT: &str = "LIMIT";
 }
 
 /// A refusal: a code, a message for the client, and optional JSON data.

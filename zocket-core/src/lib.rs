@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod connection;
 pub mod context;
 pub mod contract;
@@ -10,6 +11,7 @@ pub mod hub;
 pub mod ids;
 pub mod middleware;
 pub mod protocol;
+pub mod redact;
 pub mod router;
 pub mod server;
 pub mod stats;

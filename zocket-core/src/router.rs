@@ -310,7 +310,7 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
     let found = router.routes.get_key_value(kind);
     conn.stats.message_in(found.map(|(&name, _)| name));
     let Some((&name, route)) = found else {
-        tracing::debug!(client_id = %conn.id, message = kind, "unknown message type");
+        tracing::debug!(client_id = %conn.id, message = %crate::redact::truncate(kind, 64), "unknown message type");
         conn.fail(
             Some(kind),
             rpc_id,
@@ -328,8 +328,7 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
         }
     };
     let conn = conn.clone();
-    let span =
-        tracing::debug_span!("message", client_id = %conn.id, message = name, rpc_id = rpc_id);
+    let span = tracing::debug_span!("message", client_id = %conn.id, message = name, rpc_id = rpc_id.map(|r| crate::redact::truncate(r, 64)).as_deref());
     Some(Box::pin(tracing::Instrument::instrument(
         async move {
             let guarded = AssertUnwindSafe(fut).catch_unwind();

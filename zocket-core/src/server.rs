@@ -7,18 +7,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::{Sink, Stream};
+use futures::{FutureExt as _, Sink, Stream};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::admission::{Full, Slot, Slots};
 use crate::connection::{self, PingReplies, RateLimit, SINK_CLOSE_GRACE, driver};
 use crate::context::{ConnInfo, Context};
 use crate::cx::ServerHandle;
 use crate::hub::{CloseReason, Hub, LocalHub, SlowConsumerPolicy};
 use crate::ids::ClientId;
 use crate::protocol::{self, WsFrame};
+use crate::redact::Redaction;
 use crate::router::Router;
 use crate::stats::{Stats, StatsSnapshot};
 
@@ -77,6 +79,33 @@ pub struct ServerConfig {
     /// waiting for the peer's close frame (reading and discarding meanwhile); closing the
     /// sink then gets at most [`SINK_CLOSE_GRACE`] more. Default 5 s.
     pub close_timeout: Duration,
+    /// Connections held at once (in the handshake or open), in total; over it a
+    /// handshake is refused with `503` and `Retry-After`. Default 65 536.
+    pub max_connections: usize,
+    /// Connections held at once from one remote IP address (IPv4-mapped IPv6 counts as
+    /// IPv4); over it `503`. Default 16 384, so that 10 000 idle connections from one
+    /// address (a load generator, many users behind one NAT) get in.
+    pub max_connections_per_ip: usize,
+    /// The `Retry-After` of a `503` refusal. Default 5 s.
+    pub retry_after: Duration,
+    /// How long a client may take to complete its handshake: sending the request
+    /// headers (the adapters' `serve` functions apply it to the HTTP connection, and to
+    /// the TLS handshake) and the connect hook. Past it the connection is dropped (a hook
+    /// that takes longer is answered `503`). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Rooms one connection may be in at once; a join past it is refused with `LIMIT`.
+    /// Default 1 024.
+    pub max_rooms_per_connection: usize,
+    /// Longest room name, in bytes, a handler may join or send to; longer: `LIMIT`.
+    /// Default 256.
+    pub max_room_name_bytes: usize,
+    /// Most client ids or rooms in one send target of a handler (`cx.send(..).to(..)` or
+    /// `.to_room(..)`); more: nothing is sent, the delivery reports `LIMIT`. Default 1 024.
+    pub max_send_targets: usize,
+    /// Handshake headers (case-insensitive names, compared with the header map's keys)
+    /// whose values never appear in logs, spans or `Debug` output, in addition to
+    /// `token`, `authorization`, `proxy-authorization` and `cookie`. Default: none.
+    pub redact_headers: Vec<String>,
     /// The message-rate limit per connection (close 1008 `rate limit` beyond it); `None`
     /// disables it. Default 10 000 messages per second with bursts of 10 000.
     pub message_rate: Option<RateLimit>,
@@ -98,6 +127,14 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             handler_timeout: None,
             close_timeout: Duration::from_secs(5),
+            max_connections: 65_536,
+            max_connections_per_ip: 16_384,
+            retry_after: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            max_rooms_per_connection: 1024,
+            max_room_name_bytes: 256,
+            max_send_targets: 1024,
+            redact_headers: Vec::new(),
             message_rate: Some(RateLimit::default()),
         }
     }
@@ -150,6 +187,22 @@ pub enum HandshakeError {
     /// The server is shutting down (503).
     #[error("server is shutting down")]
     ShuttingDown,
+    /// Not a valid RFC 6455 upgrade request (400 `BAD_REQUEST`); see
+    /// [`admission::validate`](crate::admission::validate).
+    #[error("bad upgrade request: {0}")]
+    BadRequest(&'static str),
+    /// `Sec-WebSocket-Version` is not 13 (426, with `Sec-WebSocket-Version: 13`).
+    #[error("unsupported Sec-WebSocket-Version (13 is required)")]
+    UnsupportedVersion,
+    /// Over a connection limit, or the connect hook took longer than the handshake
+    /// timeout (503, with `Retry-After`).
+    #[error("unavailable: {reason}")]
+    Unavailable {
+        /// Which limit.
+        reason: &'static str,
+        /// Seconds for `Retry-After`.
+        retry_after: u64,
+    },
 }
 
 impl HandshakeError {
@@ -159,7 +212,23 @@ impl HandshakeError {
             HandshakeError::InvalidHeaders { .. } => 400,
             HandshakeError::Unauthorized(_) => 401,
             HandshakeError::OriginNotAllowed(_) | HandshakeError::Forbidden(_) => 403,
-            HandshakeError::ShuttingDown => 503,
+            HandshakeError::ShuttingDown | HandshakeError::Unavailable { .. } => 503,
+            HandshakeError::BadRequest(_) => 400,
+            HandshakeError::UnsupportedVersion => 426,
+        }
+    }
+
+    /// Headers the refusal must carry besides `content-type: application/json`:
+    /// `Sec-WebSocket-Version: 13` with a 426, `Retry-After` with a 503.
+    pub fn response_headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            HandshakeError::UnsupportedVersion => vec![("sec-websocket-version", "13".into())],
+            HandshakeError::Unavailable { retry_after, .. } => {
+                vec![("retry-after", retry_after.to_string())]
+            }
+            // While shutting down, come back (to another instance) in 5 s.
+            HandshakeError::ShuttingDown => vec![("retry-after", "5".into())],
+            _ => Vec::new(),
         }
     }
 
@@ -182,6 +251,13 @@ impl HandshakeError {
             HandshakeError::Unauthorized(m) => ("UNAUTHORIZED", m.as_str(), None),
             HandshakeError::Forbidden(m) => ("FORBIDDEN", m.as_str(), None),
             HandshakeError::ShuttingDown => ("UNAVAILABLE", "server is shutting down", None),
+            HandshakeError::BadRequest(m) => (crate::codes::BAD_REQUEST, *m, None),
+            HandshakeError::UnsupportedVersion => (
+                crate::codes::BAD_REQUEST,
+                "unsupported Sec-WebSocket-Version (13 is required)",
+                None,
+            ),
+            HandshakeError::Unavailable { reason, .. } => ("UNAVAILABLE", *reason, None),
         };
         serde_json::to_string(&Body {
             error,
@@ -214,6 +290,8 @@ struct Inner<C> {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     accepting: AtomicBool,
+    slots: Arc<Slots>,
+    redaction: Arc<Redaction>,
 }
 
 /// A Zocket server: a router, a hub and a configuration. Transport-agnostic: adapters
@@ -261,13 +339,22 @@ impl<C: Context> ServerBuilder<C> {
     }
     /// The server.
     pub fn build(self) -> Server<C> {
+        let stats = Arc::new(Stats::default());
+        let slots = Slots::new(
+            self.config.max_connections,
+            self.config.max_connections_per_ip,
+            stats.clone(),
+        );
+        let redaction = Arc::new(Redaction::new(&self.config.redact_headers));
         Server {
             inner: Arc::new(Inner {
                 router: self.router,
                 engine: Arc::new(connection::Settings::from_config(&self.config)),
                 config: self.config,
                 hub: self.hub.unwrap_or_else(|| Arc::new(LocalHub::new())),
-                stats: Arc::new(Stats::default()),
+                stats,
+                slots,
+                redaction,
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 accepting: AtomicBool::new(true),
@@ -367,12 +454,29 @@ impl<C: Context> Server<C> {
         }
     }
 
-    /// Check a handshake, before the upgrade: origin, headers, connect hook.
+    /// Connections holding an admission slot now (in the handshake or open), and the
+    /// number of distinct remote IPs among them.
+    pub fn admitted(&self) -> (usize, usize) {
+        (self.inner.slots.total(), self.inner.slots.ips())
+    }
+
+    /// Check a handshake, before the upgrade: shutting down and the connection limits
+    /// (`503`), origin, headers, connect hook (within
+    /// [`ServerConfig::handshake_timeout`]). The adapters check the HTTP request itself
+    /// with [`admission::validate`](crate::admission::validate) first.
     pub async fn handshake(&self, req: HandshakeRequest) -> Result<Accepted<C>, HandshakeError> {
+        let remote = req.remote_addr;
         let result = self.check(req).await;
         if let Err(e) = &result {
             self.inner.stats.handshake_refused(e.status());
-            tracing::info!(status = e.status(), error = %e, "handshake refused");
+            // Client-caused: DEBUG (counted in the stats), and bounded (the message may
+            // quote input).
+            tracing::debug!(
+                status = e.status(),
+                error = %crate::redact::truncate(&e.to_string(), 200),
+                remote = ?remote,
+                "handshake refused"
+            );
         }
         result
     }
@@ -381,6 +485,34 @@ impl<C: Context> Server<C> {
         if !self.inner.accepting.load(Ordering::SeqCst) {
             return Err(HandshakeError::ShuttingDown);
         }
+        let cfg = &self.inner.config;
+        let retry_after = cfg.retry_after.as_secs().max(1);
+        let slot = self
+            .inner
+            .slots
+            .acquire(req.remote_addr.map(|a| a.ip()))
+            .map_err(|full| HandshakeError::Unavailable {
+                reason: match full {
+                    Full::Total => "too many connections",
+                    Full::PerIp => "too many connections from this address",
+                },
+                retry_after,
+            })?;
+        let timeout = cfg.handshake_timeout;
+        match tokio::time::timeout(timeout, self.check_headers(req, slot)).await {
+            Ok(result) => result,
+            Err(_) => Err(HandshakeError::Unavailable {
+                reason: "the handshake timed out",
+                retry_after,
+            }),
+        }
+    }
+
+    async fn check_headers(
+        &self,
+        req: HandshakeRequest,
+        slot: Slot,
+    ) -> Result<Accepted<C>, HandshakeError> {
         let mut map: HashMap<String, String> = HashMap::with_capacity(req.headers.len() + 4);
         for (k, v) in req.headers {
             map.insert(k.to_ascii_lowercase(), v);
@@ -399,7 +531,7 @@ impl<C: Context> Server<C> {
         }
         if let Some(v) = map.get("x-zocket-version") {
             if v != protocol::VERSION {
-                tracing::info!(client_version = %v, server_version = protocol::VERSION, "protocol version mismatch; accepting");
+                tracing::info!(client_version = %crate::redact::truncate(v, 32), server_version = protocol::VERSION, "protocol version mismatch; accepting");
             }
         }
         let object: serde_json::Map<String, serde_json::Value> = map
@@ -409,7 +541,12 @@ impl<C: Context> Server<C> {
         let headers: C::Headers =
             serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(|e| {
                 let path = e.path().to_string();
-                let message = e.into_inner().to_string();
+                let message = if self.inner.redaction.is_secret(path.trim_start_matches('.')) {
+                    // serde quotes the offending value; a secret's is never echoed.
+                    "invalid value (redacted)".to_owned()
+                } else {
+                    e.into_inner().to_string()
+                };
                 HandshakeError::InvalidHeaders {
                     message: format!("invalid headers: {message}"),
                     issues: vec![HeaderIssue {
@@ -423,12 +560,14 @@ impl<C: Context> Server<C> {
             remote_addr: req.remote_addr,
             path: req.path,
             headers: map,
+            redaction: self.inner.redaction.clone(),
         };
         match C::connect(headers, &info).await {
             Ok(ctx) => Ok(Accepted {
                 server: self.clone(),
                 ctx,
                 info,
+                slot,
                 replies: PingReplies::default(),
             }),
             Err(rej) if rej.code() == crate::codes::UNAUTHORIZED => {
@@ -444,6 +583,8 @@ pub struct Accepted<C> {
     server: Server<C>,
     ctx: C,
     info: ConnInfo,
+    /// The admission slot: freed when the served connection ends (or this is dropped).
+    slot: Slot,
     replies: PingReplies,
 }
 
@@ -487,6 +628,7 @@ impl<C: Context> Accepted<C> {
             server,
             ctx,
             info,
+            slot,
             replies,
         } = self;
         let span = tracing::info_span!("connection", client_id = %info.client_id, remote = ?info.remote_addr);
@@ -496,5 +638,10 @@ impl<C: Context> Accepted<C> {
         tracker
             .track_future(driver::serve(server, ctx, id, replies, stream, sink))
             .instrument(span)
+            .map(move |reason| {
+                // The admission slot is freed once the connection has ended.
+                drop(slot);
+                reason
+            })
     }
 }

@@ -108,6 +108,8 @@ pub struct Stats {
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
     pub(crate) encode_failures: AtomicU64,
+    pub(crate) admission_full: AtomicU64,
+    pub(crate) limit_refusals: AtomicU64,
     pub(crate) rate_limit_closes: AtomicU64,
     pub(crate) read_pauses: AtomicU64,
     pub(crate) close_timeouts: AtomicU64,
@@ -144,6 +146,12 @@ pub struct StatsSnapshot {
     pub handler_panics: u64,
     /// Events or replies whose payload failed to serialise.
     pub encode_failures: u64,
+    /// Handshakes refused with `503` because a connection limit (total or per IP) was
+    /// reached.
+    pub admission_full: u64,
+    /// Joins and sends refused with `LIMIT` (rooms per connection, room-name length,
+    /// send-target size).
+    pub limit_refusals: u64,
     /// Frames a distributed hub published to other nodes (one per target channel).
     pub cluster_published: u64,
     /// Frames a distributed hub received from other nodes.
@@ -201,6 +209,8 @@ impl Stats {
             heartbeat_timeouts: self.heartbeat_timeouts.load(Relaxed),
             handler_panics: self.handler_panics.load(Relaxed),
             encode_failures: self.encode_failures.load(Relaxed),
+            admission_full: self.admission_full.load(Relaxed),
+            limit_refusals: self.limit_refusals.load(Relaxed),
             cluster_published: 0,
             cluster_received: 0,
             cluster_send_failures: 0,

@@ -186,7 +186,7 @@ fn router() -> Router<User> {
             Ok::<_, Reject>(ms)
         })
         .on::<Join>(|cx: Cx<User>, room: String| async move {
-            cx.rooms().join(&room);
+            cx.rooms().join(&room)?;
             Ok::<_, Reject>(cx.rooms().current())
         })
         .on::<Say>(|cx: Cx<User>, (room, text): (String, String)| async move {

@@ -157,11 +157,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use zocket_core::admission::{HttpVersion, UpgradeRequest};
 use zocket_core::{Context, HandshakeError, HandshakeRequest, Server};
 
 pub mod socket;
@@ -176,12 +177,16 @@ pub type ResponseFuture =
 
 /// A hyper / tower service that serves Zocket WebSocket connections with a [`Server`].
 ///
-/// For each request it checks that it is a WebSocket upgrade (`GET`,
-/// `Connection: upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13`,
-/// `Sec-WebSocket-Key`; otherwise `405`, `400` or `426` with a JSON body), runs
-/// [`Server::handshake`], and answers `101` with `Sec-WebSocket-Accept`, after which a
-/// spawned task drives the socket until it ends. It serves every path it receives;
-/// route it with your framework if it shares a port with other routes.
+/// For each request it checks that it is a valid WebSocket upgrade with
+/// [`zocket_core::admission::validate`] (RFC 6455: `GET`, HTTP/1.1 or later, `Host`,
+/// `Connection: upgrade`, `Upgrade: websocket`, a 16-byte `Sec-WebSocket-Key`; `400`
+/// with a JSON body, or `426` with `Sec-WebSocket-Version: 13`), runs
+/// [`Server::handshake`] (connection limits: `503` with `Retry-After`), and answers
+/// `101` with `Sec-WebSocket-Accept`, after which a spawned task drives the socket until
+/// it ends. Every refusal has the same status, headers and JSON body as in the warp
+/// adapter. Created with [`new`](Self::new) it serves every path it receives (route it
+/// with your framework, e.g. axum's `route_service`, which decides the path); with
+/// [`with_path`](Self::with_path), as [`serve`] does with `/`, other paths get `404`.
 ///
 /// The connection must be served with upgrades enabled (`with_upgrades()` on hyper's
 /// HTTP/1 connection, as [`serve`] and axum do); otherwise requests are answered `500`.
@@ -194,6 +199,7 @@ pub type ResponseFuture =
 pub struct ZocketService<C> {
     server: Server<C>,
     remote_addr: Option<SocketAddr>,
+    path: Option<String>,
 }
 
 impl<C> Clone for ZocketService<C> {
@@ -201,6 +207,7 @@ impl<C> Clone for ZocketService<C> {
         Self {
             server: self.server.clone(),
             remote_addr: self.remote_addr,
+            path: self.path.clone(),
         }
     }
 }
@@ -219,6 +226,7 @@ impl<C: Context> ZocketService<C> {
         Self {
             server,
             remote_addr: None,
+            path: None,
         }
     }
 
@@ -228,19 +236,50 @@ impl<C: Context> ZocketService<C> {
         self
     }
 
+    /// Serve only requests for exactly this path; any other path is answered `404`
+    /// with `{"error":"NOT_FOUND",...}`. [`serve`] uses `/`. Without it (mounted in a
+    /// router, e.g. axum's `route_service("/ws", ..)`) the router decides which paths
+    /// reach the service, and the service serves every path it receives.
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
     /// Handle one request (what both `Service` impls call).
     pub fn handle<B>(&self, mut req: Request<B>) -> ResponseFuture {
         let server = self.server.clone();
         let remote_addr = self
             .remote_addr
             .or_else(|| req.extensions().get::<SocketAddr>().copied());
+        if let Some(path) = &self.path {
+            if req.uri().path() != path {
+                return Box::pin(future::ready(Ok(json_error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "no WebSocket endpoint at this path",
+                ))));
+            }
+        }
         // Everything that needs the request happens now, so the future does not hold the
         // body (which need not be `Send`).
-        let key = match check_upgrade(&req) {
-            Ok(key) => key,
-            Err(response) => return Box::pin(future::ready(Ok(response))),
+        let headers = header_pairs(req.headers());
+        let upgrade = UpgradeRequest {
+            method: req.method().as_str(),
+            version: http_version(req.version()),
+            headers: &headers,
+        };
+        if let Err(refused) = zocket_core::admission::validate(&upgrade) {
+            tracing::debug!(error = %refused, remote = ?remote_addr, "not a valid WebSocket upgrade");
+            return Box::pin(future::ready(Ok(refusal(&refused))));
+        }
+        let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+            // `validate` checked that there is exactly one.
+            return Box::pin(future::ready(Ok(refusal(&HandshakeError::BadRequest(
+                "missing Sec-WebSocket-Key",
+            )))));
         };
         if req.extensions().get::<OnUpgrade>().is_none() {
+            // A configuration error of the server (not something a client causes).
             tracing::error!(
                 "WebSocket request on a connection served without upgrades (use `with_upgrades()`)"
             );
@@ -254,7 +293,7 @@ impl<C: Context> ZocketService<C> {
         let request = HandshakeRequest {
             path: req.uri().path().to_owned(),
             query: req.uri().query().map(str::to_owned),
-            headers: header_pairs(req.headers()),
+            headers,
             remote_addr,
         };
         drop(req);
@@ -267,6 +306,16 @@ impl<C: Context> ZocketService<C> {
             tokio::spawn(socket::serve_upgrade(accepted, on_upgrade, max));
             Ok(switching_protocols(&key))
         })
+    }
+}
+
+fn http_version(v: http::Version) -> HttpVersion {
+    match v {
+        http::Version::HTTP_09 => HttpVersion::Http09,
+        http::Version::HTTP_10 => HttpVersion::Http10,
+        http::Version::HTTP_2 => HttpVersion::H2,
+        http::Version::HTTP_3 => HttpVersion::H3,
+        _ => HttpVersion::Http11,
     }
 }
 
@@ -294,16 +343,58 @@ impl<C: Context, B> tower_service::Service<Request<B>> for ZocketService<C> {
     }
 }
 
-/// Accept connections on `listener` and serve each with a [`ZocketService`] over
-/// HTTP/1.1 with upgrades, until [`Server::shutdown`] begins: then the listener is
+/// Accept connections on `listener` and serve each with a [`ZocketService`] at path `/`
+/// over HTTP/1.1 with upgrades, until [`Server::shutdown`] begins: then the listener is
 /// closed, HTTP connections that were not upgraded are shut down gracefully, and this
 /// returns (open WebSockets are closed by the shutdown itself, with `1001`).
 ///
-/// Accept errors (e.g. too many open files) are logged and retried after a short pause.
+/// A client must send its request headers within
+/// [`ServerConfig::handshake_timeout`](zocket_core::ServerConfig::handshake_timeout)
+/// (default 10 s), else the connection is dropped. Accept errors (e.g. too many open
+/// files) are logged and retried after a short pause.
 pub async fn serve<C: Context>(listener: TcpListener, server: Server<C>) {
+    serve_inner(listener, server, None).await
+}
+
+/// [`serve`] over TLS (`wss://`): each accepted connection first completes a TLS
+/// handshake with `tls` (within the handshake timeout; a failed or slow one is dropped
+/// and logged at DEBUG). Needs the `tls` feature.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use zocket_hyper::rustls;
+/// # async fn run(server: zocket_core::Server<impl zocket_core::Context>, certs: Vec<rustls::pki_types::CertificateDer<'static>>, key: rustls::pki_types::PrivateKeyDer<'static>) -> Result<(), Box<dyn std::error::Error>> {
+/// let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+///     .with_safe_default_protocol_versions()?
+///     .with_no_client_auth()
+///     .with_single_cert(certs, key)?;
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+/// zocket_hyper::serve_tls(listener, server, Arc::new(tls)).await;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "tls")]
+pub async fn serve_tls<C: Context>(
+    listener: TcpListener,
+    server: Server<C>,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+) {
+    serve_inner(listener, server, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+}
+
+/// The rustls version [`serve_tls`] uses.
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
+
+#[cfg(feature = "tls")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+#[cfg(not(feature = "tls"))]
+type Acceptor = std::convert::Infallible;
+
+async fn serve_inner<C: Context>(listener: TcpListener, server: Server<C>, tls: Option<Acceptor>) {
+    let timeout = server.config().handshake_timeout;
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(timeout);
     loop {
         let (stream, remote_addr) = tokio::select! {
             _ = server.shutdown_started() => break,
@@ -317,84 +408,68 @@ pub async fn serve<C: Context>(listener: TcpListener, server: Server<C>) {
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = ZocketService::new(server.clone()).with_remote_addr(remote_addr);
-        let conn = http
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
+        let service = ZocketService::new(server.clone())
+            .with_remote_addr(remote_addr)
+            .with_path("/");
         let server = server.clone();
+        let http = http.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = server.shutdown_started() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            match tls {
+                None => {
+                    serve_connection(TokioIo::new(stream), service, &http, &server, remote_addr)
+                        .await
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %remote_addr, "HTTP connection ended with an error");
+                #[cfg(feature = "tls")]
+                Some(acceptor) => {
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(
+                                TokioIo::new(stream),
+                                service,
+                                &http,
+                                &server,
+                                remote_addr,
+                            )
+                            .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %remote_addr, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%remote_addr, "TLS handshake timed out"),
+                    }
+                }
+                #[cfg(not(feature = "tls"))]
+                Some(never) => match never {},
             }
         });
     }
     tracing::debug!("shutdown started: no longer accepting connections");
 }
 
-/// Checks the upgrade headers; returns the `Sec-WebSocket-Key`.
-#[allow(clippy::result_large_err)]
-fn check_upgrade<B>(req: &Request<B>) -> Result<HeaderValue, Response<ResponseBody>> {
-    if req.method() != Method::GET {
-        let mut res = json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "BAD_REQUEST",
-            "a WebSocket upgrade must be a GET request",
-        );
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return Err(res);
+async fn serve_connection<C, IO>(
+    io: IO,
+    service: ZocketService<C>,
+    http: &hyper::server::conn::http1::Builder,
+    server: &Server<C>,
+    remote_addr: SocketAddr,
+) where
+    C: Context,
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = http.serve_connection(io, service).with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = server.shutdown_started() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // Client-caused (a closed or slow handshake, a malformed request): DEBUG.
+        tracing::debug!(error = %e, %remote_addr, "HTTP connection ended with an error");
     }
-    let headers = req.headers();
-    if !has_token(headers, header::CONNECTION, "upgrade")
-        || !has_token(headers, header::UPGRADE, "websocket")
-    {
-        return Err(json_error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "expected a WebSocket upgrade request (Connection: upgrade, Upgrade: websocket)",
-        ));
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_none_or(|v| v.as_bytes() != b"13")
-    {
-        let mut res = json_error(
-            StatusCode::UPGRADE_REQUIRED,
-            "BAD_REQUEST",
-            "unsupported Sec-WebSocket-Version (13 is required)",
-        );
-        res.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return Err(res);
-    }
-    match headers.get(header::SEC_WEBSOCKET_KEY) {
-        Some(key) if !key.is_empty() => Ok(key.clone()),
-        _ => Err(json_error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "missing Sec-WebSocket-Key",
-        )),
-    }
-}
-
-/// Whether a comma-separated header (any of its occurrences) holds `token`, ignoring case.
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .to_str()
-            .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            .unwrap_or(false)
-    })
 }
 
 /// Every header as a `(name, value)` pair; a value that is not UTF-8 is decoded lossily.
@@ -441,9 +516,17 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Respons
     )
 }
 
+/// The response to a refused handshake: the status, the JSON body and the headers of
+/// [`HandshakeError`] (the same in every adapter).
 fn refusal(error: &HandshakeError) -> Response<ResponseBody> {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    json_response(status, error.body())
+    let mut res = json_response(status, error.body());
+    for (name, value) in error.response_headers() {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, value);
+        }
+    }
+    res
 }
 
 #[cfg(test)]
@@ -452,6 +535,7 @@ mod tests {
 
     fn upgrade_request() -> http::request::Builder {
         Request::get("/")
+            .header("host", "localhost")
             .header("connection", "keep-alive, Upgrade")
             .header("upgrade", "WebSocket")
             .header("sec-websocket-version", "13")
@@ -459,10 +543,8 @@ mod tests {
     }
 
     #[test]
-    fn a_valid_upgrade_request_yields_its_key() {
-        let req = upgrade_request().body(()).unwrap();
-        assert_eq!(check_upgrade(&req).unwrap(), "dGhlIHNhbXBsZSBub25jZQ==");
-        let res = switching_protocols(&check_upgrade(&req).unwrap());
+    fn the_accept_key_is_derived_from_the_request_key() {
+        let res = switching_protocols(&HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
         assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
         // RFC 6455's example key and accept value.
         assert_eq!(
@@ -471,30 +553,65 @@ mod tests {
         );
     }
 
-    #[test]
-    fn requests_that_are_not_upgrades_are_refused_with_json() {
-        let post = Request::post("/").body(()).unwrap();
-        let res = check_upgrade(&post).unwrap_err();
-        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    struct Nobody;
+    impl Context for Nobody {
+        type Headers = std::collections::HashMap<String, String>;
+        async fn connect(
+            _: Self::Headers,
+            _: &zocket_core::ConnInfo,
+        ) -> Result<Self, zocket_core::Reject> {
+            Ok(Nobody)
+        }
+    }
 
-        let plain = Request::get("/").body(()).unwrap();
-        let res = check_upgrade(&plain).unwrap_err();
+    async fn answer(service: &ZocketService<Nobody>, req: Request<()>) -> Response<ResponseBody> {
+        service.handle(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_that_are_not_upgrades_are_refused_with_json() {
+        let service = ZocketService::new(Server::new(zocket_core::Router::<Nobody>::new()));
+        let post = Request::post("/").body(()).unwrap();
+        let res = answer(&service, post).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
         assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
 
         let mut old = upgrade_request().body(()).unwrap();
+        *old.version_mut() = http::Version::HTTP_10;
+        assert_eq!(
+            answer(&service, old).await.status(),
+            StatusCode::BAD_REQUEST
+        );
+
+        let mut old = upgrade_request().body(()).unwrap();
         old.headers_mut()
             .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
-        let res = check_upgrade(&old).unwrap_err();
+        let res = answer(&service, old).await;
         assert_eq!(res.status(), StatusCode::UPGRADE_REQUIRED);
         assert_eq!(res.headers()[header::SEC_WEBSOCKET_VERSION], "13");
 
-        let mut keyless = upgrade_request().body(()).unwrap();
-        keyless.headers_mut().remove(header::SEC_WEBSOCKET_KEY);
+        let mut short_key = upgrade_request().body(()).unwrap();
+        short_key.headers_mut().insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("c2hvcnQ="),
+        );
         assert_eq!(
-            check_upgrade(&keyless).unwrap_err().status(),
+            answer(&service, short_key).await.status(),
             StatusCode::BAD_REQUEST
         );
+
+        // Valid, but the connection was not served with upgrades: a server error.
+        let valid = upgrade_request().body(()).unwrap();
+        assert_eq!(
+            answer(&service, valid).await.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+
+        let at_root = service.clone().with_path("/");
+        let elsewhere = Request::get("/other").body(()).unwrap();
+        let res = answer(&at_root, elsewhere).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
     }
 
     #[test]
@@ -502,5 +619,11 @@ mod tests {
         let res = refusal(&HandshakeError::Unauthorized("invalid token".into()));
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        let res = refusal(&HandshakeError::Unavailable {
+            reason: "too many connections",
+            retry_after: 7,
+        });
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "7");
     }
 }

@@ -4,14 +4,23 @@
 //! handshake **before** upgrading (origin allow-list, handshake headers from the HTTP
 //! headers and the query string, the context's connect hook) and then hands the socket
 //! to the core's connection driver. A refused handshake is answered with the status
-//! and JSON body of the protocol (`400` `INVALID_HEADERS` with its `issues`, `401`,
-//! `403`, `503` while shutting down) and no upgrade.
+//! and JSON body of the protocol (`400` `BAD_REQUEST` for an invalid RFC 6455 upgrade,
+//! `426` for another WebSocket version, `400` `INVALID_HEADERS` with its `issues`,
+//! `401`, `403`, `503` with `Retry-After` over the connection limits or while shutting
+//! down) and no upgrade: the same status, headers and body as the hyper adapter's.
 //!
 //! Mount it under a path with `warp::path("ws").and(zocket_warp::upgrade(server))`, or
 //! at the root with `zocket_warp::upgrade(server)` alone. The filter matches only the
 //! exact path it is mounted at, so it combines with other routes through `.or(...)`;
-//! a plain HTTP request that is not a WebSocket upgrade is rejected (warp answers it
-//! with `400` unless another route takes it).
+//! it takes every request at that path (one that is not a WebSocket upgrade gets the
+//! JSON `400`).
+//!
+//! Serve it with [`serve`] (or [`serve_tls`]): it applies the handshake timeout
+//! ([`ServerConfig::handshake_timeout`](zocket_core::ServerConfig::handshake_timeout)),
+//! refuses HTTP/1.0 upgrades and logs client-caused connection errors at DEBUG.
+//! `warp::serve` works too, without those three; it logs one ERROR per aborted
+//! handshake from its own `warp::server` target, which the tracing directive
+//! `warp::server=off` silences.
 //!
 //! The WebSocket's maximum message size comes from
 //! [`ServerConfig::max_message_bytes`](zocket_core::ServerConfig::max_message_bytes); a
@@ -115,15 +124,26 @@ use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::ws::Ws;
 use warp::{Filter, Rejection, Reply};
+use zocket_core::admission::{HttpVersion, UpgradeRequest};
 use zocket_core::{Context, HandshakeError, HandshakeRequest, Server};
+
+mod serve;
+pub use serve::serve;
+#[cfg(feature = "tls")]
+pub use serve::serve_tls;
+/// The rustls version [`serve_tls`] uses.
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
 
 /// A warp filter that serves Zocket WebSocket connections with `server`.
 ///
-/// It matches a WebSocket upgrade request (`GET`, `Connection: upgrade`,
-/// `Upgrade: websocket`, version 13) whose remaining path is empty, runs the handshake
-/// ([`Server::handshake`]) and answers either with `101 Switching Protocols` (the
-/// connection is then driven by [`Accepted::serve`] until it ends) or with the
-/// handshake error's status and JSON body (`content-type: application/json`).
+/// It takes every request whose remaining path is empty, checks it with
+/// [`admission::validate`](zocket_core::admission::validate) (RFC 6455: `GET`, `Host`,
+/// `Upgrade: websocket`, `Connection: upgrade`, a 16-byte `Sec-WebSocket-Key`, version
+/// 13; HTTP/1.1 or later when served by [`serve`]), runs the handshake
+/// ([`Server::handshake`]) and answers either `101 Switching Protocols` (the connection
+/// is then driven by [`zocket_core::Accepted::serve`] until it ends) or the refusal's status, headers
+/// and JSON body (`content-type: application/json`), the same as the hyper adapter's.
 ///
 /// ```no_run
 /// # use warp::Filter;
@@ -131,7 +151,8 @@ use zocket_core::{Context, HandshakeError, HandshakeRequest, Server};
 /// // at /ws
 /// let ws = warp::path("ws").and(zocket_warp::upgrade(server.clone()));
 /// // or at the root: zocket_warp::upgrade(server)
-/// warp::serve(ws).run(([127, 0, 0, 1], 3000)).await;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+/// zocket_warp::serve(listener, ws, server).await;
 /// # }
 /// ```
 pub fn upgrade<C: Context>(
@@ -140,13 +161,25 @@ pub fn upgrade<C: Context>(
     warp::path::end()
         // A handle on the upgrade, taken before `warp::ws()` removes it from the request.
         .and(warp::ext::optional::<OnUpgrade>())
-        .and(warp::ws())
+        .and(warp::ws().map(Some).or(warp::any().map(|| None)).unify())
+        .and(warp::method())
         .and(warp::path::full())
         .and(raw_query())
         .and(warp::header::headers_cloned())
         .and(warp::addr::remote())
+        .and(warp::ext::optional::<Peer>())
         .and(warp::any().map(move || server.clone()))
         .then(handle::<C>)
+}
+
+/// What [`serve`] knows about a request's connection, for [`upgrade`] (a request
+/// extension; warp itself exposes neither for a custom accept loop).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The peer address.
+    pub remote_addr: SocketAddr,
+    /// The request's HTTP version.
+    pub version: warp::http::Version,
 }
 
 /// The raw query string, `None` when the request has none.
@@ -161,17 +194,45 @@ fn raw_query() -> impl Filter<Extract = (Option<String>,), Error = std::convert:
 #[allow(clippy::too_many_arguments)]
 async fn handle<C: Context>(
     on_upgrade: Option<OnUpgrade>,
-    ws: Ws,
+    ws: Option<Ws>,
+    method: warp::http::Method,
     path: FullPath,
     query: Option<String>,
     headers: HeaderMap,
     remote_addr: Option<SocketAddr>,
+    peer: Option<Peer>,
     server: Server<C>,
 ) -> Response {
+    let pairs = header_pairs(&headers);
+    let remote_addr = remote_addr.or(peer.map(|p| p.remote_addr));
+    let version = match peer.map(|p| p.version) {
+        Some(warp::http::Version::HTTP_09) => HttpVersion::Http09,
+        Some(warp::http::Version::HTTP_10) => HttpVersion::Http10,
+        Some(warp::http::Version::HTTP_2) => HttpVersion::H2,
+        Some(warp::http::Version::HTTP_3) => HttpVersion::H3,
+        // Under `warp::serve` the version is not visible to a filter: HTTP/1.1 (the
+        // only version warp upgrades).
+        _ => HttpVersion::Http11,
+    };
+    let upgrade = UpgradeRequest {
+        method: method.as_str(),
+        version,
+        headers: &pairs,
+    };
+    if let Err(refused) = zocket_core::admission::validate(&upgrade) {
+        tracing::debug!(error = %refused, remote = ?remote_addr, "not a valid WebSocket upgrade");
+        return refusal(&refused);
+    }
+    let Some(ws) = ws else {
+        // `validate` accepted what warp's own upgrade filter did not.
+        return refusal(&HandshakeError::BadRequest(
+            "not a WebSocket upgrade request",
+        ));
+    };
     let request = HandshakeRequest {
         path: path.as_str().to_owned(),
         query,
-        headers: header_pairs(&headers),
+        headers: pairs,
         remote_addr,
     };
     match server.handshake(request).await {
@@ -206,13 +267,21 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The response to a refused handshake: the status, the JSON body and the headers of
+/// [`HandshakeError`] (the same in every adapter).
 fn refusal(error: &HandshakeError) -> Response {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    warp::reply::with_status(
+    let mut res = warp::reply::with_status(
         warp::reply::with_header(error.body(), "content-type", "application/json"),
         status,
     )
-    .into_response()
+    .into_response();
+    for (name, value) in error.response_headers() {
+        if let Ok(value) = warp::http::HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, value);
+        }
+    }
+    res
 }
 
 /// `101 Switching Protocols` for a request whose upgrade headers `warp::ws()` checked.

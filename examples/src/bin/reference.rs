@@ -7,6 +7,9 @@
 //!
 //! - `--addr HOST:PORT` (default `127.0.0.1:3000`; port 0 picks a free one).
 //! - `--adapter warp|hyper` (default `warp`): both serve the identical router.
+//! - `--max-connections N`, `--max-connections-per-ip N`: the admission limits
+//!   ([`zocket_core::ServerConfig::max_connections`] and `max_connections_per_ip`;
+//!   defaults 65 536 and 16 384); over them a handshake is answered `503`.
 //! - `--redis URL`: the distributed hub ([`zocket_redis::RedisHub`]): processes with
 //!   the same Redis (and the same key prefix, env `ZOCKET_REDIS_PREFIX`, default
 //!   `zocket`) form one cluster. If Redis does not answer at startup: exit code 1.
@@ -33,6 +36,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
 const USAGE: &str = "\
 usage: reference [--addr HOST:PORT] [--adapter warp|hyper] [--redis URL] [--node NAME] [--metrics HOST:PORT]
+                 [--max-connections N] [--max-connections-per-ip N]
 
 Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
 
@@ -41,6 +45,9 @@ Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
   --redis URL           the distributed hub on Redis (key prefix: env ZOCKET_REDIS_PREFIX, default zocket)
   --node NAME           this node's name in a cluster (with --redis)
   --metrics HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics
+  --max-connections N   connections at once, in total (default 65536; over it: 503)
+  --max-connections-per-ip N
+                        connections at once from one IP address (default 16384)
   -h, --help            this text";
 
 /// Which adapter serves the socket.
@@ -58,6 +65,33 @@ struct Args {
     redis: Option<String>,
     node: Option<String>,
     metrics: Option<SocketAddr>,
+    /// `--max-connections` / `--max-connections-per-ip`: the admission limits.
+    limits: Limits,
+}
+
+/// The admission limits from the command line (`None`: the library's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Limits {
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+}
+
+impl Limits {
+    fn apply(self, config: zocket_core::ServerConfig) -> zocket_core::ServerConfig {
+        zocket_core::ServerConfig {
+            max_connections: self.max_connections.unwrap_or(config.max_connections),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .unwrap_or(config.max_connections_per_ip),
+            ..config
+        }
+    }
+}
+
+fn parse_count(flag: &str, value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .map_err(|e| format!("{flag} `{value}` is not a count ({e})"))
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -66,6 +100,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     let mut redis = None;
     let mut node = None;
     let mut metrics = None;
+    let mut max_connections = None;
+    let mut max_connections_per_ip = None;
     let mut args = args;
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -83,6 +119,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
             "--redis" => redis.get_or_insert_with(String::new),
             "--node" => node.get_or_insert_with(String::new),
             "--metrics" => metrics.get_or_insert_with(String::new),
+            "--max-connections" => max_connections.get_or_insert_with(String::new),
+            "--max-connections-per-ip" => max_connections_per_ip.get_or_insert_with(String::new),
             _ => return Err(format!("unknown argument `{arg}`")),
         };
         *slot = match inline {
@@ -104,12 +142,21 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
                 .map_err(|e| format!("--metrics `{m}` is not HOST:PORT ({e})"))
         })
         .transpose()?;
+    let limits = Limits {
+        max_connections: max_connections
+            .map(|v| parse_count("--max-connections", &v))
+            .transpose()?,
+        max_connections_per_ip: max_connections_per_ip
+            .map(|v| parse_count("--max-connections-per-ip", &v))
+            .transpose()?,
+    };
     Ok(Some(Args {
         addr,
         adapter,
         redis,
         node,
         metrics,
+        limits,
     }))
 }
 
@@ -171,25 +218,20 @@ async fn main() -> ExitCode {
         None => None,
     };
 
-    let mut builder = Server::builder(reference::router());
+    let config = args.limits.apply(zocket_core::ServerConfig::default());
+    let mut builder = Server::builder(reference::router()).config(config);
     if let Some(hub) = &hub {
         builder = builder.hub(hub.clone());
     }
     let server = builder.build();
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_http, _http_stopped) = tokio::sync::oneshot::channel::<()>();
+    // Both stop accepting by themselves when the shutdown begins, and apply the
+    // handshake timeout.
     let http = match args.adapter {
         Adapter::Warp => {
             let routes = zocket_warp::upgrade(server.clone()).with(warp::trace::request());
-            tokio::spawn(
-                warp::serve(routes)
-                    .incoming(listener)
-                    .graceful(async {
-                        let _ = http_stopped.await;
-                    })
-                    .run(),
-            )
+            tokio::spawn(zocket_warp::serve(listener, routes, server.clone()))
         }
-        // Stops accepting by itself when the shutdown begins.
         Adapter::Hyper => tokio::spawn(zocket_hyper::serve(listener, server.clone())),
     };
 
@@ -225,6 +267,7 @@ mod tests {
                 redis: None,
                 node: None,
                 metrics: None,
+                limits: Limits::default(),
             })
         );
     }
@@ -249,6 +292,20 @@ mod tests {
         assert_eq!(args.node.as_deref(), Some("n1"));
         assert_eq!(args.metrics, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(parse(&["-h"]).unwrap(), None);
+        let limits = parse(&["--max-connections", "10", "--max-connections-per-ip=2"])
+            .unwrap()
+            .unwrap()
+            .limits;
+        let config = limits.apply(zocket_core::ServerConfig::default());
+        assert_eq!(
+            (config.max_connections, config.max_connections_per_ip),
+            (10, 2)
+        );
+        assert!(
+            parse(&["--max-connections", "many"])
+                .unwrap_err()
+                .contains("not a count")
+        );
     }
 
     #[test]

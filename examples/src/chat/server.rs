@@ -322,7 +322,7 @@ async fn me(cx: Cx<Session>, _input: Empty) -> Result<Member, Reject> {
 async fn join(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
     let room = input.room;
     let server = cx.server();
-    if !cx.rooms().join(&room) {
+    if !cx.rooms().join(&room)? {
         return Ok(cx
             .state
             .everywhere(&server, cx.state.members(&room), None)

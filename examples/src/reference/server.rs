@@ -69,7 +69,7 @@ impl Context for RefCtx {
             tracing::info!(client_id = %info.client_id, "refused: bad token");
             return Err(Reject::unauthorized("invalid token"));
         }
-        tracing::debug!(client_id = %info.client_id, user = %headers.user_name, role = ?headers.user_role, "connected");
+        tracing::debug!(client_id = %info.client_id, user = %zocket_core::redact::truncate(&headers.user_name, 64), role = ?headers.user_role, "connected");
         Ok(RefCtx {
             user_name: headers.user_name,
             user_role: headers.user_role,
@@ -79,8 +79,8 @@ impl Context for RefCtx {
     async fn disconnect(&self, info: &DisconnectInfo) {
         tracing::info!(
             client_id = %info.client_id,
-            user = %self.user_name,
-            rooms = ?info.rooms,
+            user = %zocket_core::redact::truncate(&self.user_name, 64),
+            rooms = %zocket_core::redact::list(&info.rooms, 10, 64),
             reason = ?info.reason,
             "client disconnected"
         );
@@ -255,7 +255,12 @@ async fn greet(_cx: Cx<RefCtx>, input: GreetIn) -> Result<String, Reject> {
 }
 
 async fn log(cx: Cx<RefCtx>, input: String) -> Result<(), Reject> {
-    tracing::info!(client_id = %cx.client_id(), user = %cx.user_name, message = %input, "log");
+    tracing::info!(
+        client_id = %cx.client_id(),
+        user = %zocket_core::redact::truncate(&cx.user_name, 64),
+        message = %zocket_core::redact::truncate(&input, 1024),
+        "log"
+    );
     Ok(())
 }
 
@@ -287,7 +292,8 @@ async fn chat_private(cx: Cx<RefCtx>, input: PrivateMessageIn) -> Result<(), Rej
             message: input.message,
             timestamp: now_rfc3339(),
         })
-        .to(input.target_user_id);
+        .to(input.target_user_id)
+        .check()?;
     Ok(())
 }
 
@@ -300,7 +306,8 @@ async fn chat_room(cx: Cx<RefCtx>, input: RoomChatIn) -> Result<(), Reject> {
             message: input.message,
             timestamp: now_rfc3339(),
         })
-        .to_room(room);
+        .to_room(room)
+        .check()?;
     Ok(())
 }
 
@@ -313,9 +320,9 @@ async fn notification_send(cx: Cx<Staff>, input: NotificationSendIn) -> Result<(
     if input.broadcast {
         let _ = out.broadcast();
     } else if !input.targets.is_empty() {
-        let _ = out.to(input.targets);
+        out.to(input.targets).check()?;
     } else if !input.rooms.is_empty() {
-        let _ = out.to_room(input.rooms);
+        out.to_room(input.rooms).check()?;
     }
     Ok(())
 }
@@ -329,7 +336,8 @@ async fn get_client_id(cx: Cx<RefCtx>, _input: Empty) -> Result<ClientIdInfo, Re
 }
 
 async fn rooms_join(cx: Cx<RefCtx>, input: RoomIn) -> Result<Vec<String>, Reject> {
-    if cx.rooms().join(&input.room_id) {
+    // Over a limit (rooms per connection, room-name length): `LIMIT`.
+    if cx.rooms().join(&input.room_id)? {
         let _ = cx
             .send::<events::RoomsJoined>(RoomMembership {
                 room_id: input.room_id.clone(),
@@ -368,7 +376,8 @@ async fn rooms_message(cx: Cx<RefCtx>, input: RoomMessageIn) -> Result<(), Rejec
             content: input.content,
             timestamp: now_rfc3339(),
         })
-        .to_room(room);
+        .to_room(room)
+        .check()?;
     Ok(())
 }
 
@@ -395,7 +404,7 @@ async fn bench_echo(_cx: Cx<RefCtx>, input: Value) -> Result<Value, Reject> {
 
 async fn bench_fanout(cx: Cx<RefCtx>, input: Fanout) -> Result<(), Reject> {
     let room = input.room_id.clone();
-    let _ = cx.send::<events::BenchTick>(input).to_room(room);
+    cx.send::<events::BenchTick>(input).to_room(room).check()?;
     Ok(())
 }
 

@@ -68,6 +68,7 @@ where
         out.clone(),
         server.hub_ref().clone(),
         server.stats_ref().clone(),
+        crate::cx::Limits::from_config(cfg),
     ));
     let mut driver = Driver {
         machine: Connection::new(
@@ -139,7 +140,7 @@ async fn end<C: Context>(
     let id = cx.conn.id.clone();
     let hub = registered.server.hub_ref();
     let rooms = hub.rooms_of(&id);
-    tracing::debug!(?reason, ?rooms, "disconnected");
+    tracing::debug!(?reason, rooms = %crate::redact::list(&rooms, 10, 64), "disconnected");
     cx.context()
         .disconnect(&DisconnectInfo {
             client_id: id.clone(),
