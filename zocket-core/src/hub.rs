@@ -4,12 +4,13 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::ClientId;
 use crate::protocol::Text;
-use crate::stats::{Stats, inc};
+use crate::stats::{HubStats, Stats, inc};
 
 /// Why a connection ended. Passed to [`crate::Context::disconnect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,28 +252,100 @@ impl Delivery {
     }
 }
 
-/// Connection registry, rooms and delivery. Every method is synchronous and never
-/// waits: handlers enqueue effects, which is what keeps one client's messages in order.
+/// A boxed future returned by the [`Hub`] operations that may have to ask other nodes.
+/// The trait is used as `Arc<dyn Hub>`, hence boxed; users call the `async` methods of
+/// [`crate::ServerHandle`] instead.
+pub type HubFuture<'a, T> = BoxFuture<'a, Result<T, HubError>>;
+
+/// Why a cluster-wide [`Hub`] operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The close code cannot be sent by a server: use 1000, 1001, 1008, 1011 or
+    /// 3000–4999 (RFC 6455 §7.4).
+    #[error("close code {0} cannot be sent (use 1000, 1001, 1008, 1011 or 3000-4999)")]
+    InvalidCloseCode(u16),
+    /// The close reason is longer than the 123 bytes a close frame can carry.
+    #[error("close reason is {0} bytes; a close frame carries at most 123")]
+    ReasonTooLong(usize),
+    /// The shared backend (e.g. Redis) could not answer; the message says why.
+    #[error("hub backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The longest close reason a close frame carries (125-byte control payload minus the
+/// 2-byte code).
+pub const MAX_CLOSE_REASON: usize = 123;
+
+/// Check that a server may send this close code and reason (used by every
+/// [`Hub::disconnect`]).
+pub fn check_close(code: u16, reason: &str) -> Result<(), HubError> {
+    if !matches!(code, 1000 | 1001 | 1008 | 1011 | 3000..=4999) {
+        return Err(HubError::InvalidCloseCode(code));
+    }
+    if reason.len() > MAX_CLOSE_REASON {
+        return Err(HubError::ReasonTooLong(reason.len()));
+    }
+    Ok(())
+}
+
+/// Connection registry, rooms and delivery.
 ///
-/// [`LocalHub`] is the in-memory implementation; a distributed hub wraps one and also
-/// forwards deliveries to other nodes.
+/// Everything a handler does through it is synchronous and never waits: [`join`],
+/// [`leave`] and [`deliver`] enqueue effects, which is what keeps one client's messages
+/// in order (also with a distributed hub, which forwards to other nodes in the
+/// background). The per-connection questions ([`has`], [`rooms_of`]) are answered
+/// locally, since a connection lives on exactly one node.
+///
+/// The cluster-wide questions and commands ([`members`], [`member_count`],
+/// [`is_connected`], [`disconnect`]) may have to ask other nodes, so they return a
+/// [`HubFuture`]; call them through [`crate::ServerHandle`]'s `async` methods.
+///
+/// [`LocalHub`] is the in-memory implementation; a distributed hub (e.g.
+/// `zocket_redis::RedisHub`) wraps one and also forwards to other nodes.
+///
+/// [`join`]: Hub::join
+/// [`leave`]: Hub::leave
+/// [`deliver`]: Hub::deliver
+/// [`has`]: Hub::has
+/// [`rooms_of`]: Hub::rooms_of
+/// [`members`]: Hub::members
+/// [`member_count`]: Hub::member_count
+/// [`is_connected`]: Hub::is_connected
+/// [`disconnect`]: Hub::disconnect
 pub trait Hub: Send + Sync + 'static {
-    /// Add a connection.
+    /// Add a connection of this node.
     fn register(&self, out: Outbound);
-    /// Remove a connection and its room memberships.
+    /// Remove a connection of this node and its room memberships.
     fn unregister(&self, id: &ClientId);
-    /// Put `id` in `room`; `false` if it was a member already (or is unknown).
+    /// Put `id` (a connection of this node) in `room`; `false` if it was a member
+    /// already (or is unknown). Never waits.
     fn join(&self, id: &ClientId, room: &str) -> bool;
-    /// Take `id` out of `room`; `false` if it was not a member.
+    /// Take `id` out of `room`; `false` if it was not a member. Never waits.
     fn leave(&self, id: &ClientId, room: &str) -> bool;
-    /// Whether `id` is in `room`.
-    fn is_member(&self, id: &ClientId, room: &str) -> bool;
-    /// The rooms of `id`, sorted.
+    /// Whether `id`, a connection of this node, is in `room`.
+    fn has(&self, id: &ClientId, room: &str) -> bool;
+    /// The rooms of `id`, a connection of this node, sorted.
     fn rooms_of(&self, id: &ClientId) -> Vec<String>;
-    /// Deliver an encoded frame (shared, never re-encoded) to the target.
+    /// Deliver an encoded frame (shared, never re-encoded) to the target, on every
+    /// node. Never waits; the returned [`Delivery`] counts this node's recipients.
     fn deliver(&self, target: &Target, frame: &Text) -> Delivery;
     /// How many connections this node holds.
     fn local_connections(&self) -> usize;
+    /// The members of `room` on every node, sorted.
+    fn members(&self, room: &str) -> HubFuture<'_, Vec<ClientId>>;
+    /// How many members `room` has on every node.
+    fn member_count(&self, room: &str) -> HubFuture<'_, usize>;
+    /// Whether `id` is connected to any node.
+    fn is_connected(&self, id: &ClientId) -> HubFuture<'_, bool>;
+    /// Close the connection `id`, on whichever node holds it, with this close code and
+    /// reason (checked with [`check_close`]); its disconnect hook sees
+    /// [`CloseReason::Closed`]. `Ok(false)`: no node holds that connection.
+    fn disconnect(&self, id: &ClientId, code: u16, reason: &str) -> HubFuture<'_, bool>;
+    /// The hub's own counters, added into [`crate::Server::stats`]. Zero by default.
+    fn stats(&self) -> HubStats {
+        HubStats::default()
+    }
 }
 
 #[derive(Default)]
@@ -288,6 +361,10 @@ struct State {
 }
 
 /// The in-memory hub: one process, every connection in a map, rooms as sets.
+///
+/// Besides the [`Hub`] trait it offers synchronous, this-node-only methods
+/// (`local_*`, [`deliver_room_once`](LocalHub::deliver_room_once)) that a distributed
+/// hub wrapping it builds on.
 #[derive(Default)]
 pub struct LocalHub {
     state: RwLock<State>,
@@ -304,13 +381,69 @@ impl LocalHub {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
-    /// The members of a room on this node.
-    pub fn members(&self, room: &str) -> Vec<ClientId> {
-        self.read()
+    /// The members of `room` on this node, sorted.
+    pub fn local_members(&self, room: &str) -> Vec<ClientId> {
+        let mut v: Vec<ClientId> = self
+            .read()
             .rooms
             .get(room)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+    /// How many members `room` has on this node.
+    pub fn local_member_count(&self, room: &str) -> usize {
+        self.read().rooms.get(room).map_or(0, HashSet::len)
+    }
+    /// Whether `id` is a connection of this node.
+    pub fn is_local(&self, id: &ClientId) -> bool {
+        self.read().conns.contains_key(id)
+    }
+    /// The ids of this node's connections (unsorted).
+    pub fn local_ids(&self) -> Vec<ClientId> {
+        self.read().conns.keys().cloned().collect()
+    }
+    /// The rooms that have at least one member on this node (unsorted).
+    pub fn local_rooms(&self) -> Vec<String> {
+        self.read().rooms.keys().cloned().collect()
+    }
+    /// Close `id` if it is a connection of this node, with [`CloseReason::Closed`];
+    /// `false` if it is not here. The code and reason are not checked here (see
+    /// [`check_close`]).
+    pub fn disconnect_local(&self, id: &ClientId, code: u16, reason: &str) -> bool {
+        match self.read().conns.get(id).and_then(|e| e.out.as_ref()) {
+            Some(out) => {
+                out.close(CloseReason::Closed {
+                    code,
+                    reason: reason.to_owned(),
+                });
+                true
+            }
+            None => false,
+        }
+    }
+    /// Deliver to this node's members of `rooms[index]` that are in none of
+    /// `rooms[..index]`: called once per room of a multi-room target, each member gets
+    /// the frame once, and no state is needed between the calls. An `index` out of range
+    /// delivers nothing.
+    pub fn deliver_room_once(&self, rooms: &[String], index: usize, frame: &Text) -> Delivery {
+        let mut d = Delivery::default();
+        let (Some(room), earlier) = (rooms.get(index), rooms.get(..index).unwrap_or(&[])) else {
+            return d;
+        };
+        let st = self.read();
+        for id in st.rooms.get(room).into_iter().flatten() {
+            if let Some(e) = st.conns.get(id) {
+                if earlier.iter().any(|r| e.rooms.contains(r)) {
+                    continue;
+                }
+                if let Some(out) = &e.out {
+                    d.add(out.push(frame.clone()));
+                }
+            }
+        }
+        d
     }
 }
 
@@ -372,7 +505,7 @@ impl Hub for LocalHub {
         true
     }
 
-    fn is_member(&self, id: &ClientId, room: &str) -> bool {
+    fn has(&self, id: &ClientId, room: &str) -> bool {
         self.read()
             .conns
             .get(id)
@@ -431,5 +564,25 @@ impl Hub for LocalHub {
 
     fn local_connections(&self) -> usize {
         self.read().conns.len()
+    }
+
+    fn members(&self, room: &str) -> HubFuture<'_, Vec<ClientId>> {
+        let v = self.local_members(room);
+        Box::pin(std::future::ready(Ok(v)))
+    }
+
+    fn member_count(&self, room: &str) -> HubFuture<'_, usize> {
+        let n = self.local_member_count(room);
+        Box::pin(std::future::ready(Ok(n)))
+    }
+
+    fn is_connected(&self, id: &ClientId) -> HubFuture<'_, bool> {
+        let b = self.is_local(id);
+        Box::pin(std::future::ready(Ok(b)))
+    }
+
+    fn disconnect(&self, id: &ClientId, code: u16, reason: &str) -> HubFuture<'_, bool> {
+        let r = check_close(code, reason).map(|()| self.disconnect_local(id, code, reason));
+        Box::pin(std::future::ready(r))
     }
 }

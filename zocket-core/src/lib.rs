@@ -19,7 +19,9 @@ pub use context::{ConnInfo, Context, DisconnectInfo};
 pub use contract::{Event, Message};
 pub use cx::{Cx, IntoClientIds, IntoRoomNames, Outgoing, Rooms, ServerHandle};
 pub use error::{Reject, codes};
-pub use hub::{CloseReason, Delivery, Hub, LocalHub, Outbound, SlowConsumerPolicy, Target};
+pub use hub::{
+    CloseReason, Delivery, Hub, HubError, HubFuture, LocalHub, Outbound, SlowConsumerPolicy, Target,
+};
 pub use ids::ClientId;
 pub use middleware::{Input, Middleware};
 pub use router::{Handler, Router, Scope};
@@ -27,7 +29,7 @@ pub use server::{
     Accepted, HandshakeError, HandshakeRequest, HeaderIssue, Server, ServerBuilder, ServerConfig,
     TransportError,
 };
-pub use stats::StatsSnapshot;
+pub use stats::{HubStats, StatsSnapshot};
 
 /// The root README's example, compiled and run as a doc test.
 #[cfg(doctest)]

@@ -286,7 +286,7 @@ impl<C: Context> Server<C> {
 
     /// The counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner.stats.snapshot()
+        Stats::with_hub(self.inner.stats.snapshot(), self.inner.hub.stats())
     }
 
     /// Whether [`shutdown`](Self::shutdown) has begun.

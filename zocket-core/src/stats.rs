@@ -50,6 +50,37 @@ pub struct StatsSnapshot {
     pub handler_panics: u64,
     /// Events or replies whose payload failed to serialise.
     pub encode_failures: u64,
+    /// Frames a distributed hub published to other nodes (one per target channel).
+    pub cluster_published: u64,
+    /// Frames a distributed hub received from other nodes.
+    pub cluster_received: u64,
+    /// Cross-node sends that failed (the backend was unreachable): those events
+    /// reached this node's recipients only.
+    pub cluster_send_failures: u64,
+}
+
+/// The counters a [`crate::Hub`] keeps itself ([`crate::Hub::stats`]); the server adds
+/// them into its [`StatsSnapshot`]. All zero for the in-memory hub.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// See [`StatsSnapshot::cluster_published`].
+    pub cluster_published: u64,
+    /// See [`StatsSnapshot::cluster_received`].
+    pub cluster_received: u64,
+    /// See [`StatsSnapshot::cluster_send_failures`].
+    pub cluster_send_failures: u64,
+}
+
+impl HubStats {
+    /// Counters with these values.
+    pub fn new(cluster_published: u64, cluster_received: u64, cluster_send_failures: u64) -> Self {
+        Self {
+            cluster_published,
+            cluster_received,
+            cluster_send_failures,
+        }
+    }
 }
 
 impl Stats {
@@ -69,7 +100,18 @@ impl Stats {
             heartbeat_timeouts: self.heartbeat_timeouts.load(Relaxed),
             handler_panics: self.handler_panics.load(Relaxed),
             encode_failures: self.encode_failures.load(Relaxed),
+            cluster_published: 0,
+            cluster_received: 0,
+            cluster_send_failures: 0,
         }
+    }
+
+    /// This snapshot with a hub's counters in it.
+    pub(crate) fn with_hub(mut s: StatsSnapshot, h: HubStats) -> StatsSnapshot {
+        s.cluster_published = h.cluster_published;
+        s.cluster_received = h.cluster_received;
+        s.cluster_send_failures = h.cluster_send_failures;
+        s
     }
 }
 
