@@ -222,6 +222,7 @@ fn bars(
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .max_light_lines(1)
         .x_labels(servers.len() * 2 + 1)
         .x_label_formatter(&move |x: &f64| {
             let i = x.round();
