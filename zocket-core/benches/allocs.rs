@@ -38,7 +38,10 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         REALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(new_size.saturating_sub(layout.size()) as u64, Ordering::Relaxed);
+        BYTES.fetch_add(
+            new_size.saturating_sub(layout.size()) as u64,
+            Ordering::Relaxed,
+        );
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -57,7 +60,11 @@ fn snapshot() -> (u64, u64, u64) {
 
 fn main() {
     // `cargo test --benches` runs bench targets with `--bench`-less args; stay quick.
-    let ops: u64 = if std::env::args().any(|a| a == "--bench") { 100_000 } else { 1_000 };
+    let ops: u64 = if std::env::args().any(|a| a == "--bench") {
+        100_000
+    } else {
+        1_000
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

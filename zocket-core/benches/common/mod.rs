@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use zocket_core::protocol::{Text, WsFrame};
 use zocket_core::{
-    ConnInfo, Context, Cx, Event, HandshakeRequest, Message, Reject, Router, Server,
-    TransportError,
+    ConnInfo, Context, Cx, Event, HandshakeRequest, Message, Reject, Router, Server, TransportError,
 };
 
 /// The benches' connection context (no headers).
@@ -119,14 +118,28 @@ pub struct Outbox {
 impl Outbox {
     /// An outbox that keeps frames for [`Outbox::next`].
     pub fn keeping() -> Self {
-        Self::new(true, Arc::default(), Arc::new(AtomicUsize::new(usize::MAX)), Arc::default())
+        Self::new(
+            true,
+            Arc::default(),
+            Arc::new(AtomicUsize::new(usize::MAX)),
+            Arc::default(),
+        )
     }
     /// An outbox that drops frames and counts them into `count`, notifying `notify`
     /// when the count reaches `target`.
-    pub fn counting(count: Arc<AtomicUsize>, target: Arc<AtomicUsize>, notify: Arc<Notify>) -> Self {
+    pub fn counting(
+        count: Arc<AtomicUsize>,
+        target: Arc<AtomicUsize>,
+        notify: Arc<Notify>,
+    ) -> Self {
         Self::new(false, count, target, notify)
     }
-    fn new(keep: bool, count: Arc<AtomicUsize>, target: Arc<AtomicUsize>, notify: Arc<Notify>) -> Self {
+    fn new(
+        keep: bool,
+        count: Arc<AtomicUsize>,
+        target: Arc<AtomicUsize>,
+        notify: Arc<Notify>,
+    ) -> Self {
         Self {
             q: Arc::new(Mutex::new(VecDeque::with_capacity(64))),
             keep,
