@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::contract::Event;
 use crate::error::Reject;
-use crate::hub::{CloseReason, Delivery, Hub, HubError, Outbound, Target};
+use crate::hub::{Delivery, Hub, HubError, Outbound, Target};
 use crate::ids::ClientId;
 use crate::protocol::{self, Text};
 use crate::stats::{Stats, inc};
@@ -18,31 +18,25 @@ pub(crate) struct Conn {
     pub(crate) out: Outbound,
     pub(crate) hub: Arc<dyn Hub>,
     pub(crate) stats: Arc<Stats>,
-    errors: Mutex<(Instant, u32)>,
-    error_limit: (u32, Duration),
+    /// Protocol errors answered since the engine last looked; the engine's flood window
+    /// (`connection::limits`) decides about 1008.
+    protocol_errors: AtomicU32,
 }
 
 impl Conn {
-    pub(crate) fn new(
-        id: ClientId,
-        out: Outbound,
-        hub: Arc<dyn Hub>,
-        stats: Arc<Stats>,
-        error_limit: (u32, Duration),
-    ) -> Self {
+    pub(crate) fn new(id: ClientId, out: Outbound, hub: Arc<dyn Hub>, stats: Arc<Stats>) -> Self {
         Self {
             id,
             out,
             hub,
             stats,
-            errors: Mutex::new((Instant::now(), 0)),
-            error_limit,
+            protocol_errors: AtomicU32::new(0),
         }
     }
 
-    /// Queue a frame for this connection only.
+    /// Queue a frame of this connection's own (never refused for the budget).
     pub(crate) fn push(&self, frame: Text) {
-        self.out.push(frame);
+        self.out.push_own(frame);
     }
 
     /// Send an error frame for a failed message, counting protocol errors toward the
@@ -55,21 +49,16 @@ impl Conn {
         self.push(frame);
         if err.is_protocol_error() {
             inc(&self.stats.protocol_errors);
-            let (max, window) = self.error_limit;
-            let mut w = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            if now.duration_since(w.0) > window {
-                *w = (now, 0);
-            }
-            w.1 += 1;
-            if w.1 > max {
-                if w.1 == max + 1 {
-                    inc(&self.stats.flood_closes);
-                    tracing::warn!(client_id = %self.id, "too many protocol errors: closing (1008)");
-                }
-                self.out.close(CloseReason::ProtocolErrors);
-            }
+            self.protocol_errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The protocol errors answered since the last call.
+    pub(crate) fn take_protocol_errors(&self) -> u32 {
+        if self.protocol_errors.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.protocol_errors.swap(0, Ordering::Relaxed)
     }
 }
 

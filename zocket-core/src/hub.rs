@@ -1,16 +1,16 @@
 //! The [`Hub`]: connection registry, rooms, and delivery into each connection's
-//! bounded outbound queue. [`LocalHub`] is the in-memory default.
+//! outbound queue ([`Outbound`], bounded in bytes: see [`crate::connection`]).
+//! [`LocalHub`] is the in-memory default.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::RwLock;
 
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
+pub use crate::connection::{Outbound, Push};
 use crate::ids::ClientId;
 use crate::protocol::Text;
-use crate::stats::{HubStats, Stats, inc};
+use crate::stats::HubStats;
 
 /// Why a connection ended. Passed to [`crate::Context::disconnect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,10 +22,12 @@ pub enum CloseReason {
     TransportError(String),
     /// No pong arrived within the heartbeat timeout.
     HeartbeatTimeout,
-    /// The outbound queue was full (close 1013).
+    /// Events pushed by others exceeded the outbound budget (close 1013).
     SlowConsumer,
     /// Too many protocol errors in the window (close 1008).
     ProtocolErrors,
+    /// More messages than the configured rate (close 1008, reason `rate limit`).
+    RateLimited,
     /// A message exceeded the maximum size (close 1009).
     MessageTooBig,
     /// The server shut down (close 1001).
@@ -46,7 +48,7 @@ impl CloseReason {
             CloseReason::ClientClosed(_) => Some(1000),
             CloseReason::TransportError(_) | CloseReason::HeartbeatTimeout => None,
             CloseReason::SlowConsumer => Some(1013),
-            CloseReason::ProtocolErrors => Some(1008),
+            CloseReason::ProtocolErrors | CloseReason::RateLimited => Some(1008),
             CloseReason::MessageTooBig => Some(1009),
             CloseReason::ServerShutdown => Some(1001),
             CloseReason::Closed { code, .. } => Some(*code),
@@ -60,6 +62,7 @@ impl CloseReason {
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
             CloseReason::SlowConsumer => "slow consumer: outbound queue full",
             CloseReason::ProtocolErrors => "too many protocol errors",
+            CloseReason::RateLimited => "rate limit",
             CloseReason::MessageTooBig => "message too big",
             CloseReason::ServerShutdown => "server shutting down",
             CloseReason::Closed { reason, .. } => reason,
@@ -67,7 +70,10 @@ impl CloseReason {
     }
 }
 
-/// What to do when a connection's outbound queue is full.
+/// What to do when the events pushed to a connection by others exceed its outbound
+/// budget ([`crate::ServerConfig::outbound_budget`], [`crate::ServerConfig::outbound_queue`]).
+/// Frames caused by the connection's own messages never count as slow consumption:
+/// reading from it pauses instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SlowConsumerPolicy {
@@ -76,148 +82,8 @@ pub enum SlowConsumerPolicy {
     #[default]
     Close,
     /// Drop the event that did not fit and keep the connection (counted in
-    /// [`crate::StatsSnapshot::frames_dropped`] and logged). RPC replies are not
-    /// dropped: the handler waits for room in the queue instead.
+    /// [`crate::StatsSnapshot::frames_dropped`], logged once per connection).
     DropFrame,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Closer {
-    reason: OnceLock<CloseReason>,
-    token: CancellationToken,
-}
-
-impl Closer {
-    /// Ask the connection to close; the first reason wins.
-    pub(crate) fn close(&self, reason: CloseReason) {
-        let _ = self.reason.set(reason);
-        self.token.cancel();
-    }
-    pub(crate) fn reason(&self) -> Option<&CloseReason> {
-        self.reason.get()
-    }
-    pub(crate) fn token(&self) -> &CancellationToken {
-        &self.token
-    }
-}
-
-/// The sending half of one connection's bounded outbound queue, as the [`Hub`] holds it.
-#[derive(Debug, Clone)]
-pub struct Outbound {
-    id: ClientId,
-    tx: mpsc::Sender<Text>,
-    closer: Arc<Closer>,
-    policy: SlowConsumerPolicy,
-    stats: Arc<Stats>,
-}
-
-/// The result of [`Outbound::push`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Push {
-    /// The frame is queued.
-    Queued,
-    /// The queue was full: the frame was dropped (and, by default policy, the
-    /// connection is being closed with 1013).
-    Full,
-    /// The connection is gone.
-    Closed,
-}
-
-impl Outbound {
-    pub(crate) fn new(
-        id: ClientId,
-        capacity: usize,
-        policy: SlowConsumerPolicy,
-        stats: Arc<Stats>,
-    ) -> (Self, mpsc::Receiver<Text>, Arc<Closer>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let closer = Arc::new(Closer::default());
-        (
-            Self {
-                id,
-                tx,
-                closer: closer.clone(),
-                policy,
-                stats,
-            },
-            rx,
-            closer,
-        )
-    }
-
-    /// The connection's id.
-    pub fn id(&self) -> &ClientId {
-        &self.id
-    }
-
-    /// Queue a frame without waiting. A full queue applies the slow-consumer policy;
-    /// every frame not queued is counted and logged.
-    pub fn push(&self, frame: Text) -> Push {
-        match self.tx.try_send(frame) {
-            Ok(()) => {
-                inc(&self.stats.frames_queued);
-                Push::Queued
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                inc(&self.stats.frames_dropped);
-                match self.policy {
-                    SlowConsumerPolicy::Close => {
-                        if self.closer.reason().is_none() {
-                            inc(&self.stats.slow_consumer_closes);
-                            tracing::warn!(client_id = %self.id, "outbound queue full: closing slow consumer (1013)");
-                        }
-                        self.closer.close(CloseReason::SlowConsumer);
-                    }
-                    SlowConsumerPolicy::DropFrame => {
-                        tracing::warn!(client_id = %self.id, "outbound queue full: frame dropped");
-                    }
-                }
-                Push::Full
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                inc(&self.stats.frames_dropped);
-                tracing::debug!(client_id = %self.id, "frame for a closed connection dropped");
-                Push::Closed
-            }
-        }
-    }
-
-    /// Queue a frame the caller waits for (an RPC reply): under
-    /// [`SlowConsumerPolicy::DropFrame`] a full queue makes the handler wait for room
-    /// instead of dropping the reply; under `Close` it behaves like [`push`](Self::push).
-    pub(crate) async fn push_reply(&self, frame: Text) -> Push {
-        if self.policy != SlowConsumerPolicy::DropFrame {
-            return self.push(frame);
-        }
-        match self.tx.try_send(frame) {
-            Ok(()) => {
-                inc(&self.stats.frames_queued);
-                Push::Queued
-            }
-            Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
-                r = self.tx.send(frame) => match r {
-                    Ok(()) => {
-                        inc(&self.stats.frames_queued);
-                        Push::Queued
-                    }
-                    Err(_) => Push::Closed,
-                },
-                _ = self.closer.token.cancelled() => {
-                    inc(&self.stats.frames_dropped);
-                    Push::Closed
-                }
-            },
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                inc(&self.stats.frames_dropped);
-                Push::Closed
-            }
-        }
-    }
-
-    /// Ask the connection to close with the given reason.
-    pub fn close(&self, reason: CloseReason) {
-        self.closer.close(reason);
-    }
 }
 
 /// Who an event goes to.

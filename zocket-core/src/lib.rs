@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod connection;
 pub mod context;
 pub mod contract;
 pub mod cx;
@@ -15,6 +16,7 @@ pub mod stats;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+pub use connection::{PingReplies, RateLimit};
 pub use context::{ConnInfo, Context, DisconnectInfo};
 pub use contract::{Event, Message};
 pub use cx::{Cx, IntoClientIds, IntoRoomNames, Outgoing, Rooms, ServerHandle};

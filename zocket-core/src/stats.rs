@@ -18,6 +18,9 @@ pub struct Stats {
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
     pub(crate) encode_failures: AtomicU64,
+    pub(crate) rate_limit_closes: AtomicU64,
+    pub(crate) read_pauses: AtomicU64,
+    pub(crate) close_timeouts: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -34,9 +37,10 @@ pub struct StatsSnapshot {
     pub messages_in: u64,
     /// Frames put into outbound queues.
     pub frames_queued: u64,
-    /// Frames that could not be queued (full queue or closed connection).
+    /// Frames that could not be queued or were discarded unwritten (a slow consumer's
+    /// events, frames for a closing connection).
     pub frames_dropped: u64,
-    /// Connections closed with 1013 because their outbound queue was full.
+    /// Connections closed with 1013 because events pushed to them exceeded their budget.
     pub slow_consumer_closes: u64,
     /// `BAD_REQUEST` / `NOT_FOUND` / `INVALID_INPUT` answers.
     pub protocol_errors: u64,
@@ -57,6 +61,13 @@ pub struct StatsSnapshot {
     /// Cross-node sends that failed (the backend was unreachable): those events
     /// reached this node's recipients only.
     pub cluster_send_failures: u64,
+    /// Connections closed with 1008 `rate limit` (over [`crate::ServerConfig::message_rate`]).
+    pub rate_limit_closes: u64,
+    /// Times reading from a connection paused because its outbound budget was full
+    /// (backpressure on a client that sends faster than it reads; nothing dropped).
+    pub read_pauses: u64,
+    /// Closing sequences that ended by the close timeout, without the peer's close frame.
+    pub close_timeouts: u64,
 }
 
 /// The counters a [`crate::Hub`] keeps itself ([`crate::Hub::stats`]); the server adds
@@ -103,6 +114,9 @@ impl Stats {
             cluster_published: 0,
             cluster_received: 0,
             cluster_send_failures: 0,
+            rate_limit_closes: self.rate_limit_closes.load(Relaxed),
+            read_pauses: self.read_pauses.load(Relaxed),
+            close_timeouts: self.close_timeouts.load(Relaxed),
         }
     }
 

@@ -9,6 +9,7 @@ use zocket_core::{
     ServerHandle,
 };
 
+use super::cluster::ChatCluster;
 use super::contract::{
     self, Empty, Join, Leave, ListMembers, Me, Member, Members, MembersChanged, MessagePosted,
     Post, Presence, PresenceChanged, PresenceKind, Private, PrivateIn, PrivateMessage,
@@ -96,7 +97,14 @@ impl Context for ChatUser {
         let Some(attached) = self.attached.get() else {
             return;
         };
-        for members in attached.state.remove_user(&self.me.client_id) {
+        let state = &attached.state;
+        if let Some(c) = &state.cluster {
+            c.forget(&self.me.client_id).await;
+        }
+        for members in state.remove_user(&self.me.client_id) {
+            let members = state
+                .everywhere(&attached.server, members, Some(&self.me.client_id))
+                .await;
             let room = members.room.clone();
             let _ = attached
                 .server
@@ -117,9 +125,13 @@ impl Context for ChatUser {
 /// Who is connected (after their first message) and who is in which room, with names.
 /// The hub delivers; this directory is what member lists and private-message targets
 /// are read from.
+///
+/// With [`ChatState::clustered`] (`chat --redis URL`) member lists and private-message
+/// targets also include the users of the other chat processes of the cluster.
 #[derive(Debug, Default)]
 pub struct ChatState {
     inner: Mutex<Directory>,
+    cluster: Option<ChatCluster>,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +141,39 @@ struct Directory {
 }
 
 impl ChatState {
+    /// A directory that also sees the users of the other processes of a cluster.
+    pub fn clustered(cluster: ChatCluster) -> Self {
+        Self {
+            inner: Mutex::default(),
+            cluster: Some(cluster),
+        }
+    }
+
+    /// `local` (this process's member list of a room) completed with the other
+    /// processes' members when clustered; `exclude` is left out.
+    async fn everywhere(
+        &self,
+        server: &ServerHandle,
+        local: Members,
+        exclude: Option<&ClientId>,
+    ) -> Members {
+        match &self.cluster {
+            Some(c) => c.members(server, local, exclude).await,
+            None => local,
+        }
+    }
+
+    /// A connected user by id, on this process or (clustered) another.
+    async fn find_user(&self, server: &ServerHandle, id: &ClientId) -> Option<Member> {
+        if let Some(m) = self.user(id) {
+            return Some(m);
+        }
+        match &self.cluster {
+            Some(c) => c.user(server, id).await,
+            None => None,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Directory> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -224,13 +269,18 @@ struct Attach {
 impl Middleware<ChatUser> for Attach {
     type Out = Session;
     async fn run(&self, cx: &Cx<ChatUser>, _input: &Input<'_>) -> Result<Session, Reject> {
+        let mut first = false;
         cx.attached.get_or_init(|| {
+            first = true;
             self.state.add_user(cx.me.clone());
             Attached {
                 state: self.state.clone(),
                 server: cx.server(),
             }
         });
+        if let (true, Some(c)) = (first, &self.state.cluster) {
+            c.set_name(&cx.me).await;
+        }
         Ok(Session {
             me: cx.me.clone(),
             state: self.state.clone(),
@@ -260,10 +310,17 @@ async fn me(cx: Cx<Session>, _input: Empty) -> Result<Member, Reject> {
 
 async fn join(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
     let room = input.room;
+    let server = cx.server();
     if !cx.rooms().join(&room) {
-        return Ok(cx.state.members(&room));
+        return Ok(cx
+            .state
+            .everywhere(&server, cx.state.members(&room), None)
+            .await);
     }
-    let members = cx.state.join(&room, &cx.me);
+    let members = cx
+        .state
+        .everywhere(&server, cx.state.join(&room, &cx.me), None)
+        .await;
     let _ = cx
         .send::<PresenceChanged>(Presence {
             room: room.clone(),
@@ -278,7 +335,14 @@ async fn join(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
 async fn leave(cx: Cx<Session>, input: RoomIn) -> Result<Vec<String>, Reject> {
     let room = input.room;
     if cx.rooms().has(&room) {
-        let members = cx.state.leave(&room, &cx.me);
+        let members = cx
+            .state
+            .everywhere(
+                &cx.server(),
+                cx.state.leave(&room, &cx.me),
+                Some(&cx.me.client_id),
+            )
+            .await;
         let _ = cx
             .send::<PresenceChanged>(Presence {
                 room: room.clone(),
@@ -293,7 +357,10 @@ async fn leave(cx: Cx<Session>, input: RoomIn) -> Result<Vec<String>, Reject> {
 }
 
 async fn list_members(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
-    Ok(cx.state.members(&input.room))
+    Ok(cx
+        .state
+        .everywhere(&cx.server(), cx.state.members(&input.room), None)
+        .await)
 }
 
 async fn post(cx: Cx<Session>, input: SendIn) -> Result<(), Reject> {
@@ -311,7 +378,7 @@ async fn post(cx: Cx<Session>, input: SendIn) -> Result<(), Reject> {
 }
 
 async fn private(cx: Cx<Session>, input: PrivateIn) -> Result<(), Reject> {
-    let Some(to) = cx.state.user(&input.to) else {
+    let Some(to) = cx.state.find_user(&cx.server(), &input.to).await else {
         return Err(Reject::new(
             "UNKNOWN_USER",
             format!("no connected user has client id `{}`", input.to),
