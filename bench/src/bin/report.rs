@@ -185,10 +185,26 @@ fn markdown(t: &Table<'_>, servers: &[String]) -> String {
             if n > 0 {
                 notes.push(format!("{server} failed {n} repetition(s) of {scenario}"));
             }
+            let broken: f64 = t
+                .runs(scenario, server)
+                .map(|runs| {
+                    runs.values()
+                        .map(|r| {
+                            get(r, "errors").unwrap_or(0.0)
+                                + get(r, "member_errors").unwrap_or(0.0)
+                                + get(r, "dropped_while_held").unwrap_or(0.0)
+                                + get(r, "failed").unwrap_or(0.0)
+                        })
+                        .sum()
+                })
+                .unwrap_or(0.0);
+            if broken > 0.0 {
+                notes.push(format!("{server}: {broken} connection(s) failed or were closed by the server during {scenario} (all repetitions)"));
+            }
         }
     }
     if !notes.is_empty() {
-        s.push_str("\nFailed runs (left out of the medians; see the raw results): ");
+        s.push_str("\nFailures (failed runs are left out of the medians; see the raw results): ");
         s.push_str(&notes.join("; "));
         s.push('\n');
     }
