@@ -16,7 +16,9 @@
 # leaves 5% of each core to everything else, and every scenario is bounded), --nice N (default -10 when run as root:
 # the machine may be shared with builds; a higher priority keeps their noise out of the
 # figures, and every figure is also given as a ratio to the floor of the same repetition).
-# Servers: floor zocket-hyper zocket-warp socketio jsonrpsee axum
+# Servers: floor zocket-hyper zocket-warp socketio jsonrpsee axum, and with
+# --base-reference PATH (another build of the reference binary, e.g. of an older commit)
+# base-zocket-hyper base-zocket-warp: before/after in the same run.
 # Scenarios: rpc1 (50×1) rpc16 (50×16) burst (1000 members × 200) paced (200/s) idle
 set -euo pipefail
 
@@ -33,6 +35,7 @@ load_core=1
 if [ "$(id -u)" = 0 ]; then nice_level=-10; else nice_level=0; fi
 rt=0
 duration_opt=""
+base_ref=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; reps=1 ;;
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
     --load-core) load_core="$2"; shift ;;
     --nice) nice_level="$2"; shift ;;
     --rt) rt=1 ;;
+    --base-reference) base_ref="$2"; shift ;;
     --duration) duration_opt="$2"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -103,6 +107,8 @@ server_cmd() {
     floor) echo "$bin/floor --addr 127.0.0.1:0" ;;
     zocket-hyper) echo "$ref --addr 127.0.0.1:0 --adapter hyper" ;;
     zocket-warp) echo "$ref --addr 127.0.0.1:0 --adapter warp" ;;
+    base-zocket-hyper) echo "$base_ref --addr 127.0.0.1:0 --adapter hyper" ;;
+    base-zocket-warp) echo "$base_ref --addr 127.0.0.1:0 --adapter warp" ;;
     socketio) echo "$bin/peer-socketio --addr 127.0.0.1:0" ;;
     jsonrpsee) echo "$bin/peer-jsonrpsee --addr 127.0.0.1:0" ;;
     axum) echo "$bin/peer-axum --addr 127.0.0.1:0" ;;

@@ -69,7 +69,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let server = zocket_core::Server::new(common::router());
+    let server = common::server();
     let (inbox, out) = rt.block_on(common::rpc_client(&server));
     println!("allocations per dispatched RPC (frame text in, reply frame out), {ops} calls each:");
     for (name, request, expected) in [common::NUM, common::ECHO] {

@@ -13,7 +13,7 @@ fn dispatch(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let server = zocket_core::Server::new(common::router());
+    let server = common::server();
     let (inbox, out) = rt.block_on(common::rpc_client(&server));
     let mut group = c.benchmark_group("dispatch");
     for (name, request, expected) in [common::ECHO, common::NUM] {

@@ -21,7 +21,7 @@ fn fanout(c: &mut Criterion) {
     let count = Arc::new(AtomicUsize::new(0));
     let target = Arc::new(AtomicUsize::new(usize::MAX));
     let notify = Arc::new(Notify::new());
-    let server = zocket_core::Server::new(common::router());
+    let server = common::server();
     rt.block_on(async {
         for _ in 0..MEMBERS {
             let out = common::Outbox::counting(count.clone(), target.clone(), notify.clone());

@@ -26,7 +26,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "zocket-hyper,zocket-warp,floor,socketio,jsonrpsee,axum"
+        default_value = "zocket-hyper,zocket-warp,base-zocket-hyper,base-zocket-warp,floor,socketio,jsonrpsee,axum"
     )]
     order: Vec<String>,
 }

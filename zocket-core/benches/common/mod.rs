@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use zocket_core::protocol::{Text, WsFrame};
 use zocket_core::{
-    ConnInfo, Context, Cx, Event, HandshakeRequest, Message, Reject, Router, Server, TransportError,
+    ConnInfo, Context, Cx, Event, HandshakeRequest, Message, Reject, Router, Server, ServerConfig,
+    TransportError,
 };
 
 /// The benches' connection context (no headers).
@@ -68,6 +69,17 @@ impl Event for Tick {
 pub struct TickPayload {
     pub seq: u64,
     pub pad: String,
+}
+
+/// A server for the benches: the default configuration without the per-connection
+/// message-rate limit (the benches send far more than a client may).
+pub fn server() -> Server<Ctx> {
+    Server::builder(router())
+        .config(ServerConfig {
+            message_rate: None,
+            ..ServerConfig::default()
+        })
+        .build()
 }
 
 pub fn router() -> Router<Ctx> {
@@ -155,6 +167,7 @@ impl Outbox {
             if let Some(f) = self.q.lock().unwrap().pop_front() {
                 match f {
                     WsFrame::Text(t) => return t,
+                    WsFrame::Close(c) => panic!("the server closed the bench connection: {c:?}"),
                     _ => continue,
                 }
             }
