@@ -130,8 +130,7 @@ async fn silent_client_with_stuck_writes_is_dropped(adapter: Adapter) {
     let config = ServerConfig {
         heartbeat_interval: Some(Duration::from_millis(600)),
         heartbeat_timeout: Duration::from_millis(400),
-        // 10 MiB of events below are meant to stay within the budget (the default of
-        // 1 MiB would make this a slow-consumer close instead).
+        // Room for the 10 MiB below: a dead peer, not a slow consumer (the byte budget).
         outbound_budget: 64 << 20,
         ..Default::default()
     };

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::connection::{PingReplies, RateLimit, SINK_CLOSE_GRACE, driver};
+use crate::connection::{self, PingReplies, RateLimit, SINK_CLOSE_GRACE, driver};
 use crate::context::{ConnInfo, Context};
 use crate::cx::ServerHandle;
 use crate::hub::{CloseReason, Hub, LocalHub, SlowConsumerPolicy};
@@ -55,7 +55,10 @@ pub struct ServerConfig {
     pub slow_consumer: SlowConsumerPolicy,
     /// Interval between server pings; `None` disables heartbeats. Default 25 s.
     pub heartbeat_interval: Option<Duration>,
-    /// How long to wait for a pong after a ping before dropping the connection. Default 20 s.
+    /// How long to wait, once a ping was written, for the pong (or any other frame from
+    /// the peer) before dropping the connection. A ping that cannot even be written within
+    /// this time of being due (the peer reads nothing and its socket is full) drops it too.
+    /// Default 20 s.
     pub heartbeat_timeout: Duration,
     /// Protocol errors (`BAD_REQUEST`, `NOT_FOUND`, `INVALID_INPUT`) allowed per window
     /// before closing with 1008. Default 100.
@@ -204,6 +207,8 @@ pub enum TransportError {
 struct Inner<C> {
     router: Router<C>,
     config: ServerConfig,
+    /// The engine's view of `config`, shared by every connection.
+    engine: Arc<connection::Settings>,
     hub: Arc<dyn Hub>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -259,6 +264,7 @@ impl<C: Context> ServerBuilder<C> {
         Server {
             inner: Arc::new(Inner {
                 router: self.router,
+                engine: Arc::new(connection::Settings::from_config(&self.config)),
                 config: self.config,
                 hub: self.hub.unwrap_or_else(|| Arc::new(LocalHub::new())),
                 stats: Arc::new(Stats::default()),
@@ -288,6 +294,10 @@ impl<C: Context> Server<C> {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn engine_settings(&self) -> &Arc<connection::Settings> {
+        &self.inner.engine
     }
 
     pub(crate) fn router(&self) -> &Router<C> {

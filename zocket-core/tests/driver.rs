@@ -1228,6 +1228,94 @@ fn size_of_a_connection_future() {
         let fut = accepted.serve(stream, sink.sink_map_err(|e| e.to_string()));
         let size = std::mem::size_of_val(&fut);
         println!("size_of serve future = {size} B");
-        assert!(size < 4096, "{size}");
+        assert!(size < 1024, "{size}");
     });
+}
+
+/// A server-side disconnect (by id, through the hub) runs the same closing sequence:
+/// the code and reason reach a client that is still sending, and the hook sees them.
+#[tokio::test(start_paused = true)]
+async fn disconnect_by_id_closes_with_its_code_while_the_client_keeps_sending() {
+    let server = server();
+    let mut c = raw(&server, "kicked", 64).await;
+    let WsFrame::Text(welcome) = c.rx.next().await.unwrap() else {
+        panic!("no welcome")
+    };
+    let v: Value = serde_json::from_str(welcome.as_str()).unwrap();
+    let id = zocket_core::ClientId::from(v["payload"]["clientId"].as_str().unwrap());
+    for i in 0..100 {
+        c.send(call("hello", r#"{"name":"x"}"#, i));
+    }
+    assert!(
+        server
+            .handle()
+            .disconnect(&id, 4001, "kicked")
+            .await
+            .unwrap()
+    );
+    for i in 100..200 {
+        c.send(call("hello", r#"{"name":"x"}"#, i));
+    }
+    let (_, close) = c.until_close().await;
+    assert_eq!((close.code, &*close.reason), (4001, "kicked"));
+    c.send_frame(Ok(WsFrame::Close(Some(close))));
+    assert_eq!(
+        c.done.await.unwrap(),
+        CloseReason::Closed {
+            code: 4001,
+            reason: "kicked".into()
+        }
+    );
+    assert_eq!(
+        c.read.load(Relaxed),
+        201,
+        "read to the end, the client's close included"
+    );
+}
+
+/// With `PingReplies::Engine` the engine answers a ping with a pong of the same payload.
+#[tokio::test(start_paused = true)]
+async fn the_engine_answers_pings_when_the_transport_does_not() {
+    let server = server();
+    let mut c = raw_with(&server, "pinger", 64, PingReplies::Engine).await;
+    c.send_frame(Ok(WsFrame::Ping(bytes::Bytes::from_static(b"hi"))));
+    loop {
+        match c.rx.next().await.unwrap() {
+            WsFrame::Pong(p) => {
+                assert_eq!(&p[..], b"hi");
+                break;
+            }
+            WsFrame::Text(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // The transport's default: the engine writes no pong itself.
+    let mut t = raw(&server, "other", 64).await;
+    t.send_frame(Ok(WsFrame::Ping(bytes::Bytes::from_static(b"hi"))));
+    t.send(call("hello", r#"{"name":"x"}"#, 1));
+    let _welcome = t.rx.next().await.unwrap();
+    assert!(
+        matches!(t.rx.next().await.unwrap(), WsFrame::Text(_)),
+        "the reply, no pong"
+    );
+}
+
+/// A connection whose future is dropped before it ended (a runtime shutting down, an
+/// adapter giving up on it) leaves nothing behind in the hub or the counts.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_connection_future_unregisters() {
+    let server = server();
+    let mut c = raw(&server, "dropped", 64).await;
+    let _welcome = c.rx.next().await.unwrap();
+    assert_eq!(server.stats().connections_open, 1);
+    assert_eq!(server.handle().local_connections(), 1);
+    c.done.abort();
+    assert!(c.done.await.unwrap_err().is_cancelled());
+    assert_eq!(server.stats().connections_open, 0);
+    assert_eq!(server.handle().local_connections(), 0);
+    assert_eq!(
+        disconnects("dropped"),
+        0,
+        "the async hook cannot run on drop"
+    );
 }

@@ -16,13 +16,13 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 
-use super::{Budget, Connection, Outbound, OwnScope, PingReplies, Settings};
+use super::{Budget, Connection, Outbound, OwnScope, PingReplies};
 use crate::context::{Context, DisconnectInfo};
 use crate::cx::{Conn, Cx};
 use crate::hub::CloseReason;
 use crate::ids::ClientId;
 use crate::protocol::{self, Text, WsFrame};
-use crate::router::{Router, dispatch};
+use crate::router::dispatch;
 use crate::server::{Server, TransportError};
 use crate::stats::inc;
 
@@ -36,14 +36,19 @@ const SLICE: Duration = Duration::from_millis(2);
 const TURNS_PER_POLL: u32 = 256;
 
 /// Run one connection to its end; returns why it ended.
-pub(crate) async fn serve<C, S, K>(
+///
+/// Everything the connection holds is built here, outside the future, and moved into
+/// it once: an `async fn` would keep its arguments (the stream and the sink among them)
+/// next to the driver that took them over, doubling their share of the future's size.
+/// Registration and `__welcome` happen when the future is first polled.
+pub(crate) fn serve<C, S, K>(
     server: Server<C>,
     ctx: C,
     id: ClientId,
     replies: PingReplies,
     stream: S,
     sink: K,
-) -> CloseReason
+) -> impl Future<Output = CloseReason> + Send
 where
     C: Context,
     S: Stream<Item = Result<WsFrame, TransportError>> + Send + Unpin,
@@ -51,7 +56,6 @@ where
     K::Error: std::fmt::Display,
 {
     let cfg = server.config();
-    let (hub, stats) = (server.hub_ref(), server.stats_ref());
     let out = Outbound::new(
         id.clone(),
         Budget {
@@ -59,45 +63,86 @@ where
             pushed_frames: cfg.outbound_queue,
             policy: cfg.slow_consumer,
         },
-        stats.clone(),
+        server.stats_ref().clone(),
     );
-    hub.register(out.clone());
-    inc(&stats.connections_open);
-    inc(&stats.connections_total);
-    tracing::debug!("connected");
     let conn = Arc::new(Conn::new(
-        id.clone(),
+        id,
         out.clone(),
-        hub.clone(),
-        stats.clone(),
+        server.hub_ref().clone(),
+        server.stats_ref().clone(),
     ));
-    conn.push(protocol::encode_welcome(id.as_str()));
-    let cx = Cx::new(Arc::new(ctx), conn);
-    let mut settings = Settings::from_config(cfg);
-    settings.replies = replies;
-    let reason = {
-        let mut driver = Driver {
-            machine: Connection::new(out, &settings, Instant::now()),
-            router: server.router(),
-            cx: &cx,
-            handler_timeout: cfg.handler_timeout,
-            stream,
-            sink,
-            pending: None,
-            in_flight: None,
-            timer: None,
-            shutdown_seen: false,
-            shutdown_waker: None,
-            server: &server,
-        };
-        let mut shutdown = std::pin::pin!(server.shutdown_token().cancelled());
-        std::future::poll_fn(|task| driver.poll(task, shutdown.as_mut())).await;
-        driver
-            .machine
-            .reason()
-            .cloned()
-            .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()))
+    let mut driver = Driver {
+        machine: Connection::new(
+            out,
+            server.engine_settings().clone(),
+            replies,
+            Instant::now(),
+        ),
+        cx: Cx::new(Arc::new(ctx), conn),
+        stream,
+        sink,
+        pending: None,
+        in_flight: None,
+        timer: None,
+        shutdown_seen: false,
+        shutdown_waker: None,
+        server,
     };
+    async move {
+        let token = driver.server.shutdown_token().clone();
+        let mut shutdown = std::pin::pin!(token.cancelled());
+        let registered = driver.open();
+        std::future::poll_fn(|task| driver.poll(task, shutdown.as_mut())).await;
+        // Only what the hook needs lives on; the transport is dropped here.
+        let (reason, cx) = driver.finish();
+        // Boxed: allocated once, when the connection ends, rather than reserved in every
+        // connection's future for its whole life.
+        Box::pin(end(reason, cx, registered)).await
+    }
+}
+
+/// A connection registered with the hub and counted as open. If its future is dropped
+/// before it ended (the runtime shutting down, an adapter giving up on it), dropping this
+/// unregisters it, so the hub keeps no dead queue and the count stays right; the
+/// disconnect hook, being async, cannot run then.
+struct Registered<C: Context> {
+    server: Server<C>,
+    id: ClientId,
+    armed: bool,
+}
+
+impl<C: Context> Registered<C> {
+    fn unregister(&mut self) {
+        if std::mem::take(&mut self.armed) {
+            self.server.hub_ref().unregister(&self.id);
+            self.server
+                .stats_ref()
+                .connections_open
+                .fetch_sub(1, AtomicOrdering::Relaxed);
+        }
+    }
+}
+
+impl<C: Context> Drop for Registered<C> {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::debug!(
+                "connection dropped before it ended: unregistered without the disconnect hook"
+            );
+            self.unregister();
+        }
+    }
+}
+
+/// The connection ended: the disconnect hook (exactly once, while its rooms are still
+/// known), then unregistration.
+async fn end<C: Context>(
+    reason: CloseReason,
+    cx: Cx<C>,
+    mut registered: Registered<C>,
+) -> CloseReason {
+    let id = cx.conn.id.clone();
+    let hub = registered.server.hub_ref();
     let rooms = hub.rooms_of(&id);
     tracing::debug!(?reason, ?rooms, "disconnected");
     cx.context()
@@ -107,18 +152,15 @@ where
             reason: reason.clone(),
         })
         .await;
-    hub.unregister(&id);
-    stats.connections_open.fetch_sub(1, AtomicOrdering::Relaxed);
+    registered.unregister();
     reason
 }
 
 type Handlers = FuturesUnordered<BoxFuture<'static, ()>>;
 
-struct Driver<'a, C, S, K> {
+struct Driver<C, S, K> {
     machine: Connection,
-    router: &'a Router<C>,
-    cx: &'a Cx<C>,
-    handler_timeout: Option<Duration>,
+    cx: Cx<C>,
     stream: S,
     sink: K,
     /// A frame taken from the machine while the sink was not ready.
@@ -132,16 +174,43 @@ struct Driver<'a, C, S, K> {
     /// server-wide token's lock, so it is polled only to register a new waker; otherwise
     /// the server's flag is read.
     shutdown_waker: Option<Waker>,
-    server: &'a Server<C>,
+    server: Server<C>,
 }
 
-impl<C, S, K> Driver<'_, C, S, K>
+impl<C, S, K> Driver<C, S, K>
 where
     C: Context,
     S: Stream<Item = Result<WsFrame, TransportError>> + Unpin,
     K: Sink<WsFrame> + Unpin,
     K::Error: std::fmt::Display,
 {
+    /// The connection begins: registered with the hub, counted, welcomed.
+    fn open(&mut self) -> Registered<C> {
+        let conn = &self.cx.conn;
+        self.server.hub_ref().register(conn.out.clone());
+        let stats = self.server.stats_ref();
+        inc(&stats.connections_open);
+        inc(&stats.connections_total);
+        tracing::debug!("connected");
+        conn.push(protocol::encode_welcome(conn.id.as_str()));
+        Registered {
+            server: self.server.clone(),
+            id: conn.id.clone(),
+            armed: true,
+        }
+    }
+
+    /// The connection ended: why, and what the disconnect hook needs; the rest (the
+    /// transport first) is dropped.
+    fn finish(self) -> (CloseReason, Cx<C>) {
+        let reason = self
+            .machine
+            .reason()
+            .cloned()
+            .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()));
+        (reason, self.cx)
+    }
+
     fn poll(
         &mut self,
         task: &mut TaskContext<'_>,
@@ -240,7 +309,13 @@ where
 
     /// Dispatch one text frame: start its handler and poll it once on the spot.
     fn dispatch(&mut self, task: &mut TaskContext<'_>, text: &Text, now: Instant) {
-        if let Some(mut fut) = dispatch(self.router, self.cx, text.as_str(), self.handler_timeout) {
+        let handler_timeout = self.server.config().handler_timeout;
+        if let Some(mut fut) = dispatch(
+            self.server.router(),
+            &self.cx,
+            text.as_str(),
+            handler_timeout,
+        ) {
             if fut.as_mut().poll(task).is_pending() {
                 self.in_flight
                     .get_or_insert_with(FuturesUnordered::new)

@@ -45,20 +45,24 @@ pub(crate) enum Verdict {
     Dead,
 }
 
+/// The heartbeat's timings, shared by every connection of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+}
+
+/// One connection's heartbeat state (its timings are passed in: they are the server's).
 #[derive(Debug, Clone)]
 pub(crate) struct Heartbeat {
-    interval: Duration,
-    timeout: Duration,
     next_ping: Instant,
     state: State,
 }
 
 impl Heartbeat {
-    pub(crate) fn new(interval: Duration, timeout: Duration, now: Instant) -> Self {
+    pub(crate) fn new(t: Timing, now: Instant) -> Self {
         Self {
-            interval,
-            timeout,
-            next_ping: now + interval,
+            next_ping: now + t.interval,
             state: State::Idle,
         }
     }
@@ -74,13 +78,13 @@ impl Heartbeat {
     }
 
     /// Time passes. `writer_busy`: frames are waiting to be written or being written.
-    pub(crate) fn handle_timeout(&mut self, now: Instant, writer_busy: bool) -> Verdict {
+    pub(crate) fn handle_timeout(&mut self, t: Timing, now: Instant, writer_busy: bool) -> Verdict {
         match self.state {
             State::Idle if now >= self.next_ping => {
                 self.state = State::Owed {
-                    deadline: now + self.timeout,
+                    deadline: now + t.timeout,
                 };
-                self.next_ping = now + self.interval;
+                self.next_ping = now + t.interval;
             }
             State::Owed { deadline } | State::Written { deadline } if now >= deadline => {
                 return Verdict::Dead;
@@ -120,11 +124,11 @@ impl Heartbeat {
     }
 
     /// A flush completed at `now`.
-    pub(crate) fn on_flushed(&mut self, now: Instant) {
+    pub(crate) fn on_flushed(&mut self, t: Timing, now: Instant) {
         match &mut self.state {
             State::Written { .. } => {
                 self.state = State::Sent {
-                    deadline: now + self.timeout,
+                    deadline: now + t.timeout,
                     paused: false,
                     progressed: false,
                 };
@@ -154,74 +158,78 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+    const T: Timing = Timing {
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(5),
+    };
 
     #[test]
     fn ping_pong_cycle() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(10 * S, 5 * S, t0);
+        let mut h = Heartbeat::new(T, t0);
         assert_eq!(h.poll_timeout(), t0 + 10 * S);
-        assert_eq!(h.handle_timeout(t0 + 9 * S, false), Verdict::Fine);
+        assert_eq!(h.handle_timeout(T, t0 + 9 * S, false), Verdict::Fine);
         assert!(!h.take_ping());
-        h.handle_timeout(t0 + 10 * S, false);
+        h.handle_timeout(T, t0 + 10 * S, false);
         assert!(h.take_ping());
-        h.on_flushed(t0 + 10 * S);
+        h.on_flushed(T, t0 + 10 * S);
         assert_eq!(h.poll_timeout(), t0 + 15 * S);
         h.on_frame();
         assert_eq!(h.poll_timeout(), t0 + 20 * S);
-        assert_eq!(h.handle_timeout(t0 + 15 * S, false), Verdict::Fine);
+        assert_eq!(h.handle_timeout(T, t0 + 15 * S, false), Verdict::Fine);
     }
 
     #[test]
     fn any_frame_after_the_ping_left_answers_it() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(10 * S, 5 * S, t0);
-        h.handle_timeout(t0 + 10 * S, false);
+        let mut h = Heartbeat::new(T, t0);
+        h.handle_timeout(T, t0 + 10 * S, false);
         h.take_ping();
-        h.on_flushed(t0 + 10 * S);
+        h.on_flushed(T, t0 + 10 * S);
         h.on_frame();
-        assert_eq!(h.handle_timeout(t0 + 15 * S, false), Verdict::Fine);
+        assert_eq!(h.handle_timeout(T, t0 + 15 * S, false), Verdict::Fine);
     }
 
     #[test]
     fn no_pong_is_dead() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(10 * S, 5 * S, t0);
-        h.handle_timeout(t0 + 10 * S, false);
+        let mut h = Heartbeat::new(T, t0);
+        h.handle_timeout(T, t0 + 10 * S, false);
         assert!(h.take_ping());
-        h.on_flushed(t0 + 10 * S);
-        assert_eq!(h.handle_timeout(t0 + 15 * S, false), Verdict::Dead);
+        h.on_flushed(T, t0 + 10 * S);
+        assert_eq!(h.handle_timeout(T, t0 + 15 * S, false), Verdict::Dead);
     }
 
     #[test]
     fn pong_before_the_ping_left_does_not_count() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(10 * S, 5 * S, t0);
-        h.handle_timeout(t0 + 10 * S, true);
+        let mut h = Heartbeat::new(T, t0);
+        h.handle_timeout(T, t0 + 10 * S, true);
         h.on_frame();
         assert!(h.take_ping());
         h.on_frame();
-        assert_eq!(h.handle_timeout(t0 + 15 * S, true), Verdict::Dead);
+        assert_eq!(h.handle_timeout(T, t0 + 15 * S, true), Verdict::Dead);
     }
 
     #[test]
     fn owed_ping_during_a_stuck_write_runs_the_deadline_from_the_tick() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(10 * S, 5 * S, t0);
-        h.handle_timeout(t0 + 10 * S, true);
+        let mut h = Heartbeat::new(T, t0);
+        h.handle_timeout(T, t0 + 10 * S, true);
         assert!(h.ping_owed());
         assert_eq!(h.poll_timeout(), t0 + 15 * S);
-        assert_eq!(h.handle_timeout(t0 + 15 * S, true), Verdict::Dead);
+        assert_eq!(h.handle_timeout(T, t0 + 15 * S, true), Verdict::Dead);
     }
 
     #[test]
     fn owed_ping_sent_late_gets_the_full_timeout() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(10 * S, 5 * S, t0);
-        h.handle_timeout(t0 + 10 * S, true);
+        let mut h = Heartbeat::new(T, t0);
+        h.handle_timeout(T, t0 + 10 * S, true);
         // The stuck write completes at 14 s; the ping goes then.
         assert!(h.take_ping());
-        h.on_flushed(t0 + 14 * S);
-        assert_eq!(h.handle_timeout(t0 + 15 * S, false), Verdict::Fine);
+        h.on_flushed(T, t0 + 14 * S);
+        assert_eq!(h.handle_timeout(T, t0 + 15 * S, false), Verdict::Fine);
         assert_eq!(h.poll_timeout(), t0 + 19 * S);
         h.on_frame();
         // No burst of pings for the missed tick: the next is due one interval after the last.
@@ -231,29 +239,29 @@ mod tests {
     #[test]
     fn a_pause_with_write_progress_is_forgiven_without_progress_not() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(10 * S, 5 * S, t0);
-        h.handle_timeout(t0 + 10 * S, false);
+        let mut h = Heartbeat::new(T, t0);
+        h.handle_timeout(T, t0 + 10 * S, false);
         h.take_ping();
-        h.on_flushed(t0 + 10 * S);
+        h.on_flushed(T, t0 + 10 * S);
         h.on_read_paused();
-        h.on_flushed(t0 + 12 * S);
-        assert_eq!(h.handle_timeout(t0 + 15 * S, true), Verdict::Fine);
+        h.on_flushed(T, t0 + 12 * S);
+        assert_eq!(h.handle_timeout(T, t0 + 15 * S, true), Verdict::Fine);
         // Next cycle: paused, writer busy, no progress: dead.
-        h.handle_timeout(t0 + 20 * S, true);
+        h.handle_timeout(T, t0 + 20 * S, true);
         h.take_ping();
-        h.on_flushed(t0 + 20 * S);
+        h.on_flushed(T, t0 + 20 * S);
         h.on_read_paused();
-        assert_eq!(h.handle_timeout(t0 + 25 * S, true), Verdict::Dead);
+        assert_eq!(h.handle_timeout(T, t0 + 25 * S, true), Verdict::Dead);
     }
 
     #[test]
     fn a_pause_of_the_servers_doing_is_forgiven() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(10 * S, 5 * S, t0);
-        h.handle_timeout(t0 + 10 * S, false);
+        let mut h = Heartbeat::new(T, t0);
+        h.handle_timeout(T, t0 + 10 * S, false);
         h.take_ping();
-        h.on_flushed(t0 + 10 * S);
+        h.on_flushed(T, t0 + 10 * S);
         h.on_read_paused();
-        assert_eq!(h.handle_timeout(t0 + 15 * S, false), Verdict::Fine);
+        assert_eq!(h.handle_timeout(T, t0 + 15 * S, false), Verdict::Fine);
     }
 }

@@ -66,10 +66,12 @@
 //! no handler set unless a handler waits, and an outbound queue with no reserved
 //! capacity.
 //!
-//! Measured (x86_64, `cargo test -p zocket-core -- --nocapture size_of`): the machine is
-//! 336 bytes, the shared outbound state 176 bytes (one allocation), the whole future
-//! `Accepted::serve` returns 960 bytes for the test harness's channel transport; the
-//! transport's own buffers come on top.
+//! The limits and timings are the server's, shared by all its connections; each holds
+//! only its own state. Measured (x86_64, `cargo test -p zocket-core -- --nocapture
+//! size_of`): the machine is 224 bytes, the shared outbound state 176 bytes (one
+//! allocation), the whole future `Accepted::serve` returns 576 bytes with the test
+//! harness's channel transport (the transport's own state comes on top), plus one timer
+//! (112 bytes, boxed) when heartbeats are on.
 
 mod close;
 pub(crate) mod driver;
@@ -79,6 +81,7 @@ mod ordering;
 mod outbound;
 mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -98,8 +101,8 @@ pub use writer::{MAX_BATCH_BYTES, MAX_BATCH_FRAMES, PingReplies};
 pub(crate) use outbound::{Budget, OwnScope};
 
 use close::{Closing, Policy};
-use heartbeat::{Heartbeat, Verdict};
-use limits::{FloodWindow, RateLimiter};
+use heartbeat::{Heartbeat, Timing, Verdict};
+use limits::{Flood, FloodWindow, Rate, RateLimiter};
 use ordering::Ordering;
 use writer::Writer;
 
@@ -114,17 +117,17 @@ enum Phase {
     Done(CloseReason),
 }
 
-/// The settings of one connection, taken from [`ServerConfig`].
+/// What the machine needs from [`ServerConfig`], built once per server and shared by
+/// all its connections (so that each connection holds only its own state).
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) max_message_bytes: usize,
     pub(crate) max_in_flight: usize,
-    pub(crate) heartbeat: Option<(Duration, Duration)>,
-    pub(crate) flood: (u32, Duration),
-    pub(crate) rate: Option<RateLimit>,
+    pub(crate) heartbeat: Option<Timing>,
+    pub(crate) flood: Flood,
+    pub(crate) rate: Option<Rate>,
     pub(crate) close_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
-    pub(crate) replies: PingReplies,
 }
 
 impl Settings {
@@ -132,14 +135,17 @@ impl Settings {
         Self {
             max_message_bytes: cfg.max_message_bytes,
             max_in_flight: cfg.max_in_flight,
-            heartbeat: cfg
-                .heartbeat_interval
-                .map(|every| (every, cfg.heartbeat_timeout)),
-            flood: (cfg.max_protocol_errors, cfg.protocol_error_window),
-            rate: cfg.message_rate,
+            heartbeat: cfg.heartbeat_interval.map(|interval| Timing {
+                interval,
+                timeout: cfg.heartbeat_timeout,
+            }),
+            flood: Flood {
+                max: cfg.max_protocol_errors,
+                window: cfg.protocol_error_window,
+            },
+            rate: cfg.message_rate.map(Rate::from),
             close_timeout: cfg.close_timeout,
             shutdown_grace: cfg.shutdown_grace,
-            replies: PingReplies::default(),
         }
     }
 }
@@ -147,6 +153,7 @@ impl Settings {
 /// The sans-IO state machine of one connection. See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct Connection {
+    settings: Arc<Settings>,
     out: Outbound,
     ordering: Ordering,
     writer: Writer,
@@ -154,28 +161,26 @@ pub(crate) struct Connection {
     flood: FloodWindow,
     rate: Option<RateLimiter>,
     phase: Phase,
-    max_message_bytes: usize,
-    close_timeout: Duration,
-    shutdown_grace: Duration,
     /// Reading is paused for the budget (counted once per pause).
     budget_paused: bool,
 }
 
 impl Connection {
-    pub(crate) fn new(out: Outbound, settings: &Settings, now: Instant) -> Self {
+    pub(crate) fn new(
+        out: Outbound,
+        settings: Arc<Settings>,
+        replies: PingReplies,
+        now: Instant,
+    ) -> Self {
         Self {
             ordering: Ordering::new(settings.max_in_flight),
-            writer: Writer::new(settings.replies),
-            heartbeat: settings
-                .heartbeat
-                .map(|(every, timeout)| Heartbeat::new(every, timeout, now)),
-            flood: FloodWindow::new(settings.flood.0, settings.flood.1, now),
-            rate: settings.rate.map(|r| RateLimiter::new(r, now)),
+            writer: Writer::new(replies),
+            heartbeat: settings.heartbeat.map(|t| Heartbeat::new(t, now)),
+            flood: FloodWindow::new(now),
+            rate: settings.rate.map(|_| RateLimiter::new(now)),
             phase: Phase::Open,
-            max_message_bytes: settings.max_message_bytes,
-            close_timeout: settings.close_timeout,
-            shutdown_grace: settings.shutdown_grace,
             budget_paused: false,
+            settings,
             out,
         }
     }
@@ -257,7 +262,7 @@ impl Connection {
                 if !self.within_rate(now) {
                     return None;
                 }
-                if text.len() > self.max_message_bytes {
+                if text.len() > self.settings.max_message_bytes {
                     self.too_big(now);
                     return None;
                 }
@@ -278,10 +283,10 @@ impl Connection {
     }
 
     fn within_rate(&mut self, now: Instant) -> bool {
-        let Some(rate) = &mut self.rate else {
+        let (Some(limiter), Some(rate)) = (&mut self.rate, self.settings.rate) else {
             return true;
         };
-        if rate.allow(now) {
+        if limiter.allow(rate, now) {
             return true;
         }
         inc(&self.out.shared.stats.rate_limit_closes);
@@ -301,7 +306,7 @@ impl Connection {
         if n == 0 || !self.runs_handlers() {
             return;
         }
-        if self.flood.record(now, n) {
+        if self.flood.record(self.settings.flood, now, n) {
             inc(&self.out.shared.stats.flood_closes);
             tracing::warn!("too many protocol errors: closing (1008)");
             self.close(now, CloseReason::ProtocolErrors);
@@ -341,7 +346,7 @@ impl Connection {
             self.close(now, CloseReason::ServerShutdown);
         } else {
             self.phase = Phase::Draining {
-                until: now + self.shutdown_grace,
+                until: now + self.settings.shutdown_grace,
             };
         }
     }
@@ -362,7 +367,7 @@ impl Connection {
             Phase::Closing(Box::new(Closing::new(
                 reason,
                 policy.write_queued,
-                now + self.close_timeout,
+                now + self.settings.close_timeout,
             )))
         } else {
             Phase::Done(reason)
@@ -384,8 +389,8 @@ impl Connection {
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.runs_handlers() {
             let busy = self.writer.is_busy() || self.out.shared.has_frames();
-            if let Some(hb) = &mut self.heartbeat {
-                if hb.handle_timeout(now, busy) == Verdict::Dead {
+            if let (Some(hb), Some(t)) = (&mut self.heartbeat, self.settings.heartbeat) {
+                if hb.handle_timeout(t, now, busy) == Verdict::Dead {
                     inc(&self.out.shared.stats.heartbeat_timeouts);
                     tracing::info!("no pong within the heartbeat timeout: dropping the connection");
                     self.close(now, CloseReason::HeartbeatTimeout);
@@ -476,8 +481,8 @@ impl Connection {
         self.writer.flushed(&self.out.shared);
         match &mut self.phase {
             Phase::Open | Phase::Draining { .. } => {
-                if let Some(hb) = &mut self.heartbeat {
-                    hb.on_flushed(now);
+                if let (Some(hb), Some(t)) = (&mut self.heartbeat, self.settings.heartbeat) {
+                    hb.on_flushed(t, now);
                 }
             }
             Phase::Closing(c) => c.frame_flushed = c.frame_written,

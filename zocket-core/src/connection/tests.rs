@@ -21,11 +21,13 @@ fn settings() -> Settings {
         max_message_bytes: 1 << 20,
         max_in_flight: 4,
         heartbeat: None,
-        flood: (100, 10 * S),
+        flood: Flood {
+            max: 100,
+            window: 10 * S,
+        },
         rate: None,
         close_timeout: 5 * S,
         shutdown_grace: 10 * S,
-        replies: PingReplies::Transport,
     }
 }
 
@@ -38,6 +40,10 @@ struct T {
 
 impl T {
     fn new(budget: usize, settings: Settings) -> Self {
+        Self::with_replies(budget, settings, PingReplies::Transport)
+    }
+
+    fn with_replies(budget: usize, settings: Settings, replies: PingReplies) -> Self {
         let stats = Arc::new(Stats::default());
         let out = Outbound::new(
             ClientId::from("c"),
@@ -50,7 +56,7 @@ impl T {
         );
         let t0 = Instant::now();
         Self {
-            m: Connection::new(out.clone(), &settings, t0),
+            m: Connection::new(out.clone(), Arc::new(settings), replies, t0),
             out,
             stats,
             t0,
@@ -238,13 +244,7 @@ fn pongs_of_the_transport_are_released_by_the_next_flush() {
 
 #[test]
 fn the_engine_answers_the_latest_ping_when_asked_to() {
-    let mut t = T::new(
-        64 * 1024,
-        Settings {
-            replies: PingReplies::Engine,
-            ..settings()
-        },
-    );
+    let mut t = T::with_replies(64 * 1024, settings(), PingReplies::Engine);
     t.read(t.t0, WsFrame::Ping(Bytes::from_static(b"a")));
     t.read(t.t0, WsFrame::Ping(Bytes::from_static(b"b")));
     let frames = t.write(t.t0, true);
@@ -256,7 +256,10 @@ fn the_engine_answers_the_latest_ping_when_asked_to() {
 
 fn heartbeat() -> Settings {
     Settings {
-        heartbeat: Some((10 * S, 5 * S)),
+        heartbeat: Some(Timing {
+            interval: 10 * S,
+            timeout: 5 * S,
+        }),
         ..settings()
     }
 }
@@ -327,7 +330,10 @@ fn flood_of_protocol_errors_closes_1008_after_the_error_frames() {
     let mut t = T::new(
         1 << 20,
         Settings {
-            flood: (3, 10 * S),
+            flood: Flood {
+                max: 3,
+                window: 10 * S,
+            },
             ..settings()
         },
     );
@@ -349,7 +355,10 @@ fn flood_of_protocol_errors_closes_1008_after_the_error_frames() {
     let mut t = T::new(
         1 << 20,
         Settings {
-            flood: (3, 10 * S),
+            flood: Flood {
+                max: 3,
+                window: 10 * S,
+            },
             ..settings()
         },
     );
@@ -363,10 +372,10 @@ fn rate_limit_closes_1008_with_reason_rate_limit() {
     let mut t = T::new(
         1 << 20,
         Settings {
-            rate: Some(RateLimit {
+            rate: Some(Rate::from(RateLimit {
                 per_second: 10,
                 burst: 3,
-            }),
+            })),
             ..settings()
         },
     );
@@ -388,10 +397,10 @@ fn rate_limit_lets_a_steady_sender_through() {
     let mut t = T::new(
         1 << 20,
         Settings {
-            rate: Some(RateLimit {
+            rate: Some(Rate::from(RateLimit {
                 per_second: 100,
                 burst: 1,
-            }),
+            })),
             ..settings()
         },
     );
@@ -593,6 +602,16 @@ fn per_connection_state_is_small() {
     let machine = std::mem::size_of::<Connection>();
     let shared = std::mem::size_of::<outbound::Shared>();
     println!("size_of Connection = {machine} B, outbound Shared = {shared} B");
-    assert!(machine <= 384, "{machine}");
+    println!(
+        "size_of Heartbeat = {}, Writer = {}, Phase = {}, FloodWindow = {}, RateLimiter = {}, Sleep = {}, shutdown future = {}",
+        std::mem::size_of::<Option<Heartbeat>>(),
+        std::mem::size_of::<Writer>(),
+        std::mem::size_of::<Phase>(),
+        std::mem::size_of::<FloodWindow>(),
+        std::mem::size_of::<Option<RateLimiter>>(),
+        std::mem::size_of::<tokio::time::Sleep>(),
+        std::mem::size_of::<tokio_util::sync::WaitForCancellationFuture<'static>>(),
+    );
+    assert!(machine <= 256, "{machine}");
     assert!(shared <= 256, "{shared}");
 }
