@@ -307,8 +307,34 @@ struct WelcomePayload<'a> {
     version: &'a str,
 }
 
+/// A per-thread buffer that frames are serialised into before they are copied out.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// Serialise a frame with exactly one heap allocation of exactly its size: into a reused
+/// per-thread buffer first, then copied out. (`serde_json::to_string` grows a `Vec` by
+/// doubling, and a `Bytes` made from a `Vec` with spare capacity allocates a shared
+/// header besides: two or more allocations per reply.) The copy is of the frame only, a
+/// memcpy next to the serialisation itself.
 fn to_text<T: Serialize + ?Sized>(v: &T) -> Result<Text, serde_json::Error> {
-    serde_json::to_string(v).map(Text::from)
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+    }
+    SCRATCH.with(|cell| {
+        // A `Serialize` impl that itself encodes a frame would re-enter: it gets a
+        // buffer of its own.
+        let Ok(mut buf) = cell.try_borrow_mut() else {
+            return serde_json::to_string(v).map(Text::from);
+        };
+        buf.clear();
+        // serde_json writes UTF-8 only (its own `to_string` relies on that too).
+        let result =
+            serde_json::to_writer(&mut *buf, v).map(|()| Text(Bytes::copy_from_slice(&buf)));
+        if buf.capacity() > SCRATCH_KEEP {
+            // Do not keep a large frame's buffer for the life of the thread.
+            *buf = Vec::with_capacity(512);
+        }
+        result
+    })
 }
 
 /// Encode an event frame `{"type":name,"payload":..}`.

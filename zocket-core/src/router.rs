@@ -16,6 +16,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, MapErr, TryFutureExt};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use smol_str::SmolStr;
 
 use crate::contract::Message;
 use crate::cx::Cx;
@@ -63,7 +64,7 @@ pub(crate) trait ErasedRoute<C>: Send + Sync {
         &self,
         cx: Cx<C>,
         payload: Option<&RawValue>,
-        rpc_id: Option<Arc<str>>,
+        rpc_id: Option<SmolStr>,
     ) -> Result<BoxFuture<'static, Result<Option<Text>, Reject>>, Reject>;
 }
 
@@ -84,7 +85,7 @@ where
         &self,
         cx: Cx<C>,
         payload: Option<&RawValue>,
-        rpc_id: Option<Arc<str>>,
+        rpc_id: Option<SmolStr>,
     ) -> Result<BoxFuture<'static, Result<Option<Text>, Reject>>, Reject> {
         let input: M::Input = decode_input(payload)?;
         M::validate(&input)?;
@@ -318,7 +319,8 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
         );
         return None;
     };
-    let rpc: Option<Arc<str>> = rpc_id.map(Arc::from);
+    // Inline for ids up to 23 bytes: no allocation for the usual short ids.
+    let rpc: Option<SmolStr> = rpc_id.map(SmolStr::new);
     let fut = match route.start(cx.clone(), frame.payload, rpc.clone()) {
         Ok(fut) => fut,
         Err(rej) => {
