@@ -4,10 +4,12 @@
 //!   middleware and the complete router), served by the `reference` binary and used by
 //!   the client tests.
 //! - [`chat`]: the chat example with its browser page.
+//! - [`prometheus`]: `--metrics ADDR` of the binaries (Prometheus scrape endpoint).
 //! - [`soak`]: the soak run (many clients for a fixed time) and its invariants.
 #![warn(missing_docs)]
 
 pub mod chat;
+pub mod prometheus;
 pub mod reference;
 pub mod soak;
 

@@ -184,3 +184,68 @@ async fn typed_clients_chat_through_the_binary_and_ctrl_c_stops_it_cleanly() {
     ada.close().await;
     bob.close().await;
 }
+
+/// The value of one sample line `name{labels} value` (labels exactly as rendered), 0
+/// when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_serves_the_chats_counts_for_prometheus() {
+    let chat =
+        tokio::task::spawn_blocking(|| ChatProcess::start_with(&["--metrics", "127.0.0.1:0"], &[]))
+            .await
+            .unwrap();
+    let metrics = chat.metrics_addr.clone().expect("--metrics was given");
+    let ada = client(&chat.ws_url, "Ada").await;
+    let bob = client(&chat.ws_url, "Bob").await;
+    ada.call::<Join>(RoomIn::new("lobby")).await.unwrap(); // presence + members to Ada
+    bob.call::<Join>(RoomIn::new("lobby")).await.unwrap(); // the same to Ada and Bob
+    let mut bob_room = bob.subscribe::<MessagePosted>();
+    ada.call::<Post>(SendIn {
+        room: "lobby".into(),
+        text: "counted".into(),
+    })
+    .await
+    .unwrap(); // to Ada and Bob
+    tokio::time::timeout(Duration::from_secs(10), bob_room.next())
+        .await
+        .expect("Bob receives the message");
+
+    let (status, head, body) = tokio::task::spawn_blocking(move || get(&metrics, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{head}"
+    );
+    assert_eq!(sample(&body, "zocket_connections_open"), 2.0, "{body}");
+    assert_eq!(
+        sample(&body, r#"zocket_messages_in_total{type="chat.join"}"#),
+        2.0,
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, r#"zocket_messages_in_total{type="chat.send"}"#),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "zocket_events_delivered_total"),
+        8.0,
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE zocket_rpc_duration_seconds histogram"),
+        "{body}"
+    );
+
+    ada.close().await;
+    bob.close().await;
+}

@@ -521,3 +521,50 @@ async fn bad_input_is_invalid_input_with_the_field_named() {
         "still here"
     );
 }
+
+/// A server going down disconnects everybody: nobody *left*, and the pages see their own
+/// disconnect. Two servers share one hub and one directory (as nodes of a cluster
+/// would), so the users of the one that stays up would receive any "left" event of the
+/// one shutting down.
+#[tokio::test]
+async fn a_server_shutdown_announces_no_departures() {
+    let state = Arc::new(ChatState::default());
+    let hub: Arc<dyn zocket_core::Hub> = Arc::new(zocket_core::LocalHub::new());
+    let node = |state: &Arc<ChatState>| {
+        TestServer::from_server(
+            zocket_core::Server::builder(chat::router_with(state.clone()))
+                .hub(hub.clone())
+                .build(),
+        )
+    };
+    let (stays, goes) = (node(&state), node(&state));
+    let ada = user(&stays, "Ada").await;
+    let bob = user(&goes, "Bob").await;
+    ada.call::<Join>(RoomIn::new("lobby")).await.unwrap();
+    bob.call::<Join>(RoomIn::new("lobby")).await.unwrap();
+    // Bob's arrival reached Ada through the shared hub.
+    while ada
+        .next::<PresenceChanged>()
+        .await
+        .unwrap()
+        .member
+        .user_name
+        != "Bob"
+    {}
+
+    goes.server().shutdown().await; // Bob's disconnect hook has run when this returns
+    assert!(bob.closed().await.is_ok());
+    // A call answered after anything the hook could have sent to Ada.
+    ada.call::<Me>(Empty {}).await.unwrap();
+    let left: Vec<_> = ada
+        .drain_events()
+        .into_iter()
+        .filter(|(kind, payload)| kind == "chat.presence" && payload.contains("\"left\""))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a shutdown was announced as leaving: {left:?}"
+    );
+    // The directory forgot Bob: after a restart he is listed again when he re-joins.
+    assert_eq!(names(&state.members("lobby").members), ["Ada"]);
+}

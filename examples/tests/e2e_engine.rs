@@ -339,10 +339,15 @@ async fn raw_connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// A masked client ping with an empty payload.
-const PING: [u8; 6] = [0x89, 0x80, 0x12, 0x34, 0x56, 0x78];
+/// A masked client ping with the largest payload a control frame may carry (125 bytes),
+/// so that every pong owed costs the server as much as possible.
+fn ping_frame() -> Vec<u8> {
+    let mut frame = vec![0x89, 0x80 | 125, 0x12, 0x34, 0x56, 0x78];
+    frame.resize(6 + 125, b'p');
+    frame
+}
 /// The server's RSS may grow by at most this much under the flood (before the fix it
-/// grew by about 120 MB per million pings, without bound).
+/// grew by about 120 MB per million such pings, without bound).
 const RSS_BOUND: u64 = 64 << 20;
 /// A bound on the whole flood, far above the heartbeat's 25 s + 20 s: not a timing
 /// assertion, a guard against hanging.
@@ -366,11 +371,12 @@ async fn never_reading_pinger_is_closed_and_memory_stays_bounded(adapter: &str) 
         })
     };
 
-    let chunk: Vec<u8> = PING
+    let ping = ping_frame();
+    let chunk: Vec<u8> = ping
         .iter()
         .copied()
         .cycle()
-        .take(PING.len() * 1000)
+        .take(ping.len() * 1000)
         .collect();
     let mut sent = 0u64;
     let flood = async {

@@ -321,6 +321,7 @@ impl LocalHub {
                 }
             }
         }
+        crate::stats::record_events_delivered(d.queued);
         d
     }
 }
@@ -437,6 +438,7 @@ impl Hub for LocalHub {
                 }
             }
         }
+        crate::stats::record_events_delivered(d.queued);
         d
     }
 

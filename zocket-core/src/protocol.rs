@@ -24,7 +24,7 @@
 //! | more messages than [`message_rate`](crate::ServerConfig::message_rate) (a token bucket; default 10 000/s, bursts of 10 000) | close `1008` `rate limit` |
 //! | the replies and self-addressed events of a client's own calls fill its outbound budget | reading from it pauses until the writer drains (backpressure); never a close, nothing dropped |
 //! | events pushed by others exceed its outbound budget | close `1013` (or drop them: [`SlowConsumerPolicy`](crate::SlowConsumerPolicy)), counted and logged |
-//! | no pong (nor any other frame) within [`heartbeat_timeout`](crate::ServerConfig::heartbeat_timeout) of a ping, or a ping that cannot be written within it | dropped without a close frame; the disconnect hook runs |
+//! | no pong (nor a message; pings do not count) within [`heartbeat_timeout`](crate::ServerConfig::heartbeat_timeout) of a ping, or a ping that cannot be written within it | dropped without a close frame; the disconnect hook runs |
 //! | server shutdown | close `1001` `server shutting down` after the in-flight calls finished (or [`shutdown_grace`](crate::ServerConfig::shutdown_grace) passed) and their replies were written |
 //! | the client's close frame | close `1000` |
 //!

@@ -10,6 +10,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures::FutureExt;
 use futures::future::{BoxFuture, MapErr, TryFutureExt};
 use serde::de::DeserializeOwned;
@@ -289,10 +291,11 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
     handler_timeout: Option<Duration>,
 ) -> Option<BoxFuture<'static, ()>> {
     let conn = &cx.conn;
-    inc(&conn.stats.messages_in);
+    let arrived = Instant::now();
     let frame = match protocol::decode_client_frame(text) {
         Ok(f) => f,
         Err(e) => {
+            conn.stats.message_in(None);
             let rpc_id = match &e {
                 FrameError::MissingType { rpc_id } => rpc_id.as_deref(),
                 _ => None,
@@ -304,7 +307,9 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
     };
     let kind = &*frame.kind;
     let rpc_id = frame.rpc_id.as_deref();
-    let Some((&name, route)) = router.routes.get_key_value(kind) else {
+    let found = router.routes.get_key_value(kind);
+    conn.stats.message_in(found.map(|(&name, _)| name));
+    let Some((&name, route)) = found else {
         tracing::debug!(client_id = %conn.id, message = %crate::redact::truncate(kind, 64), "unknown message type");
         conn.fail(
             Some(kind),
@@ -336,6 +341,7 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
                     )))),
                 },
             };
+            let ok = matches!(outcome, Ok(Ok(_)));
             match outcome {
                 Ok(Ok(Some(reply))) => {
                     conn.out.push_reply(reply).await;
@@ -355,6 +361,9 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
                     tracing::error!(panic = %text, "handler panicked; answered INTERNAL");
                     conn.fail(Some(name), rpc.as_deref(), &Reject::internal());
                 }
+            }
+            if rpc.is_some() {
+                crate::stats::record_rpc(name, ok, arrived.elapsed());
             }
         },
         span,

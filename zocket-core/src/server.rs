@@ -22,7 +22,7 @@ use crate::ids::ClientId;
 use crate::protocol::{self, WsFrame};
 use crate::redact::Redaction;
 use crate::router::Router;
-use crate::stats::{Stats, StatsSnapshot, inc};
+use crate::stats::{Stats, StatsSnapshot};
 
 /// Limits and timings of a server. Every field has a sensible default
 /// (`ServerConfig::default()`); override with struct update syntax:
@@ -57,8 +57,8 @@ pub struct ServerConfig {
     pub slow_consumer: SlowConsumerPolicy,
     /// Interval between server pings; `None` disables heartbeats. Default 25 s.
     pub heartbeat_interval: Option<Duration>,
-    /// How long to wait, once a ping was written, for the pong (or any other frame from
-    /// the peer) before dropping the connection. A ping that cannot even be written within
+    /// How long to wait, once a ping was written, for the pong (or a message from the
+    /// peer; its pings do not count) before dropping the connection. A ping that cannot even be written within
     /// this time of being due (the peer reads nothing and its socket is full) drops it too.
     /// Default 20 s.
     pub heartbeat_timeout: Duration,
@@ -468,7 +468,7 @@ impl<C: Context> Server<C> {
         let remote = req.remote_addr;
         let result = self.check(req).await;
         if let Err(e) = &result {
-            inc(&self.inner.stats.handshakes_rejected);
+            self.inner.stats.handshake_refused(e.status());
             // Client-caused: DEBUG (counted in the stats), and bounded (the message may
             // quote input).
             tracing::debug!(

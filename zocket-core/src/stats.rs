@@ -1,6 +1,96 @@
-//! Server-wide counters: everything dropped or refused is counted here.
+//! Server-wide counters and metrics: everything dropped or refused is counted here.
+//!
+//! Two views of the same events, recorded at the same places (the `record_*` and
+//! `Stats` methods below), so they cannot disagree:
+//!
+//! - [`Stats`]: this server's own counters, read with [`crate::Server::stats`].
+//! - Metrics through the [`metrics`] facade: process-wide, recorded into whatever
+//!   recorder the application installed (e.g. `metrics-exporter-prometheus`; the
+//!   `reference` and `chat` example binaries serve them with `--metrics ADDR`). Without
+//!   a recorder they cost a no-op call. zocket-core ships no exporter.
+//!
+//! # Metrics
+//!
+//! | name | type | labels | what |
+//! |---|---|---|---|
+//! | `zocket_connections_open` | gauge | | WebSocket connections open now (after the handshake) |
+//! | `zocket_connections_total` | counter | | connections accepted |
+//! | `zocket_handshakes_refused_total` | counter | `status`: the HTTP status answered (`400`, `401`, `403`, `503`, ...) | handshakes refused before the upgrade |
+//! | `zocket_messages_in_total` | counter | `type`: the message name when it is a registered route, else `unknown` (also for frames that do not parse) | text frames received |
+//! | `zocket_rpc_duration_seconds` | histogram | `type` (a registered route), `outcome`: `ok` or `error` | from a request's arrival to its reply being queued, for every RPC that reached its handler (an `INTERNAL` answer to a panic or `TIMEOUT` counts as `error`) |
+//! | `zocket_events_delivered_total` | counter | | event frames queued for local connections (one per recipient; on a cluster, counted by the node holding the recipient) |
+//! | `zocket_frames_dropped_total` | counter | `reason`: `queue_full` or `closed` | frames that could not be queued (`queue_full`: the outbound budget was full; `closed`: the connection was closing or gone, including frames still queued when it closed without flushing them) |
+//! | `zocket_closes_total` | counter | `code`: the close code the server sent or echoed (`1000`, `1001`, `1008`, `1009`, `1013`, ... or `none` when the socket ended without one); `reason`: `client_closed`, `transport_error`, `heartbeat_timeout`, `slow_consumer`, `protocol_errors`, `rate_limited`, `message_too_big`, `server_shutdown` or `closed` (closed by the application) | connections ended |
+//!
+//! Every label value comes from a fixed set or from the application's own router and
+//! code: nothing a client sends can create a new label value (an unregistered message
+//! name is counted as `unknown`, a client's close code is not used).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::hub::CloseReason;
+
+/// Metric names (see the [module docs](self) for types and labels).
+pub mod names {
+    /// Gauge: connections open now.
+    pub const CONNECTIONS_OPEN: &str = "zocket_connections_open";
+    /// Counter: connections accepted.
+    pub const CONNECTIONS_TOTAL: &str = "zocket_connections_total";
+    /// Counter, label `status`: handshakes refused.
+    pub const HANDSHAKES_REFUSED: &str = "zocket_handshakes_refused_total";
+    /// Counter, label `type`: text frames received.
+    pub const MESSAGES_IN: &str = "zocket_messages_in_total";
+    /// Histogram (seconds), labels `type` and `outcome`: RPC latency.
+    pub const RPC_DURATION: &str = "zocket_rpc_duration_seconds";
+    /// Counter: event frames queued for local connections.
+    pub const EVENTS_DELIVERED: &str = "zocket_events_delivered_total";
+    /// Counter, label `reason`: frames that could not be queued.
+    pub const FRAMES_DROPPED: &str = "zocket_frames_dropped_total";
+    /// Counter, labels `code` and `reason`: connections ended.
+    pub const CLOSES: &str = "zocket_closes_total";
+}
+
+/// Describe every metric to the installed recorder (units and help texts, e.g. the
+/// `# HELP` lines of Prometheus), and register the unlabelled ones at zero so that a
+/// scrape shows them before the first connection. Call it once after installing a
+/// recorder; recording works without it.
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    metrics::gauge!(names::CONNECTIONS_OPEN).increment(0.0);
+    metrics::counter!(names::CONNECTIONS_TOTAL).increment(0);
+    metrics::counter!(names::EVENTS_DELIVERED).increment(0);
+    describe_gauge!(names::CONNECTIONS_OPEN, "WebSocket connections open now");
+    describe_counter!(names::CONNECTIONS_TOTAL, "WebSocket connections accepted");
+    describe_counter!(
+        names::HANDSHAKES_REFUSED,
+        "Handshakes refused before the upgrade, by HTTP status"
+    );
+    describe_counter!(
+        names::MESSAGES_IN,
+        "Text frames received, by message type (registered routes; others: unknown)"
+    );
+    describe_histogram!(
+        names::RPC_DURATION,
+        Unit::Seconds,
+        "RPC latency from arrival to queued reply, by message type and outcome"
+    );
+    describe_counter!(
+        names::EVENTS_DELIVERED,
+        "Event frames queued for local connections (one per recipient)"
+    );
+    describe_counter!(
+        names::FRAMES_DROPPED,
+        "Frames that could not be queued, by reason (queue_full, closed)"
+    );
+    describe_counter!(
+        names::CLOSES,
+        "Connections ended, by close code sent (none: no close frame) and reason"
+    );
+}
+
+/// The `type` label of a message that is not a registered route.
+pub const UNKNOWN_TYPE: &str = "unknown";
 
 /// Live counters of a server. Read them with [`crate::Server::stats`].
 #[derive(Debug, Default)]
@@ -141,4 +231,103 @@ impl Stats {
 
 pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);
+}
+
+/// Why a frame was not queued (the `reason` label of `zocket_frames_dropped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// The outbound queue was full.
+    QueueFull,
+    /// The connection was closing or gone.
+    Closed,
+}
+
+impl Stats {
+    /// A connection passed its handshake and is being served.
+    pub(crate) fn connection_opened(&self) {
+        inc(&self.connections_open);
+        inc(&self.connections_total);
+        metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
+        metrics::counter!(names::CONNECTIONS_TOTAL).increment(1);
+    }
+
+    /// A connection left the hub: it is no longer open.
+    pub(crate) fn connection_unregistered(&self) {
+        self.connections_open.fetch_sub(1, Relaxed);
+        metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
+    }
+
+    /// How a connection ended (`zocket_closes_total`), after its disconnect hook.
+    pub(crate) fn record_close(&self, reason: &CloseReason) {
+        let code = match reason.code() {
+            Some(code) => std::borrow::Cow::Owned(code.to_string()),
+            None => std::borrow::Cow::Borrowed("none"),
+        };
+        metrics::counter!(names::CLOSES, "code" => code, "reason" => close_label(reason))
+            .increment(1);
+    }
+
+    /// A handshake was refused with this HTTP status.
+    pub(crate) fn handshake_refused(&self, status: u16) {
+        inc(&self.handshakes_rejected);
+        metrics::counter!(names::HANDSHAKES_REFUSED, "status" => status.to_string()).increment(1);
+    }
+
+    /// A text frame arrived; `route` is its registered message name, `None` when the
+    /// frame did not parse or names no route.
+    pub(crate) fn message_in(&self, route: Option<&'static str>) {
+        inc(&self.messages_in);
+        metrics::counter!(names::MESSAGES_IN, "type" => route.unwrap_or(UNKNOWN_TYPE)).increment(1);
+    }
+
+    /// A frame went into an outbound queue.
+    pub(crate) fn frame_queued(&self) {
+        inc(&self.frames_queued);
+    }
+
+    /// A frame could not be queued.
+    pub(crate) fn frame_dropped(&self, why: Dropped) {
+        self.frames_dropped(why, 1);
+    }
+
+    /// `n` frames could not be queued, or were queued and discarded by the close.
+    pub(crate) fn frames_dropped(&self, why: Dropped, n: u64) {
+        self.frames_dropped.fetch_add(n, Relaxed);
+        let reason = match why {
+            Dropped::QueueFull => "queue_full",
+            Dropped::Closed => "closed",
+        };
+        metrics::counter!(names::FRAMES_DROPPED, "reason" => reason).increment(n);
+    }
+}
+
+/// An RPC of the registered route `name` was answered after `elapsed`.
+pub(crate) fn record_rpc(name: &'static str, ok: bool, elapsed: Duration) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::histogram!(names::RPC_DURATION, "type" => name, "outcome" => outcome)
+        .record(elapsed.as_secs_f64());
+}
+
+/// `n` event frames were queued for local connections.
+pub(crate) fn record_events_delivered(n: usize) {
+    if n > 0 {
+        metrics::counter!(names::EVENTS_DELIVERED).increment(n as u64);
+    }
+}
+
+/// The `reason` label of `zocket_closes_total`.
+fn close_label(reason: &CloseReason) -> &'static str {
+    match reason {
+        CloseReason::ClientClosed(_) => "client_closed",
+        CloseReason::TransportError(_) => "transport_error",
+        CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+        CloseReason::SlowConsumer => "slow_consumer",
+        CloseReason::ProtocolErrors => "protocol_errors",
+        CloseReason::RateLimited => "rate_limited",
+        CloseReason::MessageTooBig => "message_too_big",
+        CloseReason::ServerShutdown => "server_shutdown",
+        CloseReason::Closed { .. } => "closed",
+        #[allow(unreachable_patterns)]
+        _ => "other",
+    }
 }

@@ -1299,3 +1299,23 @@ async fn the_engine_answers_pings_when_the_transport_does_not() {
         "the reply, no pong"
     );
 }
+
+/// A connection whose future is dropped before it ended (a runtime shutting down, an
+/// adapter giving up on it) leaves nothing behind in the hub or the counts.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_connection_future_unregisters() {
+    let server = server();
+    let mut c = raw(&server, "dropped", 64).await;
+    let _welcome = c.rx.next().await.unwrap();
+    assert_eq!(server.stats().connections_open, 1);
+    assert_eq!(server.handle().local_connections(), 1);
+    c.done.abort();
+    assert!(c.done.await.unwrap_err().is_cancelled());
+    assert_eq!(server.stats().connections_open, 0);
+    assert_eq!(server.handle().local_connections(), 0);
+    assert_eq!(
+        disconnects("dropped"),
+        0,
+        "the async hook cannot run on drop"
+    );
+}

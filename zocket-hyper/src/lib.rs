@@ -36,11 +36,11 @@
 //!   [`socket::WRITE_HIGH_WATER`] (64 KiB) is buffered before the writer writes out; the
 //!   engine's outbound byte budget bounds the rest.
 //! - **Memory per idle connection**, measured with the `reference` binary at 10 000
-//!   idle connections (`idle-probe`, see `BENCHMARKS.md`): about 5.3 KiB of server RSS
+//!   idle connections (`idle-probe`, see `BENCHMARKS.md`): about 2.3 KiB of server RSS
 //!   in all (engine, hub and socket included), down from about 137 KiB with
 //!   tokio-tungstenite's default 128 KiB read buffer. The transport's own share is
-//!   about 0.5 KiB (its reader and writer state, the split halves, hyper's upgraded
-//!   connection); the rest is the engine's future, the handshake headers the
+//!   under 0.5 KiB (its reader and writer state, the split halves, hyper's upgraded
+//!   connection); the rest is the engine's future and queue, the handshake headers the
 //!   connection keeps, the hub's entry and tokio's socket registration.
 //! - **Pings** are answered by the engine ([`PingReplies::Engine`]) under the same
 //!   outbound byte budget as every other frame, so a client that pings and never reads

@@ -98,10 +98,14 @@ async fn serve_boxed<C: Context>(
     let (read, write) = tokio::io::split(TokioIo::new(upgraded));
     let mut reader = FrameReader::new(read, max_message_bytes);
     let mut writer = FrameWriter::new(write);
-    let reason = (*accepted)
-        .ping_replies(PingReplies::Engine)
-        .serve(&mut reader, &mut writer)
-        .await;
+    let serve = {
+        // Moved out of its box here, so the box is freed now, not when this ends.
+        let boxed = accepted;
+        (*boxed)
+            .ping_replies(PingReplies::Engine)
+            .serve(&mut reader, &mut writer)
+    };
+    let reason = serve.await;
     // Normally done by the engine already (then this returns at once).
     let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, writer.close()).await;
     let _ = tokio::time::timeout(LINGER, reader.discard_until_eof()).await;

@@ -153,6 +153,7 @@ struct Shared {
     published: AtomicU64,
     received: AtomicU64,
     failed: AtomicU64,
+    sessions: AtomicU64,
     outage: Outage,
     queue_full_logged: AtomicBool,
     bad_envelope_logged: AtomicBool,
@@ -244,6 +245,7 @@ impl RedisHub {
             published: AtomicU64::new(0),
             received: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            sessions: AtomicU64::new(0),
             outage: Outage::default(),
             queue_full_logged: AtomicBool::new(false),
             bad_envelope_logged: AtomicBool::new(false),
@@ -266,6 +268,12 @@ impl RedisHub {
     /// This node's name.
     pub fn node_name(&self) -> &str {
         &self.shared.cfg.node_name
+    }
+
+    /// How many times the pub/sub connection has been established (1 after
+    /// [`connect`](Self::connect); each reconnect after a failure adds one).
+    pub fn subscriber_sessions(&self) -> u64 {
+        self.shared.sessions.load(Relaxed)
     }
 
     /// The local part: this node's connections and rooms.
@@ -986,6 +994,7 @@ async fn subscribed_session(
         tracing::debug!(channel = %c, "subscribed");
     }
     backoff.reset();
+    s.sessions.fetch_add(1, Relaxed);
     s.outage.ok(SUBSCRIBER, s.failed.load(Relaxed));
     s.applied.send_replace(Some(generation));
     let mut ping = tokio::time::interval(s.cfg.heartbeat);
@@ -1024,7 +1033,8 @@ async fn subscribed_session(
                 s.applied.send_replace(Some(generation));
             }
             _ = ping.tick() => {
-                s.timed(sink.ping::<String>()).await?;
+                // In subscribed mode the answer is ["pong", ""]: any answer will do.
+                s.timed(sink.ping::<redis::Value>()).await?;
             }
         }
     }

@@ -360,6 +360,8 @@ async fn redis_outage_local_delivery_goes_on_failures_counted_then_it_resumes() 
     // Both nodes re-subscribe every channel their connections need.
     n0.ready().await;
     n1.ready().await;
+    assert!(n0.hub.subscriber_sessions() >= 2, "node 0 reconnected");
+    assert!(n1.hub.subscriber_sessions() >= 2, "node 1 reconnected");
     a.call::<ToRooms>((vec!["r".into()], 100)).await.unwrap();
     assert_eq!(a.next::<Tick>().await.unwrap(), 100);
     assert_eq!(b.next::<Tick>().await.unwrap(), 100, "delivery resumed");
@@ -379,4 +381,22 @@ async fn redis_outage_local_delivery_goes_on_failures_counted_then_it_resumes() 
     );
     // Nothing from the outage arrives late (at most once): b's next event is the marker.
     assert_nothing_more(&[n0, n1], &[&a, &b, &late]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriber_keeps_its_connection_across_keepalive_pings() {
+    let prefix = redis_support::unique_prefix("pings");
+    let cfg = |name: &str| config(&prefix, name).heartbeat(Duration::from_millis(20));
+    let n0 = Node::start(cfg("n0")).await;
+    let n1 = Node::start(cfg("n1")).await;
+    let b = n1.client(&["r"]).await;
+    n1.ready().await;
+    // Let a dozen keepalive pings and heartbeats go by (time passing is the point here).
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let a = n0.client(&[]).await;
+    a.call::<ToRooms>((vec!["r".into()], 5)).await.unwrap();
+    assert_eq!(b.next::<Tick>().await.unwrap(), 5);
+    assert_eq!(n0.hub.subscriber_sessions(), 1, "no reconnect on node 0");
+    assert_eq!(n1.hub.subscriber_sessions(), 1, "no reconnect on node 1");
+    assert_eq!(n1.app.server().stats().cluster_send_failures, 0);
 }

@@ -1,7 +1,7 @@
 //! The chat example: a single-page browser chat and its WebSocket on one port.
 //!
 //! ```text
-//! cargo run -p zocket-examples --bin chat [-- --addr 127.0.0.1:8080] [--redis URL]
+//! cargo run -p zocket-examples --bin chat [-- --addr 127.0.0.1:8080] [--redis URL] [--metrics 127.0.0.1:9100]
 //! ```
 //!
 //! With `--redis URL` several chat processes (on different ports or machines) form one
@@ -12,7 +12,9 @@
 //! Serves the page at `/` and the Zocket WebSocket at `/ws` (warp adapter, in-memory
 //! hub). The first line on stdout says where to open it:
 //! `chat on http://127.0.0.1:8080/ (WebSocket ws://127.0.0.1:8080/ws)`. `--addr` with
-//! port 0 picks a free port. Logs go to stderr (`RUST_LOG`, default `info`).
+//! port 0 picks a free port. `--metrics HOST:PORT` serves Prometheus metrics at
+//! `http://HOST:PORT/metrics` (then the second stdout line is
+//! `metrics on http://HOST:PORT/metrics`). Logs go to stderr (`RUST_LOG`, default `info`).
 //! Ctrl-C / SIGTERM: graceful shutdown (open sockets are closed with 1001), exit 0.
 
 use std::io::Write;
@@ -26,12 +28,13 @@ use zocket_examples::chat;
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 const USAGE: &str = "\
-usage: chat [--addr HOST:PORT] [--redis URL]
+usage: chat [--addr HOST:PORT] [--redis URL] [--metrics HOST:PORT]
 
 Serves the Zocket chat page at / and its WebSocket at /ws on the same port.
 
   --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
   --redis URL        one chat across processes on this Redis (prefix: env ZOCKET_REDIS_PREFIX)
+  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics
   -h, --help         this text";
 
 /// The parsed command line.
@@ -39,11 +42,13 @@ Serves the Zocket chat page at / and its WebSocket at /ws on the same port.
 struct ChatArgs {
     addr: SocketAddr,
     redis: Option<String>,
+    metrics: Option<SocketAddr>,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<ChatArgs>, String> {
     let mut addr = DEFAULT_ADDR.to_owned();
     let mut redis = None;
+    let mut metrics = None;
     let mut args = args;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -58,12 +63,19 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<ChatArgs>, St
                     "--redis needs a value, e.g. --redis redis://127.0.0.1:6379/".to_owned()
                 })?)
             }
+            "--metrics" => {
+                metrics = Some(args.next().ok_or_else(|| {
+                    "--metrics needs a value, e.g. --metrics 127.0.0.1:9100".to_owned()
+                })?)
+            }
             other => match (
                 other.strip_prefix("--addr="),
                 other.strip_prefix("--redis="),
+                other.strip_prefix("--metrics="),
             ) {
-                (Some(v), _) => addr = v.to_owned(),
-                (_, Some(v)) => redis = Some(v.to_owned()),
+                (Some(v), _, _) => addr = v.to_owned(),
+                (_, Some(v), _) => redis = Some(v.to_owned()),
+                (_, _, Some(v)) => metrics = Some(v.to_owned()),
                 _ => return Err(format!("unknown argument `{other}`")),
             },
         }
@@ -71,14 +83,28 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<ChatArgs>, St
     let addr = addr
         .parse::<SocketAddr>()
         .map_err(|e| format!("--addr `{addr}` is not HOST:PORT ({e})"))?;
-    Ok(Some(ChatArgs { addr, redis }))
+    let metrics = metrics
+        .map(|m| {
+            m.parse::<SocketAddr>()
+                .map_err(|e| format!("--metrics `{m}` is not HOST:PORT ({e})"))
+        })
+        .transpose()?;
+    Ok(Some(ChatArgs {
+        addr,
+        redis,
+        metrics,
+    }))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     zocket_examples::init_logging();
 
-    let ChatArgs { addr, redis } = match parse_args(std::env::args().skip(1)) {
+    let ChatArgs {
+        addr,
+        redis,
+        metrics,
+    } = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
             println!("{USAGE}");
@@ -108,6 +134,18 @@ async fn main() -> ExitCode {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port())
     } else {
         local
+    };
+
+    // Before the server exists, so that every metric reaches the recorder.
+    let metrics = match metrics {
+        Some(addr) => match zocket_examples::prometheus::serve(addr, None).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("chat: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
 
     let (server, hub) = match &redis {
@@ -153,6 +191,9 @@ async fn main() -> ExitCode {
     );
 
     println!("chat on http://{shown}/ (WebSocket ws://{shown}/ws)");
+    if let Some(metrics) = &metrics {
+        println!("metrics on http://{}/metrics", metrics.addr);
+    }
     let _ = std::io::stdout().flush();
     tracing::info!(%local, "chat example listening; open the page in two browser tabs");
 
@@ -196,6 +237,16 @@ mod tests {
             redis(&["--redis=redis://r/"]).as_deref(),
             Some("redis://r/")
         );
+        let metrics = |a: &[&str]| parse_args(args(a)).unwrap().and_then(|c| c.metrics);
+        assert_eq!(metrics(&[]), None);
+        assert_eq!(
+            metrics(&["--metrics", "127.0.0.1:0"]),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(
+            metrics(&["--metrics=127.0.0.1:9100"]),
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
         assert_eq!(parse_args(args(&["--help"])).unwrap(), None);
     }
 
@@ -210,6 +261,11 @@ mod tests {
             parse_args(args(&["--addr", "nope"]))
                 .unwrap_err()
                 .contains("not HOST:PORT")
+        );
+        assert!(
+            parse_args(args(&["--metrics", "9100"]))
+                .unwrap_err()
+                .contains("--metrics `9100` is not HOST:PORT")
         );
         assert!(
             parse_args(args(&["--port", "1"]))

@@ -15,7 +15,8 @@
 //! - `--adapter warp|hyper` (default `warp`).
 //! - `--connections N` (default 10000): idle connections, opened `--batch B` (default
 //!   200) at a time, each counted once its `__welcome` frame arrived.
-//! - `--pings N`: instead, one client that sends `N` pings and never reads.
+//! - `--pings N`: instead, one client that sends `N` pings and never reads;
+//!   `--ping-bytes B` (default 0, at most 125) is each ping's payload.
 //! - `--attach ADDR,PID`: measure a server that is already running (e.g. under a heap
 //!   profiler) instead of starting one.
 //!
@@ -36,6 +37,7 @@ struct Args {
     connections: usize,
     batch: usize,
     pings: Option<u64>,
+    ping_bytes: usize,
     attach: Option<(String, u32)>,
 }
 
@@ -48,6 +50,7 @@ fn parse_args() -> Result<Args, String> {
         connections: 10_000,
         batch: 200,
         pings: None,
+        ping_bytes: 0,
         attach: None,
     };
     let mut it = std::env::args().skip(1);
@@ -59,6 +62,12 @@ fn parse_args() -> Result<Args, String> {
             "--connections" => args.connections = value()?.parse().map_err(|e| format!("{e}"))?,
             "--batch" => args.batch = value()?.parse().map_err(|e| format!("{e}"))?,
             "--pings" => args.pings = Some(value()?.parse().map_err(|e| format!("{e}"))?),
+            "--ping-bytes" => {
+                args.ping_bytes = value()?.parse().map_err(|e| format!("{e}"))?;
+                if args.ping_bytes > 125 {
+                    return Err("--ping-bytes: at most 125 (a control frame)".into());
+                }
+            }
             "--attach" => {
                 let v = value()?;
                 let (addr, pid) = v.split_once(',').ok_or("--attach ADDR,PID")?;
@@ -176,8 +185,12 @@ async fn idle(args: &Args, pid: u32, addr: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A masked client ping frame with an empty payload.
-const PING: [u8; 6] = [0x89, 0x80, 0, 0, 0, 0];
+/// A masked client ping frame with a payload of `len` bytes (mask 0: sent as is).
+fn ping_frame(len: usize) -> Vec<u8> {
+    let mut frame = vec![0x89, 0x80 | len as u8, 0, 0, 0, 0];
+    frame.resize(6 + len, b'p');
+    frame
+}
 
 async fn ping_flood(args: &Args, pid: u32, addr: &str, pings: u64) -> Result<(), String> {
     let mut stream = connect(addr).await.map_err(|e| format!("connect: {e}"))?;
@@ -185,11 +198,12 @@ async fn ping_flood(args: &Args, pid: u32, addr: &str, pings: u64) -> Result<(),
     let before = rss_kib(pid).map_err(|e| e.to_string())?;
     let mut peak = before;
     let started = Instant::now();
-    let chunk: Vec<u8> = PING
+    let ping = ping_frame(args.ping_bytes);
+    let chunk: Vec<u8> = ping
         .iter()
         .copied()
         .cycle()
-        .take(PING.len() * 1000)
+        .take(ping.len() * 1000)
         .collect();
     let mut sent = 0u64;
     let mut ended = None;
@@ -211,9 +225,10 @@ async fn ping_flood(args: &Args, pid: u32, addr: &str, pings: u64) -> Result<(),
     }
     peak = peak.max(rss_kib(pid).map_err(|e| e.to_string())?);
     println!(
-        "adapter={} pings_sent={sent} secs={:.1} rss_before_kib={before} rss_peak_kib={peak} \
+        "adapter={} ping_bytes={} pings_sent={sent} secs={:.1} rss_before_kib={before} rss_peak_kib={peak} \
          growth_kib={} ended={:?}",
         args.adapter,
+        args.ping_bytes,
         started.elapsed().as_secs_f64(),
         peak - before,
         ended.as_deref().unwrap_or("no: every ping was written"),

@@ -2,7 +2,7 @@
 //! ([`zocket_examples::reference::router`]) on a real socket, with either adapter.
 //!
 //! ```text
-//! cargo run --release -p zocket-examples --bin reference -- [--addr 127.0.0.1:0] [--adapter warp|hyper] [--redis URL] [--node NAME]
+//! cargo run --release -p zocket-examples --bin reference -- [--addr 127.0.0.1:0] [--adapter warp|hyper] [--redis URL] [--node NAME] [--metrics ADDR]
 //! ```
 //!
 //! - `--addr HOST:PORT` (default `127.0.0.1:3000`; port 0 picks a free one).
@@ -15,6 +15,9 @@
 //!   `zocket`) form one cluster. If Redis does not answer at startup: exit code 1.
 //! - `--node NAME`: this process's name in the cluster (default: a random one), in the
 //!   logs.
+//! - `--metrics ADDR`: serve Prometheus metrics at `http://ADDR/metrics` (port 0 picks a
+//!   free one; the second stdout line is then `metrics on http://HOST:PORT/metrics`),
+//!   with the node's name as the `node` label when `--node` is given.
 //!
 //! The first line on stdout is exactly `listening on ws://HOST:PORT/` (the bound
 //! address); WebSocket connections are accepted at `/`. Logs go to stderr (`RUST_LOG`,
@@ -32,7 +35,7 @@ use zocket_examples::reference;
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
 const USAGE: &str = "\
-usage: reference [--addr HOST:PORT] [--adapter warp|hyper] [--redis URL] [--node NAME]
+usage: reference [--addr HOST:PORT] [--adapter warp|hyper] [--redis URL] [--node NAME] [--metrics HOST:PORT]
                  [--max-connections N] [--max-connections-per-ip N]
 
 Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
@@ -41,6 +44,7 @@ Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
   --adapter warp|hyper  the HTTP adapter (default warp)
   --redis URL           the distributed hub on Redis (key prefix: env ZOCKET_REDIS_PREFIX, default zocket)
   --node NAME           this node's name in a cluster (with --redis)
+  --metrics HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics
   --max-connections N   connections at once, in total (default 65536; over it: 503)
   --max-connections-per-ip N
                         connections at once from one IP address (default 16384)
@@ -60,6 +64,7 @@ struct Args {
     adapter: Adapter,
     redis: Option<String>,
     node: Option<String>,
+    metrics: Option<SocketAddr>,
     /// `--max-connections` / `--max-connections-per-ip`: the admission limits.
     limits: Limits,
 }
@@ -94,6 +99,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     let mut adapter = "warp".to_owned();
     let mut redis = None;
     let mut node = None;
+    let mut metrics = None;
     let mut max_connections = None;
     let mut max_connections_per_ip = None;
     let mut args = args;
@@ -112,6 +118,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
             "--adapter" => &mut adapter,
             "--redis" => redis.get_or_insert_with(String::new),
             "--node" => node.get_or_insert_with(String::new),
+            "--metrics" => metrics.get_or_insert_with(String::new),
             "--max-connections" => max_connections.get_or_insert_with(String::new),
             "--max-connections-per-ip" => max_connections_per_ip.get_or_insert_with(String::new),
             _ => return Err(format!("unknown argument `{arg}`")),
@@ -129,6 +136,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         "hyper" => Adapter::Hyper,
         other => return Err(format!("--adapter `{other}` is not `warp` or `hyper`")),
     };
+    let metrics = metrics
+        .map(|m| {
+            m.parse::<SocketAddr>()
+                .map_err(|e| format!("--metrics `{m}` is not HOST:PORT ({e})"))
+        })
+        .transpose()?;
     let limits = Limits {
         max_connections: max_connections
             .map(|v| parse_count("--max-connections", &v))
@@ -142,6 +155,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         adapter,
         redis,
         node,
+        metrics,
         limits,
     }))
 }
@@ -192,6 +206,18 @@ async fn main() -> ExitCode {
         }
     };
 
+    // Before the server exists, so that every metric reaches the recorder.
+    let metrics = match args.metrics {
+        Some(addr) => match zocket_examples::prometheus::serve(addr, args.node.as_deref()).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("reference: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+
     let config = args.limits.apply(zocket_core::ServerConfig::default());
     let mut builder = Server::builder(reference::router()).config(config);
     if let Some(hub) = &hub {
@@ -210,6 +236,9 @@ async fn main() -> ExitCode {
     };
 
     println!("listening on ws://{local}/");
+    if let Some(metrics) = &metrics {
+        println!("metrics on http://{}/metrics", metrics.addr);
+    }
     let _ = std::io::stdout().flush();
     tracing::info!(%local, adapter = ?args.adapter, "reference server listening");
 
@@ -237,6 +266,7 @@ mod tests {
                 adapter: Adapter::Warp,
                 redis: None,
                 node: None,
+                metrics: None,
                 limits: Limits::default(),
             })
         );
@@ -251,6 +281,8 @@ mod tests {
             "--redis",
             "redis://127.0.0.1/",
             "--node=n1",
+            "--metrics",
+            "127.0.0.1:9100",
         ])
         .unwrap()
         .unwrap();
@@ -258,6 +290,7 @@ mod tests {
         assert_eq!(args.adapter, Adapter::Hyper);
         assert_eq!(args.redis.as_deref(), Some("redis://127.0.0.1/"));
         assert_eq!(args.node.as_deref(), Some("n1"));
+        assert_eq!(args.metrics, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(parse(&["-h"]).unwrap(), None);
         let limits = parse(&["--max-connections", "10", "--max-connections-per-ip=2"])
             .unwrap()
@@ -291,6 +324,11 @@ mod tests {
             parse(&["--addr", "localhost"])
                 .unwrap_err()
                 .contains("not HOST:PORT")
+        );
+        assert!(
+            parse(&["--metrics", "9100"])
+                .unwrap_err()
+                .contains("--metrics `9100` is not HOST:PORT")
         );
         assert!(
             parse(&["--port", "1"])

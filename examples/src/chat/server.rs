@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Deserialize;
 use zocket_core::{
-    ClientId, ConnInfo, Context, Cx, DisconnectInfo, Input, Middleware, Reject, Router,
-    ServerHandle,
+    ClientId, CloseReason, ConnInfo, Context, Cx, DisconnectInfo, Input, Middleware, Reject,
+    Router, ServerHandle,
 };
 
 use super::cluster::ChatCluster;
@@ -101,19 +101,30 @@ impl Context for ChatUser {
         if let Some(c) = &state.cluster {
             c.forget(&self.me.client_id).await;
         }
-        for members in state.remove_user(&self.me.client_id) {
+        let rooms = state.remove_user(&self.me.client_id);
+        // A server going down disconnects everybody on it: this user did not leave, and
+        // the pages see their own disconnect. After a restart, presence comes from the
+        // new server (each page re-joins and gets the room's member list). Only the
+        // member lists of other nodes of a cluster are brought up to date.
+        let shutdown = info.reason == CloseReason::ServerShutdown;
+        if shutdown && state.cluster.is_none() {
+            return;
+        }
+        for members in rooms {
             let members = state
                 .everywhere(&attached.server, members, Some(&self.me.client_id))
                 .await;
             let room = members.room.clone();
-            let _ = attached
-                .server
-                .send::<PresenceChanged>(Presence {
-                    room: room.clone(),
-                    member: self.me.clone(),
-                    kind: PresenceKind::Left,
-                })
-                .to_room(&room);
+            if !shutdown {
+                let _ = attached
+                    .server
+                    .send::<PresenceChanged>(Presence {
+                        room: room.clone(),
+                        member: self.me.clone(),
+                        kind: PresenceKind::Left,
+                    })
+                    .to_room(&room);
+            }
             let _ = attached
                 .server
                 .send::<MembersChanged>(members)

@@ -20,6 +20,8 @@ pub struct ChatProcess {
     pub addr: String,
     /// Where the binary's stderr (its logs) goes.
     pub log: PathBuf,
+    /// `127.0.0.1:PORT` of the metrics endpoint, when started with `--metrics`.
+    pub metrics_addr: Option<String>,
 }
 
 impl ChatProcess {
@@ -28,8 +30,16 @@ impl ChatProcess {
         Self::start_with(&[], &[])
     }
 
-    /// Like [`start`](Self::start), with more arguments and environment variables.
+    /// Start `chat --addr ADDR` (e.g. the port of a previous, stopped process).
+    pub fn start_at(addr: &str) -> Self {
+        // A later `--addr` wins over the default one.
+        Self::start_with(&["--addr", addr], &[])
+    }
+
+    /// Like [`start`](Self::start), with more arguments and environment variables. With
+    /// `--metrics`, the second stdout line says where the metrics are served.
     pub fn start_with(extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let with_metrics = extra_args.iter().any(|a| a.starts_with("--metrics"));
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "chat-{}-{}.log",
             std::process::id(),
@@ -50,8 +60,10 @@ impl ChatProcess {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = tx.send(reader.read_line(&mut line).map(|_| line));
+            for _ in 0..if with_metrics { 2 } else { 1 } {
+                let mut line = String::new();
+                let _ = tx.send(reader.read_line(&mut line).map(|_| line));
+            }
             // Keep draining so the binary never blocks on a full pipe.
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
@@ -62,6 +74,7 @@ impl ChatProcess {
             ws_url: String::new(),
             addr: String::new(),
             log,
+            metrics_addr: None,
         };
         let line = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(Ok(line)) => line,
@@ -91,6 +104,17 @@ impl ChatProcess {
         process.ws_url = format!("ws://{addr}/ws");
         process.addr = addr.to_owned();
         process.first_line = line;
+        if with_metrics {
+            let second = match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Ok(line)) => line.trim_end().to_owned(),
+                other => panic!("no second line with --metrics ({other:?})"),
+            };
+            let addr = second
+                .strip_prefix("metrics on http://")
+                .and_then(|r| r.strip_suffix("/metrics"))
+                .unwrap_or_else(|| panic!("unexpected second line {second:?}"));
+            process.metrics_addr = Some(addr.to_owned());
+        }
         process
     }
 
@@ -104,6 +128,14 @@ impl ChatProcess {
         match &mut self.child {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
+        }
+    }
+
+    /// SIGKILL: the process dies at once, sockets are reset without close frames.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the chat binary");
+            child.wait().expect("reap the chat binary");
         }
     }
 

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering as AtomicOrdering;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
@@ -24,7 +23,6 @@ use crate::ids::ClientId;
 use crate::protocol::{self, Text, WsFrame};
 use crate::router::dispatch;
 use crate::server::{Server, TransportError};
-use crate::stats::inc;
 
 /// Frames read in one poll before the driver yields to other tasks.
 const READS_PER_POLL: u32 = 64;
@@ -92,21 +90,55 @@ where
     async move {
         let token = driver.server.shutdown_token().clone();
         let mut shutdown = std::pin::pin!(token.cancelled());
-        driver.open();
+        let registered = driver.open();
         std::future::poll_fn(|task| driver.poll(task, shutdown.as_mut())).await;
         // Only what the hook needs lives on; the transport is dropped here.
-        let (reason, cx, server) = driver.finish();
+        let (reason, cx) = driver.finish();
         // Boxed: allocated once, when the connection ends, rather than reserved in every
         // connection's future for its whole life.
-        Box::pin(end(reason, cx, server)).await
+        Box::pin(end(reason, cx, registered)).await
+    }
+}
+
+/// A connection registered with the hub and counted as open. If its future is dropped
+/// before it ended (the runtime shutting down, an adapter giving up on it), dropping this
+/// unregisters it, so the hub keeps no dead queue and the count stays right; the
+/// disconnect hook, being async, cannot run then.
+struct Registered<C: Context> {
+    server: Server<C>,
+    id: ClientId,
+    armed: bool,
+}
+
+impl<C: Context> Registered<C> {
+    fn unregister(&mut self) {
+        if std::mem::take(&mut self.armed) {
+            self.server.hub_ref().unregister(&self.id);
+            self.server.stats_ref().connection_unregistered();
+        }
+    }
+}
+
+impl<C: Context> Drop for Registered<C> {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::debug!(
+                "connection dropped before it ended: unregistered without the disconnect hook"
+            );
+            self.unregister();
+        }
     }
 }
 
 /// The connection ended: the disconnect hook (exactly once, while its rooms are still
 /// known), then unregistration.
-async fn end<C: Context>(reason: CloseReason, cx: Cx<C>, server: Server<C>) -> CloseReason {
+async fn end<C: Context>(
+    reason: CloseReason,
+    cx: Cx<C>,
+    mut registered: Registered<C>,
+) -> CloseReason {
     let id = cx.conn.id.clone();
-    let hub = server.hub_ref();
+    let hub = registered.server.hub_ref();
     let rooms = hub.rooms_of(&id);
     tracing::debug!(?reason, rooms = %crate::redact::list(&rooms, 10, 64), "disconnected");
     cx.context()
@@ -116,11 +148,8 @@ async fn end<C: Context>(reason: CloseReason, cx: Cx<C>, server: Server<C>) -> C
             reason: reason.clone(),
         })
         .await;
-    hub.unregister(&id);
-    server
-        .stats_ref()
-        .connections_open
-        .fetch_sub(1, AtomicOrdering::Relaxed);
+    registered.unregister();
+    registered.server.stats_ref().record_close(&reason);
     reason
 }
 
@@ -153,25 +182,29 @@ where
     K::Error: std::fmt::Display,
 {
     /// The connection begins: registered with the hub, counted, welcomed.
-    fn open(&mut self) {
+    fn open(&mut self) -> Registered<C> {
         let conn = &self.cx.conn;
         self.server.hub_ref().register(conn.out.clone());
         let stats = self.server.stats_ref();
-        inc(&stats.connections_open);
-        inc(&stats.connections_total);
+        stats.connection_opened();
         tracing::debug!("connected");
         conn.push(protocol::encode_welcome(conn.id.as_str()));
+        Registered {
+            server: self.server.clone(),
+            id: conn.id.clone(),
+            armed: true,
+        }
     }
 
     /// The connection ended: why, and what the disconnect hook needs; the rest (the
     /// transport first) is dropped.
-    fn finish(self) -> (CloseReason, Cx<C>, Server<C>) {
+    fn finish(self) -> (CloseReason, Cx<C>) {
         let reason = self
             .machine
             .reason()
             .cloned()
             .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()));
-        (reason, self.cx, self.server)
+        (reason, self.cx)
     }
 
     fn poll(

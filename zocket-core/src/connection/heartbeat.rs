@@ -5,14 +5,14 @@
 //!   so a connection whose writes are stuck (the peer reads nothing, its socket is full)
 //!   is dropped `timeout` after the tick even though the ping never left.
 //! - When the flush that carried the ping completes, the ping is *sent* and the peer gets
-//!   the full `timeout` from then. Any frame read after that answers it: a pong, or any
-//!   other frame (a peer whose frames keep arriving is alive, even if the server is busy
-//!   with its backlog and has not reached the pong yet). Frames read before the ping
-//!   left do not count, so a peer whose socket is full cannot keep itself alive by
-//!   sending while it reads nothing.
+//!   the full `timeout` from then. A pong read after that answers it, and so does a
+//!   message (a peer whose messages keep arriving is alive, even if the server is busy
+//!   with its backlog and has not reached the pong yet). Its pings do not: a peer that
+//!   pings and never reads is not answering. Frames read before the ping left do not
+//!   count, so a peer whose socket is full cannot keep itself alive meanwhile.
 //! - While reading is paused (the in-flight limit or the byte budget), pongs cannot be
 //!   read. A deadline that passes during such a pause is forgiven when the writer made
-//!   progress since the ping (a completed flush: the peer is reading) or has nothing to
+//!   progress during the pause (a completed flush: the peer is reading) or has nothing to
 //!   write (the pause is the server's doing); otherwise the peer is dead or stuck.
 //! - Ticks missed while a ping is outstanding are not made up in a burst.
 
@@ -133,19 +133,30 @@ impl Heartbeat {
                     progressed: false,
                 };
             }
-            State::Sent { progressed, .. } => *progressed = true,
+            // Progress counts while reading is paused: the peer drains what we write.
+            State::Sent {
+                paused: true,
+                progressed,
+                ..
+            } => *progressed = true,
             _ => {}
         }
     }
 
     /// Reading is paused.
     pub(crate) fn on_read_paused(&mut self) {
-        if let State::Sent { paused, .. } = &mut self.state {
+        if let State::Sent {
+            paused: paused @ false,
+            progressed,
+            ..
+        } = &mut self.state
+        {
             *paused = true;
+            *progressed = false;
         }
     }
 
-    /// A frame (a pong, or any other) was read from the peer.
+    /// A pong or a message was read from the peer.
     pub(crate) fn on_frame(&mut self) {
         if matches!(self.state, State::Sent { .. }) {
             self.state = State::Idle;
@@ -252,6 +263,18 @@ mod tests {
         h.on_flushed(T, t0 + 20 * S);
         h.on_read_paused();
         assert_eq!(h.handle_timeout(T, t0 + 25 * S, true), Verdict::Dead);
+    }
+
+    #[test]
+    fn progress_before_the_pause_does_not_count() {
+        let t0 = Instant::now();
+        let mut h = Heartbeat::new(T, t0);
+        h.handle_timeout(T, t0 + 10 * S, false);
+        h.take_ping();
+        h.on_flushed(T, t0 + 10 * S);
+        h.on_flushed(T, t0 + 11 * S);
+        h.on_read_paused();
+        assert_eq!(h.handle_timeout(T, t0 + 15 * S, true), Verdict::Dead);
     }
 
     #[test]

@@ -69,7 +69,7 @@
 //! The limits and timings are the server's, shared by all its connections; each holds
 //! only its own state. Measured (x86_64, `cargo test -p zocket-core -- --nocapture
 //! size_of`): the machine is 224 bytes, the shared outbound state 176 bytes (one
-//! allocation), the whole future `Accepted::serve` returns 544 bytes with the test
+//! allocation), the whole future `Accepted::serve` returns 576 bytes with the test
 //! harness's channel transport (the transport's own state comes on top), plus one timer
 //! (112 bytes, boxed) when heartbeats are on.
 
@@ -241,7 +241,10 @@ impl Connection {
             return None;
         }
         let draining = matches!(self.phase, Phase::Draining { .. });
-        if let (Some(hb), Some(Ok(_))) = (&mut self.heartbeat, &item) {
+        if let (Some(hb), Some(Ok(WsFrame::Text(_) | WsFrame::Binary(_) | WsFrame::Pong(_)))) =
+            (&mut self.heartbeat, &item)
+        {
+            // Pings do not count: a peer that pings and never reads is not answering.
             hb.on_frame();
         }
         match item {

@@ -36,7 +36,7 @@ use futures::task::AtomicWaker;
 use crate::hub::{CloseReason, SlowConsumerPolicy};
 use crate::ids::ClientId;
 use crate::protocol::Text;
-use crate::stats::{Stats, inc};
+use crate::stats::{Dropped, Stats, inc};
 
 /// Bytes charged per queued frame on top of its length: the queue slot and the shared
 /// buffer's header, so that many tiny frames are bounded as well as a few large ones.
@@ -204,7 +204,7 @@ impl Outbound {
         let mut q = s.lock();
         if q.closed {
             drop(q);
-            inc(&s.stats.frames_dropped);
+            s.stats.frame_dropped(Dropped::Closed);
             tracing::debug!(client_id = %s.id, "frame for a closing connection dropped");
             return Push::Closed;
         }
@@ -222,7 +222,7 @@ impl Outbound {
             q.pushed_frames += 1;
         }
         drop(q);
-        inc(&s.stats.frames_queued);
+        s.stats.frame_queued();
         if wake {
             s.waker.wake();
         }
@@ -239,7 +239,7 @@ impl Outbound {
         }
         let (bytes, frames) = (q.pushed_bytes, q.pushed_frames);
         drop(q);
-        inc(&s.stats.frames_dropped);
+        s.stats.frame_dropped(Dropped::QueueFull);
         if close {
             inc(&s.stats.slow_consumer_closes);
             tracing::warn!(client_id = %s.id, waiting_bytes = bytes, waiting_events = frames, "outbound budget exceeded by pushed events: closing slow consumer (1013)");
@@ -363,8 +363,7 @@ impl Shared {
         self.uncharge(bytes);
         if !frames.is_empty() {
             self.stats
-                .frames_dropped
-                .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                .frames_dropped(Dropped::Closed, frames.len() as u64);
         }
     }
 }

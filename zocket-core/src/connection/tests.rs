@@ -293,6 +293,31 @@ fn heartbeat_without_pong_drops_without_a_close_frame() {
 }
 
 #[test]
+fn heartbeat_drops_a_peer_that_only_pings_even_while_its_buffers_take_our_writes() {
+    let mut t = T::with_replies(1 << 20, heartbeat(), PingReplies::Engine);
+    t.m.handle_timeout(t.at(10 * S));
+    t.write(t.at(10 * S), true);
+    for i in 0..1000u32 {
+        let now = t.at(10 * S) + MS * (i * 4);
+        t.read(now, WsFrame::Ping(Bytes::new()));
+        t.write(now, true); // its kernel buffers still take our pongs
+    }
+    t.m.handle_timeout(t.at(15 * S));
+    assert_eq!(t.m.reason(), Some(&CloseReason::HeartbeatTimeout));
+}
+
+#[test]
+fn heartbeat_counts_a_message_read_after_the_ping_as_an_answer() {
+    // The server may be busy with the peer's backlog; its pong is behind its messages.
+    let mut t = T::new(1 << 20, heartbeat());
+    t.m.handle_timeout(t.at(10 * S));
+    t.write(t.at(10 * S), true);
+    assert!(t.read(t.at(14 * S), text("{}")).is_some());
+    t.m.handle_timeout(t.at(15 * S));
+    assert!(t.m.reason().is_none());
+}
+
+#[test]
 fn heartbeat_ping_owed_during_a_stuck_write_drops_the_connection_in_time() {
     let mut t = T::new(1 << 20, heartbeat());
     t.own(10, 10);
