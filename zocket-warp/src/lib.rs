@@ -229,6 +229,14 @@ async fn handle<C: Context>(
             "not a WebSocket upgrade request",
         ));
     };
+    let Some(on_upgrade) = on_upgrade else {
+        // hyper offers no upgrade for an HTTP/1.0 request (which `warp::serve` does not
+        // let a filter see): client-caused, refused like the version check.
+        tracing::debug!(remote = ?remote_addr, "request on a connection that cannot be upgraded");
+        return refusal(&HandshakeError::BadRequest(
+            "a WebSocket upgrade needs HTTP/1.1 or later",
+        ));
+    };
     let request = HandshakeRequest {
         path: path.as_str().to_owned(),
         query,
@@ -241,10 +249,6 @@ async fn handle<C: Context>(
             // `warp::ws()` checked the upgrade request; the socket is taken over here, with
             // the transport of zocket-hyper (warp's `Ws` cannot size its buffers).
             drop(ws);
-            let Some(on_upgrade) = on_upgrade else {
-                tracing::error!("WebSocket request on a connection that cannot be upgraded");
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            };
             let max = server.config().max_message_bytes;
             tokio::spawn(zocket_hyper::socket::serve_upgrade(
                 accepted, on_upgrade, max,
