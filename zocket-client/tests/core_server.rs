@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
 use zocket_client::{Client, ClientError, ConnectError, ConnectionState, Heartbeat, Reconnect};
 use zocket_core::protocol::{CloseFrame, Text, WsFrame};
 use zocket_core::server::{HandshakeRequest, TransportError};
-use zocket_core::{ConnInfo, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
+use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -120,7 +120,9 @@ pub struct User {
 }
 impl Context for User {
     type Headers = Headers;
-    async fn connect(h: Headers, _: &ConnInfo) -> Result<Self, Reject> {
+    type State = ();
+    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+        let h = conn.headers;
         match h.token.as_deref() {
             Some("bad") => return Err(Reject::unauthorized("bad token")),
             Some("banned") => return Err(Reject::forbidden("banned")),

@@ -15,7 +15,7 @@ pub mod stats;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
-pub use context::{ConnInfo, Context, DisconnectInfo};
+pub use context::{ConnInfo, Connect, Context, Disconnect, DisconnectInfo};
 pub use contract::{Event, Message};
 pub use cx::{Cx, IntoClientIds, IntoRoomNames, Outgoing, Rooms, ServerHandle};
 pub use error::{Reject, codes};
@@ -24,8 +24,8 @@ pub use ids::ClientId;
 pub use middleware::{Input, Middleware};
 pub use router::{Handler, Router, Scope};
 pub use server::{
-    Accepted, HandshakeError, HandshakeRequest, HeaderIssue, Server, ServerBuilder, ServerConfig,
-    TransportError,
+    Accepted, BuilderState, HandshakeError, HandshakeRequest, HeaderIssue, NoState, Server,
+    ServerBuilder, ServerConfig, TransportError,
 };
 pub use stats::StatsSnapshot;
 

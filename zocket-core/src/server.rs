@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::context::{ConnInfo, Context, DisconnectInfo};
+use crate::context::{ConnInfo, Connect, Context, Disconnect, DisconnectInfo};
 use crate::cx::{Conn, Cx, ServerHandle};
 use crate::hub::{CloseReason, Closer, Hub, LocalHub, Outbound, SlowConsumerPolicy};
 use crate::ids::ClientId;
@@ -187,8 +187,9 @@ pub enum TransportError {
     Other(String),
 }
 
-struct Inner<C> {
+struct Inner<C: Context> {
     router: Router<C>,
+    state: Arc<C::State>,
     config: ServerConfig,
     hub: Arc<dyn Hub>,
     stats: Arc<Stats>,
@@ -201,11 +202,11 @@ struct Inner<C> {
 /// call [`handshake`](Server::handshake) before upgrading and then
 /// [`Accepted::serve`] with the socket as a stream and sink of [`WsFrame`]s.
 /// Cheap to clone.
-pub struct Server<C> {
+pub struct Server<C: Context> {
     inner: Arc<Inner<C>>,
 }
 
-impl<C> Clone for Server<C> {
+impl<C: Context> Clone for Server<C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -213,7 +214,7 @@ impl<C> Clone for Server<C> {
     }
 }
 
-impl<C> std::fmt::Debug for Server<C> {
+impl<C: Context> std::fmt::Debug for Server<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("router", &self.inner.router)
@@ -223,13 +224,61 @@ impl<C> std::fmt::Debug for Server<C> {
 }
 
 /// Builds a [`Server`]; see [`Server::builder`].
-pub struct ServerBuilder<C> {
+///
+/// `St` records whether the application state was given: [`NoState`] until
+/// [`state`](Self::state) is called. A context whose [`Context::State`] is not `()`
+/// cannot be built without it (a compile error, not a panic).
+pub struct ServerBuilder<C: Context, St = NoState> {
     router: Router<C>,
     config: ServerConfig,
     hub: Option<Arc<dyn Hub>>,
+    state: St,
 }
 
-impl<C: Context> ServerBuilder<C> {
+impl<C: Context, St> std::fmt::Debug for ServerBuilder<C, St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("router", &self.router)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The application state of a [`ServerBuilder`] before [`ServerBuilder::state`] is called.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoState;
+
+/// What a [`ServerBuilder`] holds as its application state: [`NoState`] (only for a
+/// context whose state is `()`) or the state given to [`ServerBuilder::state`].
+#[diagnostic::on_unimplemented(
+    message = "the server needs its application state `{S}`",
+    label = "call `.state(..)` on the builder: `Server::builder(router).state(app).build()`",
+    note = "the context's `type State` is `{S}`; only a context with `type State = ()` builds without state"
+)]
+pub trait BuilderState<S>: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_state(self) -> Arc<S>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::NoState {}
+    impl<S> Sealed for std::sync::Arc<S> {}
+}
+
+impl BuilderState<()> for NoState {
+    fn into_state(self) -> Arc<()> {
+        Arc::new(())
+    }
+}
+
+impl<S> BuilderState<S> for Arc<S> {
+    fn into_state(self) -> Arc<S> {
+        self
+    }
+}
+
+impl<C: Context, St> ServerBuilder<C, St> {
     /// Use this configuration.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -240,11 +289,26 @@ impl<C: Context> ServerBuilder<C> {
         self.hub = Some(hub);
         self
     }
+    /// The application state ([`Context::State`]), shared by every connection: reachable
+    /// in `connect`, `disconnect`, every middleware and handler (`cx.state()`). Takes
+    /// the value or an `Arc` of it.
+    pub fn state(self, state: impl Into<Arc<C::State>>) -> ServerBuilder<C, Arc<C::State>> {
+        ServerBuilder {
+            router: self.router,
+            config: self.config,
+            hub: self.hub,
+            state: state.into(),
+        }
+    }
     /// The server.
-    pub fn build(self) -> Server<C> {
+    pub fn build(self) -> Server<C>
+    where
+        St: BuilderState<C::State>,
+    {
         Server {
             inner: Arc::new(Inner {
                 router: self.router,
+                state: self.state.into_state(),
                 config: self.config,
                 hub: self.hub.unwrap_or_else(|| Arc::new(LocalHub::new())),
                 stats: Arc::new(Stats::default()),
@@ -257,18 +321,29 @@ impl<C: Context> ServerBuilder<C> {
 }
 
 impl<C: Context> Server<C> {
-    /// A server with the default configuration and an in-memory hub.
-    pub fn new(router: Router<C>) -> Self {
+    /// A server with the default configuration and an in-memory hub, for a context
+    /// without application state (`type State = ()`); otherwise use
+    /// `Server::builder(router).state(app).build()`.
+    pub fn new(router: Router<C>) -> Self
+    where
+        NoState: BuilderState<C::State>,
+    {
         Self::builder(router).build()
     }
 
-    /// A builder, to set the configuration or the hub.
+    /// A builder, to set the application state, the configuration or the hub.
     pub fn builder(router: Router<C>) -> ServerBuilder<C> {
         ServerBuilder {
             router,
             config: ServerConfig::default(),
             hub: None,
+            state: NoState,
         }
+    }
+
+    /// The application state.
+    pub fn state(&self) -> &Arc<C::State> {
+        &self.inner.state
     }
 
     /// The configuration.
@@ -377,7 +452,14 @@ impl<C: Context> Server<C> {
             path: req.path,
             headers: map,
         };
-        match C::connect(headers, &info).await {
+        let server = self.handle();
+        let conn = Connect {
+            headers,
+            info: &info,
+            state: &self.inner.state,
+            server: &server,
+        };
+        match C::connect(conn).await {
             Ok(ctx) => Ok(Accepted {
                 server: self.clone(),
                 ctx,
@@ -392,13 +474,13 @@ impl<C: Context> Server<C> {
 }
 
 /// A connection whose handshake passed: the context is built, the upgrade may proceed.
-pub struct Accepted<C> {
+pub struct Accepted<C: Context> {
     server: Server<C>,
     ctx: C,
     info: ConnInfo,
 }
 
-impl<C> std::fmt::Debug for Accepted<C> {
+impl<C: Context> std::fmt::Debug for Accepted<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Accepted")
             .field("info", &self.info)
@@ -459,7 +541,7 @@ impl<C: Context> Accepted<C> {
             (cfg.max_protocol_errors, cfg.protocol_error_window),
         ));
         conn.push(protocol::encode_welcome(id.as_str()));
-        let cx = Cx::new(Arc::new(self.ctx), conn);
+        let cx = Cx::new(Arc::new(self.ctx), inner.state.clone(), conn);
         let pongs = AtomicU64::new(0);
         tokio::join!(
             read_loop(
@@ -479,11 +561,17 @@ impl<C: Context> Accepted<C> {
             .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()));
         let rooms = inner.hub.rooms_of(&id);
         tracing::debug!(?reason, ?rooms, "disconnected");
+        let info = DisconnectInfo {
+            client_id: id.clone(),
+            rooms,
+            reason: reason.clone(),
+        };
+        let server = self.server.handle();
         cx.context()
-            .disconnect(&DisconnectInfo {
-                client_id: id.clone(),
-                rooms,
-                reason: reason.clone(),
+            .disconnect(Disconnect {
+                info: &info,
+                state: &inner.state,
+                server: &server,
             })
             .await;
         inner.hub.unregister(&id);
@@ -494,14 +582,14 @@ impl<C: Context> Accepted<C> {
 
 async fn read_loop<C, S>(
     router: &Router<C>,
-    cx: &Cx<C>,
+    cx: &Cx<C, C::State>,
     mut stream: S,
     closer: &Closer,
     shutdown: &CancellationToken,
     cfg: &ServerConfig,
     pongs: &AtomicU64,
 ) where
-    C: Send + Sync + 'static,
+    C: Context,
     S: Stream<Item = Result<WsFrame, TransportError>> + Unpin,
 {
     let conn = &cx.conn;

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use zocket_core::protocol::{CloseFrame, WsFrame};
 use zocket_core::testing::{ConnectOptions, TestError, TestServer};
 use zocket_core::{
-    ConnInfo, Context, Cx, DisconnectInfo, Event, HandshakeError, Input, Message, Middleware,
-    Reject, Router, Server, ServerConfig, SlowConsumerPolicy,
+    Connect, Context, Cx, Disconnect, Event, HandshakeError, Input, Message, Middleware, Reject,
+    Router, Server, ServerConfig, SlowConsumerPolicy,
 };
 
 // ---- contract ----
@@ -109,7 +109,9 @@ fn disconnects(name: &str) -> usize {
 
 impl Context for User {
     type Headers = Headers;
-    async fn connect(h: Headers, _: &ConnInfo) -> Result<Self, Reject> {
+    type State = ();
+    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+        let h = conn.headers;
         match h.user_name.as_deref() {
             Some("mallory") => Err(Reject::unauthorized("who are you?")),
             Some("eve") => Err(Reject::forbidden("not you")),
@@ -119,9 +121,9 @@ impl Context for User {
             }),
         }
     }
-    async fn disconnect(&self, info: &DisconnectInfo) {
+    async fn disconnect(&self, end: Disconnect<'_, Self>) {
         DISCONNECTS.lock().unwrap().push(self.name.clone());
-        let _ = info;
+        let _ = end;
     }
 }
 

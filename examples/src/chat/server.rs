@@ -5,8 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Deserialize;
 use zocket_core::{
-    ClientId, ConnInfo, Context, Cx, DisconnectInfo, Input, Middleware, Reject, Router,
-    ServerHandle,
+    ClientId, Connect, Context, Cx, Disconnect, Input, Middleware, Reject, Router, ServerHandle,
 };
 
 use super::contract::{
@@ -75,8 +74,10 @@ impl ChatUser {
 
 impl Context for ChatUser {
     type Headers = ChatHeaders;
+    type State = ();
 
-    async fn connect(headers: ChatHeaders, info: &ConnInfo) -> Result<Self, Reject> {
+    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+        let (headers, info) = (conn.headers, conn.info);
         let user_name = headers
             .user_name
             .map(|n| n.0)
@@ -91,7 +92,8 @@ impl Context for ChatUser {
         })
     }
 
-    async fn disconnect(&self, info: &DisconnectInfo) {
+    async fn disconnect(&self, end: Disconnect<'_, Self>) {
+        let info = end.info;
         tracing::info!(client_id = %info.client_id, user_name = self.me.user_name, reason = ?info.reason, "chat user disconnected");
         let Some(attached) = self.attached.get() else {
             return;
