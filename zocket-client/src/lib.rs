@@ -90,7 +90,7 @@ mod subscription;
 
 pub use client::{Client, ClientBuilder, ConnectionState};
 pub use config::{Heartbeat, Reconnect};
-pub use error::{ClientError, ConnectError, HandshakeRejection, HeaderIssue};
+pub use error::{ClientError, ConnectError, HandshakeRejection, HeaderIssue, Reject};
 pub use subscription::Subscription;
 pub use zocket_core::protocol::WireError;
 pub use zocket_core::{Event, Message};

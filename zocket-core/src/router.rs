@@ -11,27 +11,50 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::{BoxFuture, MapErr, TryFutureExt};
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::context::Context;
 use crate::contract::Message;
 use crate::cx::Cx;
-use crate::error::{CodeOnly, Reject};
+use crate::error::{CodeOnly, Reject, log_internal};
 use crate::middleware::{Chain, Input, Middleware, Root, Then};
 use crate::protocol::{self, FrameError, Text};
 use crate::stats::inc;
 
 /// An async function (or closure) handling message `M` with context `C` and application
-/// state `S`: `async fn(Cx<C, S>, M::Input) -> Result<M::Output, E>` where `E: Into<Reject>`.
+/// state `S`: `async fn(Cx<C, S>, M::Input) -> Result<M::Output, Reject>`.
 ///
 /// There is one fixed signature, so there are no extractor puzzles: the context type
-/// is the router's, or inside a [`Router::scope`] the last middleware's `Out`.
+/// is the router's, or inside a [`Router::scope`] the last middleware's `Out`. The error
+/// type is always [`Reject`], so `?` works on any `std::error::Error` (answered
+/// `INTERNAL`, logged on the server) and an inline closure needs no type hint:
+///
+/// ```
+/// # use zocket_core::{Connect, Context, Message, Reject, Router};
+/// # struct User;
+/// # impl Context for User {
+/// #     type Headers = serde_json::Value;
+/// #     type State = ();
+/// #     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
+/// # }
+/// pub enum Parse {}
+/// impl Message for Parse { const NAME: &'static str = "parse"; type Input = String; type Output = i64; }
+///
+/// let router = Router::<User>::new().on::<Parse>(|_cx, text: String| async move {
+///     let n: i64 = text.trim().parse()?; // a ParseIntError becomes INTERNAL
+///     Ok(n)
+/// });
+/// # let _ = router;
+/// ```
+///
+/// The closure's input needs its type (`text: String`) when its body calls methods on
+/// it; the context argument `_cx` / `cx: Cx<User>` likewise when it is used.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a handler for message `{M}` with context `Cx<{C}, {S}>`",
-    label = "expected `async fn(Cx<{C}, {S}>, <{M} as Message>::Input) -> Result<<{M} as Message>::Output, E>`",
-    note = "the input type must be `<{M} as Message>::Input`, the output `<{M} as Message>::Output`, and `E: Into<Reject>`",
+    label = "expected `async fn(Cx<{C}, {S}>, <{M} as Message>::Input) -> Result<<{M} as Message>::Output, Reject>`",
+    note = "the input type must be `<{M} as Message>::Input`, the output `<{M} as Message>::Output`, and the error `Reject` (`?` converts any `std::error::Error`)",
     note = "inside `scope(middleware, ..)` the handler receives the middleware's `Out` context, not the router's"
 )]
 pub trait Handler<M: Message, C, S = ()>: Send + Sync + 'static {
@@ -41,16 +64,15 @@ pub trait Handler<M: Message, C, S = ()>: Send + Sync + 'static {
     fn call(&self, cx: Cx<C, S>, input: M::Input) -> Self::Future;
 }
 
-impl<M, C, S, F, Fut, E> Handler<M, C, S> for F
+impl<M, C, S, F, Fut> Handler<M, C, S> for F
 where
     M: Message,
     F: Fn(Cx<C, S>, M::Input) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<M::Output, E>> + Send + 'static,
-    E: Into<Reject> + 'static,
+    Fut: Future<Output = Result<M::Output, Reject>> + Send + 'static,
 {
-    type Future = MapErr<Fut, fn(E) -> Reject>;
+    type Future = Fut;
     fn call(&self, cx: Cx<C, S>, input: M::Input) -> Self::Future {
-        (self)(cx, input).map_err(Into::into as fn(E) -> Reject)
+        (self)(cx, input)
     }
 }
 
@@ -320,6 +342,7 @@ pub(crate) fn dispatch<C: Context>(
     let fut = match route.start(cx.clone(), frame.payload, rpc.clone()) {
         Ok(fut) => fut,
         Err(rej) => {
+            log_internal(&rej, "validate");
             tracing::debug!(client_id = %conn.id, message = name, code = %CodeOnly(&rej), "input rejected");
             conn.fail(Some(name), rpc_id, &rej);
             return None;
@@ -346,6 +369,7 @@ pub(crate) fn dispatch<C: Context>(
                 }
                 Ok(Ok(None)) => {}
                 Ok(Err(rej)) => {
+                    log_internal(&rej, "message");
                     tracing::debug!(code = %CodeOnly(&rej), "message rejected");
                     conn.fail(Some(name), rpc.as_deref(), &rej);
                 }

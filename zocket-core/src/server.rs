@@ -99,12 +99,15 @@ pub struct HandshakeRequest {
     pub remote_addr: Option<SocketAddr>,
 }
 
-/// One entry of an `INVALID_HEADERS` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One entry of an `INVALID_HEADERS` answer: the server sends it, `zocket-client`
+/// decodes it (`HandshakeRejection::issues`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HeaderIssue {
     /// The header name, e.g. `userRole`.
+    #[serde(default)]
     pub path: String,
     /// What is wrong with it.
+    #[serde(default)]
     pub message: String,
 }
 
@@ -133,6 +136,10 @@ pub enum HandshakeError {
     /// The server is shutting down (503).
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The connect hook failed with `INTERNAL` (e.g. `?` on a database error) (500). The
+    /// error itself is logged on the server, never sent.
+    #[error("internal error in the connect hook")]
+    Internal,
 }
 
 impl HandshakeError {
@@ -143,6 +150,7 @@ impl HandshakeError {
             HandshakeError::Unauthorized(_) => 401,
             HandshakeError::OriginNotAllowed(_) | HandshakeError::Forbidden(_) => 403,
             HandshakeError::ShuttingDown => 503,
+            HandshakeError::Internal => 500,
         }
     }
 
@@ -165,6 +173,7 @@ impl HandshakeError {
             HandshakeError::Unauthorized(m) => ("UNAUTHORIZED", m.as_str(), None),
             HandshakeError::Forbidden(m) => ("FORBIDDEN", m.as_str(), None),
             HandshakeError::ShuttingDown => ("UNAVAILABLE", "server is shutting down", None),
+            HandshakeError::Internal => (crate::codes::INTERNAL, "Internal server error", None),
         };
         serde_json::to_string(&Body {
             error,
@@ -467,6 +476,10 @@ impl<C: Context> Server<C> {
             }),
             Err(rej) if rej.code() == crate::codes::UNAUTHORIZED => {
                 Err(HandshakeError::Unauthorized(rej.message().to_owned()))
+            }
+            Err(rej) if rej.code() == crate::codes::INTERNAL => {
+                crate::error::log_internal(&rej, "connect hook");
+                Err(HandshakeError::Internal)
             }
             Err(rej) => Err(HandshakeError::Forbidden(rej.message().to_owned())),
         }

@@ -87,11 +87,7 @@ impl TestError {
 
 impl From<WireError> for TestError {
     fn from(e: WireError) -> Self {
-        let mut r = Reject::new(e.code, e.message);
-        if let Some(d) = e.data {
-            r = r.with_data(d);
-        }
-        TestError::Rejected(r)
+        TestError::Rejected(Reject::from(e))
     }
 }
 
