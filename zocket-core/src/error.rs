@@ -140,6 +140,31 @@ impl Reject {
     pub fn invalid_input(message: impl Into<String>) -> Self {
         Self::new(codes::INVALID_INPUT, message)
     }
+    /// `INVALID_INPUT` naming the offending field, shaped like the router's own answer
+    /// to a payload that does not deserialise: message ``invalid payload at `path`:
+    /// reason`` (``invalid payload: reason`` for an empty path, the payload as a whole)
+    /// and `data` `{"issues":[{"path":..,"message":reason}]}`. Use it in
+    /// [`Message::validate`](crate::Message::validate) so that missing fields, wrong
+    /// types and rule failures look alike to the client.
+    ///
+    /// ```
+    /// use zocket_core::Reject;
+    /// let r = Reject::invalid_field("items[2].id", "must be positive");
+    /// assert_eq!(r.code(), "INVALID_INPUT");
+    /// assert_eq!(r.message(), "invalid payload at `items[2].id`: must be positive");
+    /// assert_eq!(r.data().unwrap()["issues"][0]["path"], "items[2].id");
+    /// assert_eq!(r.data().unwrap()["issues"][0]["message"], "must be positive");
+    /// ```
+    pub fn invalid_field(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        let (path, reason) = (path.into(), reason.into());
+        let message = if path.is_empty() {
+            format!("invalid payload: {reason}")
+        } else {
+            format!("invalid payload at `{path}`: {reason}")
+        };
+        let data = serde_json::json!({ "issues": [{ "path": path, "message": reason }] });
+        Self::invalid_input(message).with_data(data)
+    }
     /// `UNAUTHORIZED`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(codes::UNAUTHORIZED, message)

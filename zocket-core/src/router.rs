@@ -134,10 +134,20 @@ where
 
 /// Deserialise a payload into an input type. An absent payload is `null`; if the type
 /// does not accept `null`, `{}` is tried, so all-optional inputs accept no argument.
+/// When both fail, the answer names the first missing field if `{}` got that far (an
+/// object input: `name: missing field`), else the type's refusal of `null`.
 fn decode_input<T: DeserializeOwned>(payload: Option<&RawValue>) -> Result<T, Reject> {
     match payload {
         Some(raw) => parse(raw.get()),
-        None => parse("null").or_else(|first| parse("{}").map_err(|_| first)),
+        None => parse("null").or_else(|first| {
+            parse("{}").map_err(|second| {
+                let names_a_field = second
+                    .data()
+                    .and_then(|d| d["issues"][0]["path"].as_str())
+                    .is_some_and(|p| !p.is_empty());
+                if names_a_field { second } else { first }
+            })
+        }),
     }
 }
 
@@ -145,15 +155,29 @@ fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Reject> {
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let message = if path == "." {
-            format!("invalid payload: {inner}")
-        } else {
-            format!("invalid payload at `{path}`: {inner}")
-        };
-        Reject::invalid_input(message)
-            .with_data(serde_json::json!({ "issues": [{ "path": path, "message": inner }] }))
+        let (path, reason) = input_issue(&path, e.inner());
+        Reject::invalid_field(path, reason)
     })
+}
+
+/// The field path and the reason of a payload that did not deserialise: serde's message
+/// without its " at line 1 column 2" (meaningless to a caller), and for a missing field
+/// the path of the field itself (serde reports it at the enclosing object): `name`,
+/// `items[2].id`; empty for the payload as a whole.
+fn input_issue(path: &str, error: &serde_json::Error) -> (String, String) {
+    let full = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    let reason = full.strip_suffix(&position).unwrap_or(&full).to_owned();
+    let parent = if path == "." { "" } else { path };
+    let missing = reason
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'));
+    let path = match missing {
+        Some(field) if parent.is_empty() => field.to_owned(),
+        Some(field) => format!("{parent}.{field}"),
+        None => parent.to_owned(),
+    };
+    (path, reason)
 }
 
 type Routes<C, S> = HashMap<&'static str, Arc<dyn ErasedRoute<C, S>>>;
