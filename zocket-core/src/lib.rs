@@ -5,6 +5,7 @@ pub mod context;
 pub mod contract;
 pub mod cx;
 pub mod error;
+mod headers;
 pub mod hub;
 pub mod ids;
 pub mod middleware;

@@ -429,32 +429,22 @@ impl<C: Context> Server<C> {
                 return Err(HandshakeError::OriginNotAllowed(origin.clone()));
             }
         }
-        if let Some(q) = &req.query {
-            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-                map.insert(k.into_owned(), v.into_owned());
-            }
-        }
-        if let Some(v) = map.get("x-zocket-version") {
+        let query: Vec<(String, String)> = req
+            .query
+            .as_deref()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let source = crate::headers::Source {
+            http: &map,
+            query: &query,
+        };
+        if let Some(v) = source.get("x-zocket-version") {
             if v != protocol::VERSION {
                 tracing::info!(client_version = %v, server_version = protocol::VERSION, "protocol version mismatch; accepting");
             }
         }
-        let object: serde_json::Map<String, serde_json::Value> = map
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let headers: C::Headers =
-            serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(|e| {
-                let path = e.path().to_string();
-                let message = e.into_inner().to_string();
-                HandshakeError::InvalidHeaders {
-                    message: format!("invalid headers: {message}"),
-                    issues: vec![HeaderIssue {
-                        path: if path == "." { String::new() } else { path },
-                        message,
-                    }],
-                }
-            })?;
+        let headers: C::Headers = crate::headers::deserialize(&source)?;
+        map.extend(query);
         let info = ConnInfo {
             client_id: ClientId::random(),
             remote_addr: req.remote_addr,

@@ -249,8 +249,10 @@ async fn handshake_rejections() {
 #[tokio::test]
 async fn query_overrides_http_header() {
     let app = app();
+    // The HTTP header alone would fill `userName` (see the next test), so only the
+    // query's precedence makes this pass.
     let opts = ConnectOptions {
-        http_headers: vec![("userName".into(), "header".into())],
+        http_headers: vec![("UserName".into(), "header".into())],
         ..Default::default()
     };
     let c = app
@@ -261,6 +263,35 @@ async fn query_overrides_http_header() {
         c.call::<Hello>(Named { name: "x".into() }).await.unwrap(),
         "query greets x"
     );
+}
+
+#[tokio::test]
+async fn http_header_alone_fills_a_camel_case_field() {
+    let app = app();
+    for name in ["userName", "username", "USERNAME"] {
+        let opts = ConnectOptions {
+            http_headers: vec![(name.into(), "header".into())],
+            ..Default::default()
+        };
+        let no_query: [(&str, &str); 0] = [];
+        let c = app.connect_with(no_query, opts).await.unwrap();
+        assert_eq!(
+            c.call::<Hello>(Named { name: "x".into() }).await.unwrap(),
+            "header greets x",
+            "HTTP header `{name}`"
+        );
+    }
+    // A wrong value in an HTTP header is refused with the field's name as the path.
+    let opts = ConnectOptions {
+        http_headers: vec![("Role".into(), "king".into())],
+        ..Default::default()
+    };
+    let no_query: [(&str, &str); 0] = [];
+    let err = app.connect_with(no_query, opts).await.unwrap_err();
+    let HandshakeError::InvalidHeaders { issues, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(issues[0].path, "role");
 }
 
 #[tokio::test]
