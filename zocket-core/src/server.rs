@@ -235,8 +235,10 @@ impl<C: Context> std::fmt::Debug for Server<C> {
 /// Builds a [`Server`]; see [`Server::builder`].
 ///
 /// `St` records whether the application state was given: [`NoState`] until
-/// [`state`](Self::state) is called. A context whose [`Context::State`] is not `()`
-/// cannot be built without it (a compile error, not a panic).
+/// [`state`](Self::state) is called. Without it the state is `Default::default()`
+/// (which is how `type State = ()` needs nothing); a state that is not `Default` (a token
+/// table loaded at start-up, a database pool) must be given: forgetting it is a compile
+/// error, not a panic.
 pub struct ServerBuilder<C: Context, St = NoState> {
     router: Router<C>,
     config: ServerConfig,
@@ -257,12 +259,12 @@ impl<C: Context, St> std::fmt::Debug for ServerBuilder<C, St> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoState;
 
-/// What a [`ServerBuilder`] holds as its application state: [`NoState`] (only for a
-/// context whose state is `()`) or the state given to [`ServerBuilder::state`].
+/// What a [`ServerBuilder`] holds as its application state: [`NoState`] (then the
+/// state's `Default`) or the state given to [`ServerBuilder::state`].
 #[diagnostic::on_unimplemented(
     message = "the server needs its application state `{S}`",
     label = "call `.state(..)` on the builder: `Server::builder(router).state(app).build()`",
-    note = "the context's `type State` is `{S}`; only a context with `type State = ()` builds without state"
+    note = "the context's `type State` is `{S}`, which is not `Default`; only a `Default` state (e.g. `()`) is made without `.state(..)`"
 )]
 pub trait BuilderState<S>: sealed::Sealed {
     #[doc(hidden)]
@@ -275,9 +277,9 @@ mod sealed {
     impl<S> Sealed for std::sync::Arc<S> {}
 }
 
-impl BuilderState<()> for NoState {
-    fn into_state(self) -> Arc<()> {
-        Arc::new(())
+impl<S: Default> BuilderState<S> for NoState {
+    fn into_state(self) -> Arc<S> {
+        Arc::new(S::default())
     }
 }
 
@@ -331,8 +333,8 @@ impl<C: Context, St> ServerBuilder<C, St> {
 
 impl<C: Context> Server<C> {
     /// A server with the default configuration and an in-memory hub, for a context
-    /// without application state (`type State = ()`); otherwise use
-    /// `Server::builder(router).state(app).build()`.
+    /// whose application state is `Default` (e.g. `type State = ()`), starting from
+    /// that default; otherwise use `Server::builder(router).state(app).build()`.
     pub fn new(router: Router<C>) -> Self
     where
         NoState: BuilderState<C::State>,

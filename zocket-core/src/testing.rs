@@ -126,8 +126,8 @@ pub struct TestServer<C: Context> {
 }
 
 impl<C: Context> TestServer<C> {
-    /// A test server with the default configuration, for a context without application
-    /// state (`type State = ()`).
+    /// A test server with the default configuration, for a context whose application
+    /// state is `Default` (e.g. `type State = ()`), starting from that default.
     pub fn new(router: Router<C>) -> Self
     where
         NoState: BuilderState<C::State>,

@@ -1,12 +1,10 @@
 //! The chat server side: context, presence directory, middleware and handlers.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
-use zocket_core::{
-    ClientId, Connect, Context, Cx, Disconnect, Input, Middleware, Reject, Router, ServerHandle,
-};
+use zocket_core::{ClientId, Connect, Context, Cx, Disconnect, Input, Middleware, Reject, Router};
 
 use super::contract::{
     self, Empty, Join, Leave, ListMembers, Me, Member, Members, MembersChanged, MessagePosted,
@@ -49,20 +47,6 @@ impl UserName {
 #[derive(Debug)]
 pub struct ChatUser {
     me: Member,
-    attached: OnceLock<Attached>,
-}
-
-/// What a connection learns on its first message: the directory it is listed in and a
-/// handle to send its "left" events when it disconnects.
-struct Attached {
-    state: Arc<ChatState>,
-    server: ServerHandle,
-}
-
-impl std::fmt::Debug for Attached {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Attached").finish_non_exhaustive()
-    }
 }
 
 impl ChatUser {
@@ -74,7 +58,7 @@ impl ChatUser {
 
 impl Context for ChatUser {
     type Headers = ChatHeaders;
-    type State = ();
+    type State = ChatState;
 
     async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
         let (headers, info) = (conn.headers, conn.info);
@@ -83,24 +67,21 @@ impl Context for ChatUser {
             .map(|n| n.0)
             .unwrap_or_else(|| DEFAULT_USER_NAME.to_owned());
         tracing::info!(client_id = %info.client_id, user_name, "chat user connected");
-        Ok(Self {
-            me: Member {
-                user_name,
-                client_id: info.client_id.clone(),
-            },
-            attached: OnceLock::new(),
-        })
+        let me = Member {
+            user_name,
+            client_id: info.client_id.clone(),
+        };
+        // Listed from the handshake on: private messages reach a user who has not spoken.
+        conn.state.add_user(me.clone());
+        Ok(Self { me })
     }
 
     async fn disconnect(&self, end: Disconnect<'_, Self>) {
         let info = end.info;
         tracing::info!(client_id = %info.client_id, user_name = self.me.user_name, reason = ?info.reason, "chat user disconnected");
-        let Some(attached) = self.attached.get() else {
-            return;
-        };
-        for members in attached.state.remove_user(&self.me.client_id) {
+        for members in end.state.remove_user(&self.me.client_id) {
             let room = members.room.clone();
-            let _ = attached
+            let _ = end
                 .server
                 .send::<PresenceChanged>(Presence {
                     room: room.clone(),
@@ -108,15 +89,12 @@ impl Context for ChatUser {
                     kind: PresenceKind::Left,
                 })
                 .to_room(&room);
-            let _ = attached
-                .server
-                .send::<MembersChanged>(members)
-                .to_room(&room);
+            let _ = end.server.send::<MembersChanged>(members).to_room(&room);
         }
     }
 }
 
-/// Who is connected (after their first message) and who is in which room, with names.
+/// Who is connected and who is in which room, with names: the chat's application state.
 /// The hub delivers; this directory is what member lists and private-message targets
 /// are read from.
 #[derive(Debug, Default)]
@@ -217,25 +195,19 @@ struct Session {
     state: Arc<ChatState>,
 }
 
-/// Lists the caller in the directory on its first message, and hands handlers the
-/// directory along with the caller.
-struct Attach {
-    state: Arc<ChatState>,
-}
+/// Hands handlers the directory (the application state) along with the caller.
+struct Attach;
 
-impl Middleware<ChatUser> for Attach {
+impl Middleware<ChatUser, ChatState> for Attach {
     type Out = Session;
-    async fn run(&self, cx: &Cx<ChatUser>, _input: &Input<'_>) -> Result<Session, Reject> {
-        cx.attached.get_or_init(|| {
-            self.state.add_user(cx.me.clone());
-            Attached {
-                state: self.state.clone(),
-                server: cx.server(),
-            }
-        });
+    async fn run(
+        &self,
+        cx: &Cx<ChatUser, ChatState>,
+        _input: &Input<'_>,
+    ) -> Result<Session, Reject> {
         Ok(Session {
             me: cx.me.clone(),
-            state: self.state.clone(),
+            state: cx.state_arc(),
         })
     }
 }
@@ -246,7 +218,7 @@ fn now() -> String {
         .unwrap_or_default()
 }
 
-fn require_member<C>(cx: &Cx<C>, room: &str) -> Result<(), Reject> {
+fn require_member<C, S>(cx: &Cx<C, S>, room: &str) -> Result<(), Reject> {
     if cx.rooms().has(room) {
         Ok(())
     } else {
@@ -256,11 +228,11 @@ fn require_member<C>(cx: &Cx<C>, room: &str) -> Result<(), Reject> {
     }
 }
 
-async fn me(cx: Cx<Session>, _input: Empty) -> Result<Member, Reject> {
+async fn me(cx: Cx<Session, ChatState>, _input: Empty) -> Result<Member, Reject> {
     Ok(cx.me.clone())
 }
 
-async fn join(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
+async fn join(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Members, Reject> {
     let room = input.room;
     if !cx.rooms().join(&room) {
         return Ok(cx.state.members(&room));
@@ -277,7 +249,7 @@ async fn join(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
     Ok(members)
 }
 
-async fn leave(cx: Cx<Session>, input: RoomIn) -> Result<Vec<String>, Reject> {
+async fn leave(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Vec<String>, Reject> {
     let room = input.room;
     if cx.rooms().has(&room) {
         let members = cx.state.leave(&room, &cx.me);
@@ -294,11 +266,11 @@ async fn leave(cx: Cx<Session>, input: RoomIn) -> Result<Vec<String>, Reject> {
     Ok(cx.rooms().current())
 }
 
-async fn list_members(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
+async fn list_members(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Members, Reject> {
     Ok(cx.state.members(&input.room))
 }
 
-async fn post(cx: Cx<Session>, input: SendIn) -> Result<(), Reject> {
+async fn post(cx: Cx<Session, ChatState>, input: SendIn) -> Result<(), Reject> {
     require_member(&cx, &input.room)?;
     let room = input.room.clone();
     let _ = cx
@@ -312,7 +284,7 @@ async fn post(cx: Cx<Session>, input: SendIn) -> Result<(), Reject> {
     Ok(())
 }
 
-async fn private(cx: Cx<Session>, input: PrivateIn) -> Result<(), Reject> {
+async fn private(cx: Cx<Session, ChatState>, input: PrivateIn) -> Result<(), Reject> {
     let Some(to) = cx.state.user(&input.to) else {
         return Err(Reject::new(
             "UNKNOWN_USER",
@@ -334,7 +306,7 @@ async fn private(cx: Cx<Session>, input: PrivateIn) -> Result<(), Reject> {
     Ok(())
 }
 
-async fn typing(cx: Cx<Session>, input: TypingIn) -> Result<(), Reject> {
+async fn typing(cx: Cx<Session, ChatState>, input: TypingIn) -> Result<(), Reject> {
     require_member(&cx, &input.room)?;
     let room = input.room.clone();
     let _ = cx
@@ -347,14 +319,11 @@ async fn typing(cx: Cx<Session>, input: TypingIn) -> Result<(), Reject> {
     Ok(())
 }
 
-/// The chat router with a fresh directory. See [`super::contract`] for the messages.
+/// The chat router. See [`super::contract`] for the messages. Its state is a
+/// [`ChatState`]: `Server::new(router())` starts with an empty one,
+/// `Server::builder(router()).state(state)` uses a given one (to inspect it in tests).
 pub fn router() -> Router<ChatUser> {
-    router_with(Arc::new(ChatState::default()))
-}
-
-/// The chat router over a given directory (to inspect it, e.g. in tests).
-pub fn router_with(state: Arc<ChatState>) -> Router<ChatUser> {
-    Router::new().scope(Attach { state }, |s| {
+    Router::new().scope(Attach, |s| {
         s.on::<Me>(me)
             .on::<Join>(join)
             .on::<Leave>(leave)
