@@ -65,3 +65,22 @@ pub async fn run_until_stopped<C: zocket_core::Context>(
     }
     tracing::info!("stopped");
 }
+
+/// Connect the distributed hub for the example binaries' `--redis URL` (and `--node
+/// NAME`): key prefix from the environment variable `ZOCKET_REDIS_PREFIX` (default
+/// `zocket`), so separate clusters (e.g. parallel tests) can share one Redis.
+pub async fn redis_hub(
+    url: &str,
+    node: Option<&str>,
+) -> Result<std::sync::Arc<zocket_redis::RedisHub>, zocket_redis::RedisHubError> {
+    let mut cfg = zocket_redis::RedisHubConfig::new(url);
+    if let Ok(prefix) = std::env::var("ZOCKET_REDIS_PREFIX") {
+        cfg = cfg.prefix(prefix);
+    }
+    if let Some(node) = node {
+        cfg = cfg.node_name(node);
+    }
+    let hub = zocket_redis::RedisHub::connect(cfg).await?;
+    tracing::info!(node = hub.node_name(), "distributed hub on redis");
+    Ok(hub)
+}

@@ -159,22 +159,19 @@ async fn run_to_end(args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 #[tokio::test]
-async fn redis_is_refused_until_the_distributed_hub_exists() {
-    let (code, stdout, stderr) = run_to_end(&[
-        "--addr",
-        "127.0.0.1:0",
-        "--redis",
-        "redis://127.0.0.1:6379/",
-        "--node",
-        "n1",
-    ])
-    .await;
+async fn an_unreachable_redis_is_a_clear_error_at_startup() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let (code, stdout, stderr) =
+        run_to_end(&["--addr", "127.0.0.1:0", "--redis", &url, "--node", "n1"]).await;
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(!stdout.contains("listening"), "it must not serve: {stdout}");
-    assert!(
-        stderr.contains("distributed (Redis) hub is not available yet"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("redis unreachable at startup"), "{stderr}");
 }
 
 #[tokio::test]

@@ -130,6 +130,8 @@ async fn silent_client_with_stuck_writes_is_dropped(adapter: Adapter) {
     let config = ServerConfig {
         heartbeat_interval: Some(Duration::from_millis(600)),
         heartbeat_timeout: Duration::from_millis(400),
+        // Room for the 10 MiB below: a dead peer, not a slow consumer (the byte budget).
+        outbound_budget: 64 << 20,
         ..Default::default()
     };
     let app = RefServer::start_with(adapter, config).await;
@@ -140,7 +142,7 @@ async fn silent_client_with_stuck_writes_is_dropped(adapter: Adapter) {
 
     // At once, far more than the socket buffers hold (so the server's writes to the
     // silent client are stuck before its first ping is due), far less than the
-    // outbound queue (so this is not a slow-consumer close).
+    // outbound budget (so this is not a slow-consumer close).
     let pad = "p".repeat(256 * 1024);
     sender
         .send_all((0..40).map(|seq| {

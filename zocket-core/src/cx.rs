@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::contract::Event;
 use crate::error::Reject;
-use crate::hub::{CloseReason, Delivery, Hub, Outbound, Target};
+use crate::hub::{Delivery, Hub, HubError, Outbound, Target};
 use crate::ids::ClientId;
 use crate::protocol::{self, Text};
 use crate::stats::{Stats, inc};
@@ -18,31 +18,25 @@ pub(crate) struct Conn {
     pub(crate) out: Outbound,
     pub(crate) hub: Arc<dyn Hub>,
     pub(crate) stats: Arc<Stats>,
-    errors: Mutex<(Instant, u32)>,
-    error_limit: (u32, Duration),
+    /// Protocol errors answered since the engine last looked; the engine's flood window
+    /// (`connection::limits`) decides about 1008.
+    protocol_errors: AtomicU32,
 }
 
 impl Conn {
-    pub(crate) fn new(
-        id: ClientId,
-        out: Outbound,
-        hub: Arc<dyn Hub>,
-        stats: Arc<Stats>,
-        error_limit: (u32, Duration),
-    ) -> Self {
+    pub(crate) fn new(id: ClientId, out: Outbound, hub: Arc<dyn Hub>, stats: Arc<Stats>) -> Self {
         Self {
             id,
             out,
             hub,
             stats,
-            errors: Mutex::new((Instant::now(), 0)),
-            error_limit,
+            protocol_errors: AtomicU32::new(0),
         }
     }
 
-    /// Queue a frame for this connection only.
+    /// Queue a frame of this connection's own (never refused for the budget).
     pub(crate) fn push(&self, frame: Text) {
-        self.out.push(frame);
+        self.out.push_own(frame);
     }
 
     /// Send an error frame for a failed message, counting protocol errors toward the
@@ -55,21 +49,16 @@ impl Conn {
         self.push(frame);
         if err.is_protocol_error() {
             inc(&self.stats.protocol_errors);
-            let (max, window) = self.error_limit;
-            let mut w = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            if now.duration_since(w.0) > window {
-                *w = (now, 0);
-            }
-            w.1 += 1;
-            if w.1 > max {
-                if w.1 == max + 1 {
-                    inc(&self.stats.flood_closes);
-                    tracing::warn!(client_id = %self.id, "too many protocol errors: closing (1008)");
-                }
-                self.out.close(CloseReason::ProtocolErrors);
-            }
+            self.protocol_errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The protocol errors answered since the last call.
+    pub(crate) fn take_protocol_errors(&self) -> u32 {
+        if self.protocol_errors.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.protocol_errors.swap(0, Ordering::Relaxed)
     }
 }
 
@@ -208,7 +197,7 @@ impl Rooms<'_> {
     }
     /// Whether this connection is in `room`.
     pub fn has(&self, room: &str) -> bool {
-        self.hub.is_member(self.id, room)
+        self.hub.has(self.id, room)
     }
     /// The current rooms, sorted.
     pub fn current(&self) -> Vec<String> {
@@ -216,7 +205,10 @@ impl Rooms<'_> {
     }
 }
 
-/// A handle to the server for typed sends from outside handlers. Cheap to clone.
+/// A handle to the server for typed sends from outside handlers, and for the
+/// cluster-wide questions and commands (room members, whether a client is connected,
+/// disconnecting a client by id), which may have to ask other nodes and so are `async`.
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct ServerHandle {
     pub(crate) hub: Arc<dyn Hub>,
@@ -226,23 +218,55 @@ pub struct ServerHandle {
 impl fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerHandle")
-            .field("connections", &self.hub.local_connections())
+            .field("local_connections", &self.hub.local_connections())
             .finish()
     }
 }
 
 impl ServerHandle {
-    /// Send a typed event to clients, rooms or everyone.
+    /// Send a typed event to clients, rooms or everyone (on every node). Never waits.
     pub fn send<E: Event>(&self, payload: E::Payload) -> Outgoing<'_> {
         Outgoing::new::<E>(&*self.hub, &self.stats, &payload)
     }
-    /// The rooms a client is in (on this node), sorted.
+    /// The rooms a connection of this node is in, sorted.
     pub fn rooms_of(&self, id: &ClientId) -> Vec<String> {
         self.hub.rooms_of(id)
     }
     /// How many connections this node holds.
-    pub fn connections(&self) -> usize {
+    pub fn local_connections(&self) -> usize {
         self.hub.local_connections()
+    }
+    /// The members of `room` on every node, sorted.
+    pub async fn members(&self, room: &str) -> Result<Vec<ClientId>, HubError> {
+        self.hub.members(room).await
+    }
+    /// How many members `room` has on every node.
+    pub async fn member_count(&self, room: &str) -> Result<usize, HubError> {
+        self.hub.member_count(room).await
+    }
+    /// Whether `id` is connected to any node.
+    pub async fn is_connected(&self, id: &ClientId) -> Result<bool, HubError> {
+        self.hub.is_connected(id).await
+    }
+    /// Close the connection `id`, on whichever node holds it, with this close code
+    /// (1000, 1001, 1008, 1011 or 3000–4999) and reason (at most 123 bytes); its
+    /// disconnect hook sees [`CloseReason::Closed`]. `Ok(false)`: no node holds it.
+    ///
+    /// ```
+    /// # use zocket_core::{ServerHandle, ClientId};
+    /// # async fn kick(server: ServerHandle, id: ClientId) -> Result<(), zocket_core::HubError> {
+    /// if !server.disconnect(&id, 4001, "kicked by a moderator").await? {
+    ///     tracing::info!(%id, "not connected");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn disconnect(
+        &self,
+        id: &ClientId,
+        code: u16,
+        reason: &str,
+    ) -> Result<bool, HubError> {
+        self.hub.disconnect(id, code, reason).await
     }
     /// The hub.
     pub fn hub(&self) -> &Arc<dyn Hub> {

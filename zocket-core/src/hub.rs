@@ -1,15 +1,16 @@
 //! The [`Hub`]: connection registry, rooms, and delivery into each connection's
-//! bounded outbound queue. [`LocalHub`] is the in-memory default.
+//! outbound queue ([`Outbound`], bounded in bytes: see [`crate::connection`]).
+//! [`LocalHub`] is the in-memory default.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::RwLock;
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use futures::future::BoxFuture;
 
+pub use crate::connection::{Outbound, Push};
 use crate::ids::ClientId;
 use crate::protocol::Text;
-use crate::stats::{Stats, inc};
+use crate::stats::HubStats;
 
 /// Why a connection ended. Passed to [`crate::Context::disconnect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,10 +22,12 @@ pub enum CloseReason {
     TransportError(String),
     /// No pong arrived within the heartbeat timeout.
     HeartbeatTimeout,
-    /// The outbound queue was full (close 1013).
+    /// Events pushed by others exceeded the outbound budget (close 1013).
     SlowConsumer,
     /// Too many protocol errors in the window (close 1008).
     ProtocolErrors,
+    /// More messages than the configured rate (close 1008, reason `rate limit`).
+    RateLimited,
     /// A message exceeded the maximum size (close 1009).
     MessageTooBig,
     /// The server shut down (close 1001).
@@ -45,7 +48,7 @@ impl CloseReason {
             CloseReason::ClientClosed(_) => Some(1000),
             CloseReason::TransportError(_) | CloseReason::HeartbeatTimeout => None,
             CloseReason::SlowConsumer => Some(1013),
-            CloseReason::ProtocolErrors => Some(1008),
+            CloseReason::ProtocolErrors | CloseReason::RateLimited => Some(1008),
             CloseReason::MessageTooBig => Some(1009),
             CloseReason::ServerShutdown => Some(1001),
             CloseReason::Closed { code, .. } => Some(*code),
@@ -59,6 +62,7 @@ impl CloseReason {
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
             CloseReason::SlowConsumer => "slow consumer: outbound queue full",
             CloseReason::ProtocolErrors => "too many protocol errors",
+            CloseReason::RateLimited => "rate limit",
             CloseReason::MessageTooBig => "message too big",
             CloseReason::ServerShutdown => "server shutting down",
             CloseReason::Closed { reason, .. } => reason,
@@ -66,7 +70,10 @@ impl CloseReason {
     }
 }
 
-/// What to do when a connection's outbound queue is full.
+/// What to do when the events pushed to a connection by others exceed its outbound
+/// budget ([`crate::ServerConfig::outbound_budget`], [`crate::ServerConfig::outbound_queue`]).
+/// Frames caused by the connection's own messages never count as slow consumption:
+/// reading from it pauses instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SlowConsumerPolicy {
@@ -75,148 +82,8 @@ pub enum SlowConsumerPolicy {
     #[default]
     Close,
     /// Drop the event that did not fit and keep the connection (counted in
-    /// [`crate::StatsSnapshot::frames_dropped`] and logged). RPC replies are not
-    /// dropped: the handler waits for room in the queue instead.
+    /// [`crate::StatsSnapshot::frames_dropped`], logged once per connection).
     DropFrame,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Closer {
-    reason: OnceLock<CloseReason>,
-    token: CancellationToken,
-}
-
-impl Closer {
-    /// Ask the connection to close; the first reason wins.
-    pub(crate) fn close(&self, reason: CloseReason) {
-        let _ = self.reason.set(reason);
-        self.token.cancel();
-    }
-    pub(crate) fn reason(&self) -> Option<&CloseReason> {
-        self.reason.get()
-    }
-    pub(crate) fn token(&self) -> &CancellationToken {
-        &self.token
-    }
-}
-
-/// The sending half of one connection's bounded outbound queue, as the [`Hub`] holds it.
-#[derive(Debug, Clone)]
-pub struct Outbound {
-    id: ClientId,
-    tx: mpsc::Sender<Text>,
-    closer: Arc<Closer>,
-    policy: SlowConsumerPolicy,
-    stats: Arc<Stats>,
-}
-
-/// The result of [`Outbound::push`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Push {
-    /// The frame is queued.
-    Queued,
-    /// The queue was full: the frame was dropped (and, by default policy, the
-    /// connection is being closed with 1013).
-    Full,
-    /// The connection is gone.
-    Closed,
-}
-
-impl Outbound {
-    pub(crate) fn new(
-        id: ClientId,
-        capacity: usize,
-        policy: SlowConsumerPolicy,
-        stats: Arc<Stats>,
-    ) -> (Self, mpsc::Receiver<Text>, Arc<Closer>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let closer = Arc::new(Closer::default());
-        (
-            Self {
-                id,
-                tx,
-                closer: closer.clone(),
-                policy,
-                stats,
-            },
-            rx,
-            closer,
-        )
-    }
-
-    /// The connection's id.
-    pub fn id(&self) -> &ClientId {
-        &self.id
-    }
-
-    /// Queue a frame without waiting. A full queue applies the slow-consumer policy;
-    /// every frame not queued is counted and logged.
-    pub fn push(&self, frame: Text) -> Push {
-        match self.tx.try_send(frame) {
-            Ok(()) => {
-                inc(&self.stats.frames_queued);
-                Push::Queued
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                inc(&self.stats.frames_dropped);
-                match self.policy {
-                    SlowConsumerPolicy::Close => {
-                        if self.closer.reason().is_none() {
-                            inc(&self.stats.slow_consumer_closes);
-                            tracing::warn!(client_id = %self.id, "outbound queue full: closing slow consumer (1013)");
-                        }
-                        self.closer.close(CloseReason::SlowConsumer);
-                    }
-                    SlowConsumerPolicy::DropFrame => {
-                        tracing::warn!(client_id = %self.id, "outbound queue full: frame dropped");
-                    }
-                }
-                Push::Full
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                inc(&self.stats.frames_dropped);
-                tracing::debug!(client_id = %self.id, "frame for a closed connection dropped");
-                Push::Closed
-            }
-        }
-    }
-
-    /// Queue a frame the caller waits for (an RPC reply): under
-    /// [`SlowConsumerPolicy::DropFrame`] a full queue makes the handler wait for room
-    /// instead of dropping the reply; under `Close` it behaves like [`push`](Self::push).
-    pub(crate) async fn push_reply(&self, frame: Text) -> Push {
-        if self.policy != SlowConsumerPolicy::DropFrame {
-            return self.push(frame);
-        }
-        match self.tx.try_send(frame) {
-            Ok(()) => {
-                inc(&self.stats.frames_queued);
-                Push::Queued
-            }
-            Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
-                r = self.tx.send(frame) => match r {
-                    Ok(()) => {
-                        inc(&self.stats.frames_queued);
-                        Push::Queued
-                    }
-                    Err(_) => Push::Closed,
-                },
-                _ = self.closer.token.cancelled() => {
-                    inc(&self.stats.frames_dropped);
-                    Push::Closed
-                }
-            },
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                inc(&self.stats.frames_dropped);
-                Push::Closed
-            }
-        }
-    }
-
-    /// Ask the connection to close with the given reason.
-    pub fn close(&self, reason: CloseReason) {
-        self.closer.close(reason);
-    }
 }
 
 /// Who an event goes to.
@@ -251,28 +118,100 @@ impl Delivery {
     }
 }
 
-/// Connection registry, rooms and delivery. Every method is synchronous and never
-/// waits: handlers enqueue effects, which is what keeps one client's messages in order.
+/// A boxed future returned by the [`Hub`] operations that may have to ask other nodes.
+/// The trait is used as `Arc<dyn Hub>`, hence boxed; users call the `async` methods of
+/// [`crate::ServerHandle`] instead.
+pub type HubFuture<'a, T> = BoxFuture<'a, Result<T, HubError>>;
+
+/// Why a cluster-wide [`Hub`] operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The close code cannot be sent by a server: use 1000, 1001, 1008, 1011 or
+    /// 3000–4999 (RFC 6455 §7.4).
+    #[error("close code {0} cannot be sent (use 1000, 1001, 1008, 1011 or 3000-4999)")]
+    InvalidCloseCode(u16),
+    /// The close reason is longer than the 123 bytes a close frame can carry.
+    #[error("close reason is {0} bytes; a close frame carries at most 123")]
+    ReasonTooLong(usize),
+    /// The shared backend (e.g. Redis) could not answer; the message says why.
+    #[error("hub backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The longest close reason a close frame carries (125-byte control payload minus the
+/// 2-byte code).
+pub const MAX_CLOSE_REASON: usize = 123;
+
+/// Check that a server may send this close code and reason (used by every
+/// [`Hub::disconnect`]).
+pub fn check_close(code: u16, reason: &str) -> Result<(), HubError> {
+    if !matches!(code, 1000 | 1001 | 1008 | 1011 | 3000..=4999) {
+        return Err(HubError::InvalidCloseCode(code));
+    }
+    if reason.len() > MAX_CLOSE_REASON {
+        return Err(HubError::ReasonTooLong(reason.len()));
+    }
+    Ok(())
+}
+
+/// Connection registry, rooms and delivery.
 ///
-/// [`LocalHub`] is the in-memory implementation; a distributed hub wraps one and also
-/// forwards deliveries to other nodes.
+/// Everything a handler does through it is synchronous and never waits: [`join`],
+/// [`leave`] and [`deliver`] enqueue effects, which is what keeps one client's messages
+/// in order (also with a distributed hub, which forwards to other nodes in the
+/// background). The per-connection questions ([`has`], [`rooms_of`]) are answered
+/// locally, since a connection lives on exactly one node.
+///
+/// The cluster-wide questions and commands ([`members`], [`member_count`],
+/// [`is_connected`], [`disconnect`]) may have to ask other nodes, so they return a
+/// [`HubFuture`]; call them through [`crate::ServerHandle`]'s `async` methods.
+///
+/// [`LocalHub`] is the in-memory implementation; a distributed hub (e.g.
+/// `zocket_redis::RedisHub`) wraps one and also forwards to other nodes.
+///
+/// [`join`]: Hub::join
+/// [`leave`]: Hub::leave
+/// [`deliver`]: Hub::deliver
+/// [`has`]: Hub::has
+/// [`rooms_of`]: Hub::rooms_of
+/// [`members`]: Hub::members
+/// [`member_count`]: Hub::member_count
+/// [`is_connected`]: Hub::is_connected
+/// [`disconnect`]: Hub::disconnect
 pub trait Hub: Send + Sync + 'static {
-    /// Add a connection.
+    /// Add a connection of this node.
     fn register(&self, out: Outbound);
-    /// Remove a connection and its room memberships.
+    /// Remove a connection of this node and its room memberships.
     fn unregister(&self, id: &ClientId);
-    /// Put `id` in `room`; `false` if it was a member already (or is unknown).
+    /// Put `id` (a connection of this node) in `room`; `false` if it was a member
+    /// already (or is unknown). Never waits.
     fn join(&self, id: &ClientId, room: &str) -> bool;
-    /// Take `id` out of `room`; `false` if it was not a member.
+    /// Take `id` out of `room`; `false` if it was not a member. Never waits.
     fn leave(&self, id: &ClientId, room: &str) -> bool;
-    /// Whether `id` is in `room`.
-    fn is_member(&self, id: &ClientId, room: &str) -> bool;
-    /// The rooms of `id`, sorted.
+    /// Whether `id`, a connection of this node, is in `room`.
+    fn has(&self, id: &ClientId, room: &str) -> bool;
+    /// The rooms of `id`, a connection of this node, sorted.
     fn rooms_of(&self, id: &ClientId) -> Vec<String>;
-    /// Deliver an encoded frame (shared, never re-encoded) to the target.
+    /// Deliver an encoded frame (shared, never re-encoded) to the target, on every
+    /// node. Never waits; the returned [`Delivery`] counts this node's recipients.
     fn deliver(&self, target: &Target, frame: &Text) -> Delivery;
     /// How many connections this node holds.
     fn local_connections(&self) -> usize;
+    /// The members of `room` on every node, sorted.
+    fn members(&self, room: &str) -> HubFuture<'_, Vec<ClientId>>;
+    /// How many members `room` has on every node.
+    fn member_count(&self, room: &str) -> HubFuture<'_, usize>;
+    /// Whether `id` is connected to any node.
+    fn is_connected(&self, id: &ClientId) -> HubFuture<'_, bool>;
+    /// Close the connection `id`, on whichever node holds it, with this close code and
+    /// reason (checked with [`check_close`]); its disconnect hook sees
+    /// [`CloseReason::Closed`]. `Ok(false)`: no node holds that connection.
+    fn disconnect(&self, id: &ClientId, code: u16, reason: &str) -> HubFuture<'_, bool>;
+    /// The hub's own counters, added into [`crate::Server::stats`]. Zero by default.
+    fn stats(&self) -> HubStats {
+        HubStats::default()
+    }
 }
 
 #[derive(Default)]
@@ -288,6 +227,10 @@ struct State {
 }
 
 /// The in-memory hub: one process, every connection in a map, rooms as sets.
+///
+/// Besides the [`Hub`] trait it offers synchronous, this-node-only methods
+/// (`local_*`, [`deliver_room_once`](LocalHub::deliver_room_once)) that a distributed
+/// hub wrapping it builds on.
 #[derive(Default)]
 pub struct LocalHub {
     state: RwLock<State>,
@@ -304,13 +247,69 @@ impl LocalHub {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
-    /// The members of a room on this node.
-    pub fn members(&self, room: &str) -> Vec<ClientId> {
-        self.read()
+    /// The members of `room` on this node, sorted.
+    pub fn local_members(&self, room: &str) -> Vec<ClientId> {
+        let mut v: Vec<ClientId> = self
+            .read()
             .rooms
             .get(room)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+    /// How many members `room` has on this node.
+    pub fn local_member_count(&self, room: &str) -> usize {
+        self.read().rooms.get(room).map_or(0, HashSet::len)
+    }
+    /// Whether `id` is a connection of this node.
+    pub fn is_local(&self, id: &ClientId) -> bool {
+        self.read().conns.contains_key(id)
+    }
+    /// The ids of this node's connections (unsorted).
+    pub fn local_ids(&self) -> Vec<ClientId> {
+        self.read().conns.keys().cloned().collect()
+    }
+    /// The rooms that have at least one member on this node (unsorted).
+    pub fn local_rooms(&self) -> Vec<String> {
+        self.read().rooms.keys().cloned().collect()
+    }
+    /// Close `id` if it is a connection of this node, with [`CloseReason::Closed`];
+    /// `false` if it is not here. The code and reason are not checked here (see
+    /// [`check_close`]).
+    pub fn disconnect_local(&self, id: &ClientId, code: u16, reason: &str) -> bool {
+        match self.read().conns.get(id).and_then(|e| e.out.as_ref()) {
+            Some(out) => {
+                out.close(CloseReason::Closed {
+                    code,
+                    reason: reason.to_owned(),
+                });
+                true
+            }
+            None => false,
+        }
+    }
+    /// Deliver to this node's members of `rooms[index]` that are in none of
+    /// `rooms[..index]`: called once per room of a multi-room target, each member gets
+    /// the frame once, and no state is needed between the calls. An `index` out of range
+    /// delivers nothing.
+    pub fn deliver_room_once(&self, rooms: &[String], index: usize, frame: &Text) -> Delivery {
+        let mut d = Delivery::default();
+        let (Some(room), earlier) = (rooms.get(index), rooms.get(..index).unwrap_or(&[])) else {
+            return d;
+        };
+        let st = self.read();
+        for id in st.rooms.get(room).into_iter().flatten() {
+            if let Some(e) = st.conns.get(id) {
+                if earlier.iter().any(|r| e.rooms.contains(r)) {
+                    continue;
+                }
+                if let Some(out) = &e.out {
+                    d.add(out.push(frame.clone()));
+                }
+            }
+        }
+        d
     }
 }
 
@@ -372,7 +371,7 @@ impl Hub for LocalHub {
         true
     }
 
-    fn is_member(&self, id: &ClientId, room: &str) -> bool {
+    fn has(&self, id: &ClientId, room: &str) -> bool {
         self.read()
             .conns
             .get(id)
@@ -431,5 +430,25 @@ impl Hub for LocalHub {
 
     fn local_connections(&self) -> usize {
         self.read().conns.len()
+    }
+
+    fn members(&self, room: &str) -> HubFuture<'_, Vec<ClientId>> {
+        let v = self.local_members(room);
+        Box::pin(std::future::ready(Ok(v)))
+    }
+
+    fn member_count(&self, room: &str) -> HubFuture<'_, usize> {
+        let n = self.local_member_count(room);
+        Box::pin(std::future::ready(Ok(n)))
+    }
+
+    fn is_connected(&self, id: &ClientId) -> HubFuture<'_, bool> {
+        let b = self.is_local(id);
+        Box::pin(std::future::ready(Ok(b)))
+    }
+
+    fn disconnect(&self, id: &ClientId, code: u16, reason: &str) -> HubFuture<'_, bool> {
+        let r = check_close(code, reason).map(|()| self.disconnect_local(id, code, reason));
+        Box::pin(std::future::ready(r))
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod connection;
 pub mod context;
 pub mod contract;
 pub mod cx;
@@ -16,11 +17,14 @@ pub mod stats;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+pub use connection::{PingReplies, RateLimit};
 pub use context::{ConnInfo, Connect, Context, Disconnect, DisconnectInfo};
 pub use contract::{Event, Message};
 pub use cx::{Cx, IntoClientIds, IntoRoomNames, Outgoing, Rooms, ServerHandle};
 pub use error::{Reject, codes};
-pub use hub::{CloseReason, Delivery, Hub, LocalHub, Outbound, SlowConsumerPolicy, Target};
+pub use hub::{
+    CloseReason, Delivery, Hub, HubError, HubFuture, LocalHub, Outbound, SlowConsumerPolicy, Target,
+};
 pub use ids::ClientId;
 pub use middleware::{Input, Middleware};
 pub use router::{Handler, Router, Scope};
@@ -28,7 +32,7 @@ pub use server::{
     Accepted, BuilderState, HandshakeError, HandshakeRequest, HeaderIssue, NoState, Server,
     ServerBuilder, ServerConfig, TransportError,
 };
-pub use stats::StatsSnapshot;
+pub use stats::{HubStats, StatsSnapshot};
 
 /// The root README's example, compiled and run as a doc test.
 #[cfg(doctest)]

@@ -1,28 +1,25 @@
-//! The [`Server`]: router + hub + configuration, the handshake, and the connection
-//! driver that every adapter shares.
+//! The [`Server`]: router + hub + configuration, its builder and the handshake. A
+//! connection's lifetime is the engine's: [`crate::connection`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::stream::FuturesUnordered;
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{Sink, Stream};
 use serde::Serialize;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::context::{ConnInfo, Connect, Context, Disconnect, DisconnectInfo};
-use crate::cx::{Conn, Cx, ServerHandle};
-use crate::hub::{CloseReason, Closer, Hub, LocalHub, Outbound, SlowConsumerPolicy};
+use crate::connection::{self, PingReplies, RateLimit, SINK_CLOSE_GRACE, driver};
+use crate::context::{ConnInfo, Connect, Context};
+use crate::cx::ServerHandle;
+use crate::hub::{CloseReason, Hub, LocalHub, SlowConsumerPolicy};
 use crate::ids::ClientId;
-use crate::protocol::{self, CloseFrame, Text, WsFrame};
-use crate::router::{Router, dispatch};
+use crate::protocol::{self, WsFrame};
+use crate::router::Router;
 use crate::stats::{Stats, StatsSnapshot, inc};
 
 /// Limits and timings of a server. Every field has a sensible default
@@ -42,13 +39,26 @@ pub struct ServerConfig {
     /// Handlers of one connection that may wait concurrently; at the limit reading from
     /// that connection pauses. `1` is strictly sequential. Default 64.
     pub max_in_flight: usize,
-    /// Capacity of each connection's outbound queue, in frames. Default 1024.
+    /// The most events pushed to a connection by others (fan-out, [`ServerHandle`]) that
+    /// may wait to be written, in frames, on top of [`outbound_budget`](Self::outbound_budget);
+    /// beyond it the connection is a slow consumer. It bounds many tiny events; the
+    /// connection's own replies are not counted here. Default 4096.
     pub outbound_queue: usize,
-    /// What to do when that queue is full. Default: close with 1013.
+    /// Each connection's outbound budget in bytes: every frame waiting to be written
+    /// (replies, events, pings and pongs; each charged its length plus
+    /// [`FRAME_OVERHEAD`](crate::connection::FRAME_OVERHEAD) until the flush that writes it
+    /// completes). When the connection's own frames fill it, reading from the connection
+    /// pauses until the writer drains (backpressure, nothing dropped); events pushed by
+    /// others beyond it make it a slow consumer. Nothing is reserved up front. Default 1 MiB.
+    pub outbound_budget: usize,
+    /// What to do with a slow consumer. Default: close with 1013.
     pub slow_consumer: SlowConsumerPolicy,
     /// Interval between server pings; `None` disables heartbeats. Default 25 s.
     pub heartbeat_interval: Option<Duration>,
-    /// How long to wait for a pong after a ping before dropping the connection. Default 20 s.
+    /// How long to wait, once a ping was written, for the pong (or any other frame from
+    /// the peer) before dropping the connection. A ping that cannot even be written within
+    /// this time of being due (the peer reads nothing and its socket is full) drops it too.
+    /// Default 20 s.
     pub heartbeat_timeout: Duration,
     /// Protocol errors (`BAD_REQUEST`, `NOT_FOUND`, `INVALID_INPUT`) allowed per window
     /// before closing with 1008. Default 100.
@@ -63,8 +73,13 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// A deadline for each handler (answered with `TIMEOUT`). Default: none.
     pub handler_timeout: Option<Duration>,
-    /// How long writing the final frames and the close frame may take. Default 5 s.
+    /// How long the closing sequence may take: the last frames, the close frame, and
+    /// waiting for the peer's close frame (reading and discarding meanwhile); closing the
+    /// sink then gets at most [`SINK_CLOSE_GRACE`] more. Default 5 s.
     pub close_timeout: Duration,
+    /// The message-rate limit per connection (close 1008 `rate limit` beyond it); `None`
+    /// disables it. Default 10 000 messages per second with bursts of 10 000.
+    pub message_rate: Option<RateLimit>,
 }
 
 impl Default for ServerConfig {
@@ -72,7 +87,8 @@ impl Default for ServerConfig {
         Self {
             max_message_bytes: 1 << 20,
             max_in_flight: 64,
-            outbound_queue: 1024,
+            outbound_queue: 4096,
+            outbound_budget: 1 << 20,
             slow_consumer: SlowConsumerPolicy::Close,
             heartbeat_interval: Some(Duration::from_secs(25)),
             heartbeat_timeout: Duration::from_secs(20),
@@ -82,6 +98,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             handler_timeout: None,
             close_timeout: Duration::from_secs(5),
+            message_rate: Some(RateLimit::default()),
         }
     }
 }
@@ -200,6 +217,8 @@ struct Inner<C: Context> {
     router: Router<C>,
     state: Arc<C::State>,
     config: ServerConfig,
+    /// The engine's view of `config`, shared by every connection.
+    engine: Arc<connection::Settings>,
     hub: Arc<dyn Hub>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -320,6 +339,7 @@ impl<C: Context, St> ServerBuilder<C, St> {
             inner: Arc::new(Inner {
                 router: self.router,
                 state: self.state.into_state(),
+                engine: Arc::new(connection::Settings::from_config(&self.config)),
                 config: self.config,
                 hub: self.hub.unwrap_or_else(|| Arc::new(LocalHub::new())),
                 stats: Arc::new(Stats::default()),
@@ -362,6 +382,31 @@ impl<C: Context> Server<C> {
         &self.inner.config
     }
 
+    pub(crate) fn engine_settings(&self) -> &Arc<connection::Settings> {
+        &self.inner.engine
+    }
+
+    pub(crate) fn router(&self) -> &Router<C> {
+        &self.inner.router
+    }
+
+    pub(crate) fn hub_ref(&self) -> &Arc<dyn Hub> {
+        &self.inner.hub
+    }
+
+    pub(crate) fn stats_ref(&self) -> &Arc<Stats> {
+        &self.inner.stats
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Whether shutdown began, read without a lock (set before the token is cancelled).
+    pub(crate) fn stopping(&self) -> bool {
+        !self.inner.accepting.load(Ordering::Acquire)
+    }
+
     /// A handle for typed sends from outside handlers.
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
@@ -372,7 +417,7 @@ impl<C: Context> Server<C> {
 
     /// The counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner.stats.snapshot()
+        Stats::with_hub(self.inner.stats.snapshot(), self.inner.hub.stats())
     }
 
     /// Whether [`shutdown`](Self::shutdown) has begun.
@@ -389,11 +434,13 @@ impl<C: Context> Server<C> {
     /// finish (up to [`ServerConfig::shutdown_grace`]), close every connection with
     /// 1001 and run every disconnect hook. Resolves when all connections have ended.
     pub async fn shutdown(&self) {
+        // Before the cancel: connections woken by it read the flag, not the token's lock.
         self.inner.accepting.store(false, Ordering::SeqCst);
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
         let limit = self.inner.config.shutdown_grace
             + self.inner.config.close_timeout
+            + SINK_CLOSE_GRACE
             + Duration::from_secs(1);
         if tokio::time::timeout(limit, self.inner.tracker.wait())
             .await
@@ -465,6 +512,7 @@ impl<C: Context> Server<C> {
                 server: self.clone(),
                 ctx,
                 info,
+                replies: PingReplies::default(),
             }),
             Err(rej) if rej.code() == crate::codes::UNAUTHORIZED => {
                 Err(HandshakeError::Unauthorized(rej.message().to_owned()))
@@ -483,6 +531,7 @@ pub struct Accepted<C: Context> {
     server: Server<C>,
     ctx: C,
     info: ConnInfo,
+    replies: PingReplies,
 }
 
 impl<C: Context> std::fmt::Debug for Accepted<C> {
@@ -499,384 +548,40 @@ impl<C: Context> Accepted<C> {
         &self.info.client_id
     }
 
-    /// Drive the connection to its end: `__welcome`, the reader (dispatch in arrival
-    /// order, concurrent once handlers wait, up to the in-flight limit), the writer
-    /// (bounded queue, heartbeats), close codes, and the disconnect hook, exactly once.
-    /// Returns why it ended.
-    pub async fn serve<S, K>(self, stream: S, sink: K) -> CloseReason
+    /// Who answers the peer's pings: the transport (the default; tokio-tungstenite does,
+    /// inside its stream) or the engine, through the sink. Pongs count against the
+    /// outbound budget either way; see [`crate::connection`].
+    pub fn ping_replies(mut self, replies: PingReplies) -> Self {
+        self.replies = replies;
+        self
+    }
+
+    /// Drive the connection to its end: `__welcome`, dispatch in arrival order
+    /// (concurrent once handlers wait, up to the in-flight limit), writing under the byte
+    /// budget with backpressure, heartbeats, limits, the closing sequence, and the
+    /// disconnect hook, exactly once. Returns why it ended. See [`crate::connection`].
+    ///
+    /// The stream yields what the peer sent (a [`TransportError::MessageTooBig`] for a
+    /// message over the transport's size limit); the sink takes what to send. Closing the
+    /// sink is the end of the closing sequence: adapters shut the TCP write side down then.
+    pub fn serve<S, K>(self, stream: S, sink: K) -> impl Future<Output = CloseReason> + Send
     where
         S: Stream<Item = Result<WsFrame, TransportError>> + Send + Unpin,
         K: Sink<WsFrame> + Send + Unpin,
         K::Error: std::fmt::Display,
     {
-        let server = self.server.clone();
-        let span = tracing::info_span!("connection", client_id = %self.info.client_id, remote = ?self.info.remote_addr);
-        server
-            .inner
-            .tracker
-            .track_future(self.run(stream, sink))
+        let Accepted {
+            server,
+            ctx,
+            info,
+            replies,
+        } = self;
+        let span = tracing::info_span!("connection", client_id = %info.client_id, remote = ?info.remote_addr);
+        // Only the id lives on: the handshake's header map is freed here.
+        let id = info.client_id;
+        let tracker = server.inner.tracker.clone();
+        tracker
+            .track_future(driver::serve(server, ctx, id, replies, stream, sink))
             .instrument(span)
-            .await
     }
-
-    async fn run<S, K>(self, stream: S, sink: K) -> CloseReason
-    where
-        S: Stream<Item = Result<WsFrame, TransportError>> + Send + Unpin,
-        K: Sink<WsFrame> + Send + Unpin,
-        K::Error: std::fmt::Display,
-    {
-        let inner = &self.server.inner;
-        let cfg = &inner.config;
-        let id = self.info.client_id.clone();
-        let (out, rx, closer) = Outbound::new(
-            id.clone(),
-            cfg.outbound_queue,
-            cfg.slow_consumer,
-            inner.stats.clone(),
-        );
-        inner.hub.register(out.clone());
-        inc(&inner.stats.connections_open);
-        inc(&inner.stats.connections_total);
-        tracing::debug!("connected");
-        let conn = Arc::new(Conn::new(
-            id.clone(),
-            out,
-            inner.hub.clone(),
-            inner.stats.clone(),
-            (cfg.max_protocol_errors, cfg.protocol_error_window),
-        ));
-        conn.push(protocol::encode_welcome(id.as_str()));
-        let cx = Cx::new(Arc::new(self.ctx), inner.state.clone(), conn);
-        let pongs = AtomicU64::new(0);
-        tokio::join!(
-            read_loop(
-                &inner.router,
-                &cx,
-                stream,
-                &closer,
-                &inner.shutdown,
-                cfg,
-                &pongs
-            ),
-            write_loop(sink, rx, &closer, cfg, &pongs, &inner.stats),
-        );
-        let reason = closer
-            .reason()
-            .cloned()
-            .unwrap_or_else(|| CloseReason::TransportError("connection ended".into()));
-        let rooms = inner.hub.rooms_of(&id);
-        tracing::debug!(?reason, ?rooms, "disconnected");
-        let info = DisconnectInfo {
-            client_id: id.clone(),
-            rooms,
-            reason: reason.clone(),
-        };
-        let server = self.server.handle();
-        cx.context()
-            .disconnect(Disconnect {
-                info: &info,
-                state: &inner.state,
-                server: &server,
-            })
-            .await;
-        inner.hub.unregister(&id);
-        inner.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
-        reason
-    }
-}
-
-async fn read_loop<C, S>(
-    router: &Router<C>,
-    cx: &Cx<C, C::State>,
-    mut stream: S,
-    closer: &Closer,
-    shutdown: &CancellationToken,
-    cfg: &ServerConfig,
-    pongs: &AtomicU64,
-) where
-    C: Context,
-    S: Stream<Item = Result<WsFrame, TransportError>> + Unpin,
-{
-    let conn = &cx.conn;
-    let mut inflight = FuturesUnordered::new();
-    let mut draining = false;
-    let mut grace = pin!(tokio::time::sleep(Duration::from_secs(86400 * 365)));
-    let limit = cfg.max_in_flight.max(1);
-    loop {
-        let can_read = !draining && inflight.len() < limit;
-        tokio::select! {
-            biased;
-            _ = closer.token().cancelled() => break,
-            _ = shutdown.cancelled(), if !draining => {
-                draining = true;
-                grace.as_mut().reset(Instant::now() + cfg.shutdown_grace);
-            }
-            Some(()) = inflight.next(), if !inflight.is_empty() => {}
-            _ = &mut grace, if draining => {
-                tracing::warn!(in_flight = inflight.len(), "shutdown grace passed; abandoning in-flight handlers");
-                closer.close(CloseReason::ServerShutdown);
-                break;
-            }
-            item = stream.next(), if can_read => match item {
-                None => {
-                    closer.close(CloseReason::TransportError("connection ended without a close frame".into()));
-                    break;
-                }
-                Some(Err(TransportError::MessageTooBig)) => {
-                    too_big(conn);
-                    closer.close(CloseReason::MessageTooBig);
-                    break;
-                }
-                Some(Err(e)) => {
-                    closer.close(CloseReason::TransportError(e.to_string()));
-                    break;
-                }
-                Some(Ok(WsFrame::Text(text))) => {
-                    if text.len() > cfg.max_message_bytes {
-                        too_big(conn);
-                        closer.close(CloseReason::MessageTooBig);
-                        break;
-                    }
-                    if let Some(mut fut) = dispatch(router, cx, text.as_str(), cfg.handler_timeout) {
-                        // v1 order: run the handler until it first waits, right now.
-                        if futures::poll!(&mut fut).is_pending() {
-                            inflight.push(fut);
-                        }
-                    }
-                }
-                Some(Ok(WsFrame::Binary(_))) => {
-                    conn.fail(None, None, &crate::Reject::bad_request("binary frames are not supported"));
-                }
-                Some(Ok(WsFrame::Ping(_))) => {}
-                Some(Ok(WsFrame::Pong(_))) => {
-                    pongs.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(Ok(WsFrame::Close(frame))) => {
-                    closer.close(CloseReason::ClientClosed(frame.map(|f| f.code)));
-                    break;
-                }
-            },
-        }
-        if draining && inflight.is_empty() {
-            closer.close(CloseReason::ServerShutdown);
-            break;
-        }
-    }
-}
-
-fn too_big(conn: &Conn) {
-    inc(&conn.stats.oversize_closes);
-    tracing::warn!("message over the size limit: closing (1009)");
-}
-
-async fn send_batch<K>(
-    sink: &mut K,
-    first: Text,
-    rx: &mut mpsc::Receiver<Text>,
-) -> Result<(), K::Error>
-where
-    K: Sink<WsFrame> + Unpin,
-{
-    sink.feed(WsFrame::Text(first)).await?;
-    for _ in 0..64 {
-        match rx.try_recv() {
-            Ok(frame) => sink.feed(WsFrame::Text(frame)).await?,
-            Err(_) => break,
-        }
-    }
-    sink.flush().await
-}
-
-/// The heartbeat of one connection's writer.
-struct Heartbeat<'a> {
-    /// Ticks every `heartbeat_interval`; `None` when heartbeats are off.
-    ping: Option<tokio::time::Interval>,
-    /// When the outstanding ping must have been answered.
-    pong_due: Pin<Box<tokio::time::Sleep>>,
-    /// The pong count when the outstanding ping was sent; `None`: no ping outstanding.
-    awaiting: Option<u64>,
-    /// A tick came while a write was stuck: send a ping as soon as it completes.
-    ping_owed: bool,
-    pongs: &'a AtomicU64,
-    timeout: Duration,
-    /// How long an interrupted write may still take on a graceful close.
-    close_timeout: Duration,
-    stats: &'a Stats,
-}
-
-impl Heartbeat<'_> {
-    /// Start the pong deadline, unless a ping is outstanding already.
-    fn expect_pong(&mut self) {
-        if self.awaiting.is_none() {
-            self.awaiting = Some(self.pongs.load(Ordering::Relaxed));
-            self.pong_due.as_mut().reset(Instant::now() + self.timeout);
-        }
-    }
-
-    /// The pong deadline passed: whether a pong arrived since the ping (then the next
-    /// ping starts a new deadline). Counts and logs a timeout.
-    fn answered(&mut self) -> bool {
-        if self
-            .awaiting
-            .is_some_and(|seen| self.pongs.load(Ordering::Relaxed) > seen)
-        {
-            self.awaiting = None;
-            true
-        } else {
-            inc(&self.stats.heartbeat_timeouts);
-            tracing::info!("no pong within the heartbeat timeout: dropping the connection");
-            false
-        }
-    }
-}
-
-async fn tick(ping: &mut Option<tokio::time::Interval>) {
-    match ping.as_mut() {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Run one write to the socket while the heartbeat keeps running, so that a peer that
-/// reads nothing (its socket full, the write stuck) is still dropped in time: the
-/// deadline of an outstanding ping applies, and a tick with none outstanding starts one
-/// (the ping itself is sent once the write completes). Returns `false` when the
-/// connection must end; the close reason is set then.
-async fn write_with_heartbeat<E: std::fmt::Display>(
-    write: impl Future<Output = Result<(), E>>,
-    hb: &mut Heartbeat<'_>,
-    closer: &Closer,
-) -> bool {
-    let mut write = pin!(write);
-    loop {
-        tokio::select! {
-            biased;
-            _ = closer.token().cancelled() => {
-                // A graceful close (shutdown, 1008, 1009) lets the frames of this batch,
-                // already taken from the queue, reach the peer first (e.g. the last RPC
-                // reply before 1001). A dead or clogged peer's write is abandoned.
-                let graceful = !matches!(
-                    closer.reason(),
-                    Some(CloseReason::SlowConsumer | CloseReason::HeartbeatTimeout | CloseReason::TransportError(_))
-                        | Some(CloseReason::ClientClosed(_))
-                        | None
-                );
-                if graceful {
-                    let _ = tokio::time::timeout(hb.close_timeout, &mut write).await;
-                }
-                return false;
-            }
-            r = &mut write => {
-                return match r {
-                    Ok(()) => true,
-                    Err(e) => {
-                        closer.close(CloseReason::TransportError(e.to_string()));
-                        false
-                    }
-                };
-            }
-            _ = tick(&mut hb.ping), if hb.awaiting.is_none() => {
-                hb.expect_pong();
-                hb.ping_owed = true;
-            }
-            _ = hb.pong_due.as_mut(), if hb.awaiting.is_some() => {
-                if !hb.answered() {
-                    closer.close(CloseReason::HeartbeatTimeout);
-                    return false;
-                }
-            }
-        }
-    }
-}
-
-async fn write_loop<K>(
-    mut sink: K,
-    mut rx: mpsc::Receiver<Text>,
-    closer: &Closer,
-    cfg: &ServerConfig,
-    pongs: &AtomicU64,
-    stats: &Stats,
-) where
-    K: Sink<WsFrame> + Unpin,
-    K::Error: std::fmt::Display,
-{
-    let mut hb = Heartbeat {
-        ping: cfg.heartbeat_interval.map(|every| {
-            let mut interval = tokio::time::interval_at(Instant::now() + every, every);
-            // Ticks missed while a write was stuck are not made up in a burst of pings.
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval
-        }),
-        pong_due: Box::pin(tokio::time::sleep(Duration::from_secs(86400 * 365))),
-        awaiting: None,
-        ping_owed: false,
-        pongs,
-        timeout: cfg.heartbeat_timeout,
-        close_timeout: cfg.close_timeout,
-        stats,
-    };
-    loop {
-        tokio::select! {
-            biased;
-            _ = closer.token().cancelled() => break,
-            frame = rx.recv() => {
-                let Some(frame) = frame else { break };
-                if !write_with_heartbeat(send_batch(&mut sink, frame, &mut rx), &mut hb, closer).await {
-                    break;
-                }
-                if hb.ping_owed {
-                    // The peer gets the full timeout from the moment the ping is sent.
-                    hb.ping_owed = false;
-                    hb.awaiting = None;
-                    hb.expect_pong();
-                    if !write_with_heartbeat(sink.send(WsFrame::Ping(bytes::Bytes::new())), &mut hb, closer).await {
-                        break;
-                    }
-                }
-            }
-            _ = tick(&mut hb.ping) => {
-                hb.expect_pong();
-                if !write_with_heartbeat(sink.send(WsFrame::Ping(bytes::Bytes::new())), &mut hb, closer).await {
-                    break;
-                }
-            }
-            _ = hb.pong_due.as_mut(), if hb.awaiting.is_some() => {
-                if !hb.answered() {
-                    closer.close(CloseReason::HeartbeatTimeout);
-                    break;
-                }
-            }
-        }
-    }
-    let reason = closer.reason().cloned();
-    let finish = async {
-        match reason {
-            // A peer that answers no ping may be gone, or may read nothing: closing
-            // gracefully would only wait for the close timeout. Drop the socket.
-            Some(CloseReason::HeartbeatTimeout) => return,
-            Some(CloseReason::TransportError(_)) | None => {}
-            Some(CloseReason::ClientClosed(_)) => {}
-            Some(reason) => {
-                if reason != CloseReason::SlowConsumer {
-                    // Frames queued before the close (e.g. the last RPC replies) go first.
-                    while let Ok(frame) = rx.try_recv() {
-                        if sink.feed(WsFrame::Text(frame)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                if let Some(code) = reason.code() {
-                    let close = CloseFrame {
-                        code,
-                        reason: reason.text().to_owned().into(),
-                    };
-                    let _ = sink.send(WsFrame::Close(Some(close))).await;
-                }
-            }
-        }
-        let _ = sink.close().await;
-    };
-    let _ = tokio::time::timeout(cfg.close_timeout, finish).await;
 }

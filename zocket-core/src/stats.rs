@@ -18,6 +18,9 @@ pub struct Stats {
     pub(crate) heartbeat_timeouts: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
     pub(crate) encode_failures: AtomicU64,
+    pub(crate) rate_limit_closes: AtomicU64,
+    pub(crate) read_pauses: AtomicU64,
+    pub(crate) close_timeouts: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -34,9 +37,10 @@ pub struct StatsSnapshot {
     pub messages_in: u64,
     /// Frames put into outbound queues.
     pub frames_queued: u64,
-    /// Frames that could not be queued (full queue or closed connection).
+    /// Frames that could not be queued or were discarded unwritten (a slow consumer's
+    /// events, frames for a closing connection).
     pub frames_dropped: u64,
-    /// Connections closed with 1013 because their outbound queue was full.
+    /// Connections closed with 1013 because events pushed to them exceeded their budget.
     pub slow_consumer_closes: u64,
     /// `BAD_REQUEST` / `NOT_FOUND` / `INVALID_INPUT` answers.
     pub protocol_errors: u64,
@@ -50,6 +54,44 @@ pub struct StatsSnapshot {
     pub handler_panics: u64,
     /// Events or replies whose payload failed to serialise.
     pub encode_failures: u64,
+    /// Frames a distributed hub published to other nodes (one per target channel).
+    pub cluster_published: u64,
+    /// Frames a distributed hub received from other nodes.
+    pub cluster_received: u64,
+    /// Cross-node sends that failed (the backend was unreachable): those events
+    /// reached this node's recipients only.
+    pub cluster_send_failures: u64,
+    /// Connections closed with 1008 `rate limit` (over [`crate::ServerConfig::message_rate`]).
+    pub rate_limit_closes: u64,
+    /// Times reading from a connection paused because its outbound budget was full
+    /// (backpressure on a client that sends faster than it reads; nothing dropped).
+    pub read_pauses: u64,
+    /// Closing sequences that ended by the close timeout, without the peer's close frame.
+    pub close_timeouts: u64,
+}
+
+/// The counters a [`crate::Hub`] keeps itself ([`crate::Hub::stats`]); the server adds
+/// them into its [`StatsSnapshot`]. All zero for the in-memory hub.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// See [`StatsSnapshot::cluster_published`].
+    pub cluster_published: u64,
+    /// See [`StatsSnapshot::cluster_received`].
+    pub cluster_received: u64,
+    /// See [`StatsSnapshot::cluster_send_failures`].
+    pub cluster_send_failures: u64,
+}
+
+impl HubStats {
+    /// Counters with these values.
+    pub fn new(cluster_published: u64, cluster_received: u64, cluster_send_failures: u64) -> Self {
+        Self {
+            cluster_published,
+            cluster_received,
+            cluster_send_failures,
+        }
+    }
 }
 
 impl Stats {
@@ -69,7 +111,21 @@ impl Stats {
             heartbeat_timeouts: self.heartbeat_timeouts.load(Relaxed),
             handler_panics: self.handler_panics.load(Relaxed),
             encode_failures: self.encode_failures.load(Relaxed),
+            cluster_published: 0,
+            cluster_received: 0,
+            cluster_send_failures: 0,
+            rate_limit_closes: self.rate_limit_closes.load(Relaxed),
+            read_pauses: self.read_pauses.load(Relaxed),
+            close_timeouts: self.close_timeouts.load(Relaxed),
         }
+    }
+
+    /// This snapshot with a hub's counters in it.
+    pub(crate) fn with_hub(mut s: StatsSnapshot, h: HubStats) -> StatsSnapshot {
+        s.cluster_published = h.cluster_published;
+        s.cluster_received = h.cluster_received;
+        s.cluster_send_failures = h.cluster_send_failures;
+        s
     }
 }
 

@@ -208,6 +208,12 @@ impl<C: Context> TestServer<C> {
                             let _ = to_server.unbounded_send(Ok(WsFrame::Pong(p)));
                         }
                         WsFrame::Close(close) => {
+                            // Like every WebSocket client, answer the server's close
+                            // frame (unless this side closed first), which ends the
+                            // server's closing sequence (RFC 6455 §7.1.1).
+                            if !shared.closing.load(Ordering::Relaxed) {
+                                let _ = to_server.unbounded_send(Ok(WsFrame::Close(close.clone())));
+                            }
                             shared.on_close(close);
                             return;
                         }
@@ -245,6 +251,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     notify: Notify,
+    /// This side sent a close frame.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -480,6 +488,7 @@ impl TestClient {
 
     /// Close the connection from the client side (close frame 1000).
     pub async fn close(&self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
         let mut tx = self.tx.clone();
         let _ = tx
             .send(Ok(WsFrame::Close(Some(CloseFrame {

@@ -1,8 +1,13 @@
 //! The chat example: a single-page browser chat and its WebSocket on one port.
 //!
 //! ```text
-//! cargo run -p zocket-examples --bin chat [-- --addr 127.0.0.1:8080]
+//! cargo run -p zocket-examples --bin chat [-- --addr 127.0.0.1:8080] [--redis URL]
 //! ```
+//!
+//! With `--redis URL` several chat processes (on different ports or machines) form one
+//! chat: messages, presence, member lists and private messages cross processes
+//! ([`zocket_redis::RedisHub`]; key prefix from env `ZOCKET_REDIS_PREFIX`, default
+//! `zocket`).
 //!
 //! Serves the page at `/` and the Zocket WebSocket at `/ws` (warp adapter, in-memory
 //! hub). The first line on stdout says where to open it:
@@ -21,15 +26,24 @@ use zocket_examples::chat;
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 const USAGE: &str = "\
-usage: chat [--addr HOST:PORT]
+usage: chat [--addr HOST:PORT] [--redis URL]
 
 Serves the Zocket chat page at / and its WebSocket at /ws on the same port.
 
   --addr HOST:PORT   where to listen (default 127.0.0.1:8080; port 0 picks a free port)
+  --redis URL        one chat across processes on this Redis (prefix: env ZOCKET_REDIS_PREFIX)
   -h, --help         this text";
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, String> {
+/// The parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ChatArgs {
+    addr: SocketAddr,
+    redis: Option<String>,
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<ChatArgs>, String> {
     let mut addr = DEFAULT_ADDR.to_owned();
+    let mut redis = None;
     let mut args = args;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -39,23 +53,33 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, 
                     .next()
                     .ok_or_else(|| "--addr needs a value, e.g. --addr 127.0.0.1:8080".to_owned())?
             }
-            other => match other.strip_prefix("--addr=") {
-                Some(v) => addr = v.to_owned(),
-                None => return Err(format!("unknown argument `{other}`")),
+            "--redis" => {
+                redis = Some(args.next().ok_or_else(|| {
+                    "--redis needs a value, e.g. --redis redis://127.0.0.1:6379/".to_owned()
+                })?)
+            }
+            other => match (
+                other.strip_prefix("--addr="),
+                other.strip_prefix("--redis="),
+            ) {
+                (Some(v), _) => addr = v.to_owned(),
+                (_, Some(v)) => redis = Some(v.to_owned()),
+                _ => return Err(format!("unknown argument `{other}`")),
             },
         }
     }
-    addr.parse::<SocketAddr>()
-        .map(Some)
-        .map_err(|e| format!("--addr `{addr}` is not HOST:PORT ({e})"))
+    let addr = addr
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("--addr `{addr}` is not HOST:PORT ({e})"))?;
+    Ok(Some(ChatArgs { addr, redis }))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     zocket_examples::init_logging();
 
-    let addr = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(addr)) => addr,
+    let ChatArgs { addr, redis } = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -86,7 +110,32 @@ async fn main() -> ExitCode {
         local
     };
 
-    let server = Server::new(chat::router());
+    let (server, hub) = match &redis {
+        None => (Server::new(chat::router()), None),
+        Some(url) => {
+            let hub = match zocket_examples::redis_hub(url, None).await {
+                Ok(hub) => hub,
+                Err(e) => {
+                    eprintln!("chat: --redis {url}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let prefix =
+                std::env::var("ZOCKET_REDIS_PREFIX").unwrap_or_else(|_| "zocket".to_owned());
+            let names = match chat::ChatCluster::connect(url, &prefix).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("chat: --redis {url}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let server = Server::builder(chat::router())
+                .state(chat::ChatState::clustered(names))
+                .hub(hub.clone())
+                .build();
+            (server, Some(hub))
+        }
+    };
     let page = warp::path::end()
         .and(warp::get())
         .map(|| warp::reply::html(chat::PAGE));
@@ -108,6 +157,9 @@ async fn main() -> ExitCode {
     tracing::info!(%local, "chat example listening; open the page in two browser tabs");
 
     zocket_examples::run_until_stopped(&server, stop_http, http).await;
+    if let Some(hub) = hub {
+        hub.close().await;
+    }
     ExitCode::SUCCESS
 }
 
@@ -124,17 +176,25 @@ mod tests {
 
     #[test]
     fn addr_defaults_and_parses() {
+        let addr = |a: &[&str]| parse_args(args(a)).unwrap().map(|c| c.addr);
+        assert_eq!(addr(&[]), Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(
-            parse_args(args(&[])).unwrap(),
-            Some("127.0.0.1:8080".parse().unwrap())
-        );
-        assert_eq!(
-            parse_args(args(&["--addr", "0.0.0.0:0"])).unwrap(),
+            addr(&["--addr", "0.0.0.0:0"]),
             Some("0.0.0.0:0".parse().unwrap())
         );
         assert_eq!(
-            parse_args(args(&["--addr=127.0.0.1:9"])).unwrap(),
+            addr(&["--addr=127.0.0.1:9"]),
             Some("127.0.0.1:9".parse().unwrap())
+        );
+        let redis = |a: &[&str]| parse_args(args(a)).unwrap().and_then(|c| c.redis);
+        assert_eq!(redis(&[]), None);
+        assert_eq!(
+            redis(&["--redis", "redis://r/"]).as_deref(),
+            Some("redis://r/")
+        );
+        assert_eq!(
+            redis(&["--redis=redis://r/"]).as_deref(),
+            Some("redis://r/")
         );
         assert_eq!(parse_args(args(&["--help"])).unwrap(), None);
     }

@@ -7,9 +7,11 @@
 //!
 //! - `--addr HOST:PORT` (default `127.0.0.1:3000`; port 0 picks a free one).
 //! - `--adapter warp|hyper` (default `warp`): both serve the identical router.
-//! - `--redis URL` / `--node NAME`: the distributed hub. It is not available yet: with
-//!   `--redis` the server refuses to start (exit code 1) instead of silently running
-//!   a single node.
+//! - `--redis URL`: the distributed hub ([`zocket_redis::RedisHub`]): processes with
+//!   the same Redis (and the same key prefix, env `ZOCKET_REDIS_PREFIX`, default
+//!   `zocket`) form one cluster. If Redis does not answer at startup: exit code 1.
+//! - `--node NAME`: this process's name in the cluster (default: a random one), in the
+//!   logs.
 //!
 //! The first line on stdout is exactly `listening on ws://HOST:PORT/` (the bound
 //! address); WebSocket connections are accepted at `/`. Logs go to stderr (`RUST_LOG`,
@@ -33,7 +35,7 @@ Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
 
   --addr HOST:PORT      where to listen (default 127.0.0.1:3000; port 0 picks a free port)
   --adapter warp|hyper  the HTTP adapter (default warp)
-  --redis URL           the distributed hub (not available yet: refuses to start)
+  --redis URL           the distributed hub on Redis (key prefix: env ZOCKET_REDIS_PREFIX, default zocket)
   --node NAME           this node's name in a cluster (with --redis)
   -h, --help            this text";
 
@@ -112,16 +114,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(url) = &args.redis {
-        eprintln!(
-            "reference: --redis {url}: the distributed (Redis) hub is not available yet in this \
-             build; run without --redis for a single node on the in-memory hub"
-        );
-        return ExitCode::FAILURE;
-    }
-    if let Some(node) = &args.node {
-        tracing::info!(%node, "--node without --redis: a single node on the in-memory hub");
-    }
+    let hub = match &args.redis {
+        Some(url) => match zocket_examples::redis_hub(url, args.node.as_deref()).await {
+            Ok(hub) => Some(hub),
+            Err(e) => {
+                eprintln!("reference: --redis {url}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => {
+            if let Some(node) = &args.node {
+                tracing::info!(%node, "--node without --redis: a single node on the in-memory hub");
+            }
+            None
+        }
+    };
 
     let listener = match tokio::net::TcpListener::bind(args.addr).await {
         Ok(l) => l,
@@ -138,7 +145,11 @@ async fn main() -> ExitCode {
         }
     };
 
-    let server = Server::new(reference::router());
+    let mut builder = Server::builder(reference::router());
+    if let Some(hub) = &hub {
+        builder = builder.hub(hub.clone());
+    }
+    let server = builder.build();
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = match args.adapter {
         Adapter::Warp => {
@@ -161,6 +172,9 @@ async fn main() -> ExitCode {
     tracing::info!(%local, adapter = ?args.adapter, "reference server listening");
 
     zocket_examples::run_until_stopped(&server, stop_http, http).await;
+    if let Some(hub) = hub {
+        hub.close().await;
+    }
     ExitCode::SUCCESS
 }
 

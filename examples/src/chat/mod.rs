@@ -21,9 +21,11 @@
 //! # });
 //! ```
 
+mod cluster;
 pub mod contract;
 mod server;
 
+pub use cluster::ChatCluster;
 pub use contract::*;
 pub use server::{ChatHeaders, ChatState, ChatUser, DEFAULT_USER_NAME, UserName, router};
 

@@ -1,11 +1,15 @@
 //! The chat server side: context, presence directory, middleware and handlers.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
-use zocket_core::{ClientId, Connect, Context, Cx, Disconnect, Input, Middleware, Reject, Router};
+use zocket_core::{
+    ClientId, Connect, Context, Cx, Disconnect, Input, Middleware, Reject, Router, ServerHandle,
+};
 
+use super::cluster::ChatCluster;
 use super::contract::{
     self, Empty, Join, Leave, ListMembers, Me, Member, Members, MembersChanged, MessagePosted,
     Post, Presence, PresenceChanged, PresenceKind, Private, PrivateIn, PrivateMessage,
@@ -47,6 +51,26 @@ impl UserName {
 #[derive(Debug)]
 pub struct ChatUser {
     me: Member,
+    /// The directory this user is listed in, to unlist them if the connection never
+    /// runs (an upgrade that fails after the handshake), when no disconnect hook runs.
+    directory: Arc<ChatState>,
+    ended: AtomicBool,
+}
+
+impl Drop for ChatUser {
+    fn drop(&mut self) {
+        if *self.ended.get_mut() {
+            return;
+        }
+        self.directory.remove_user(&self.me.client_id);
+        if let (Some(c), Ok(rt)) = (
+            self.directory.cluster.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let id = self.me.client_id.clone();
+            rt.spawn(async move { c.forget(&id).await });
+        }
+    }
 }
 
 impl ChatUser {
@@ -73,13 +97,28 @@ impl Context for ChatUser {
         };
         // Listed from the handshake on: private messages reach a user who has not spoken.
         conn.state.add_user(me.clone());
-        Ok(Self { me })
+        if let Some(c) = &conn.state.cluster {
+            c.set_name(&me).await;
+        }
+        Ok(Self {
+            me,
+            directory: conn.state.clone(),
+            ended: AtomicBool::new(false),
+        })
     }
 
     async fn disconnect(&self, end: Disconnect<'_, Self>) {
         let info = end.info;
         tracing::info!(client_id = %info.client_id, user_name = self.me.user_name, reason = ?info.reason, "chat user disconnected");
-        for members in end.state.remove_user(&self.me.client_id) {
+        self.ended.store(true, Ordering::Relaxed);
+        let state = end.state;
+        if let Some(c) = &state.cluster {
+            c.forget(&self.me.client_id).await;
+        }
+        for members in state.remove_user(&self.me.client_id) {
+            let members = state
+                .everywhere(end.server, members, Some(&self.me.client_id))
+                .await;
             let room = members.room.clone();
             let _ = end
                 .server
@@ -97,9 +136,13 @@ impl Context for ChatUser {
 /// Who is connected and who is in which room, with names: the chat's application state.
 /// The hub delivers; this directory is what member lists and private-message targets
 /// are read from.
+///
+/// With [`ChatState::clustered`] (`chat --redis URL`) member lists and private-message
+/// targets also include the users of the other chat processes of the cluster.
 #[derive(Debug, Default)]
 pub struct ChatState {
     inner: Mutex<Directory>,
+    cluster: Option<ChatCluster>,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +152,39 @@ struct Directory {
 }
 
 impl ChatState {
+    /// A directory that also sees the users of the other processes of a cluster.
+    pub fn clustered(cluster: ChatCluster) -> Self {
+        Self {
+            inner: Mutex::default(),
+            cluster: Some(cluster),
+        }
+    }
+
+    /// `local` (this process's member list of a room) completed with the other
+    /// processes' members when clustered; `exclude` is left out.
+    async fn everywhere(
+        &self,
+        server: &ServerHandle,
+        local: Members,
+        exclude: Option<&ClientId>,
+    ) -> Members {
+        match &self.cluster {
+            Some(c) => c.members(server, local, exclude).await,
+            None => local,
+        }
+    }
+
+    /// A connected user by id, on this process or (clustered) another.
+    async fn find_user(&self, server: &ServerHandle, id: &ClientId) -> Option<Member> {
+        if let Some(m) = self.user(id) {
+            return Some(m);
+        }
+        match &self.cluster {
+            Some(c) => c.user(server, id).await,
+            None => None,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Directory> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -234,10 +310,17 @@ async fn me(cx: Cx<Session, ChatState>, _input: Empty) -> Result<Member, Reject>
 
 async fn join(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Members, Reject> {
     let room = input.room;
+    let server = cx.server();
     if !cx.rooms().join(&room) {
-        return Ok(cx.state.members(&room));
+        return Ok(cx
+            .state
+            .everywhere(&server, cx.state.members(&room), None)
+            .await);
     }
-    let members = cx.state.join(&room, &cx.me);
+    let members = cx
+        .state
+        .everywhere(&server, cx.state.join(&room, &cx.me), None)
+        .await;
     let _ = cx
         .send::<PresenceChanged>(Presence {
             room: room.clone(),
@@ -252,7 +335,14 @@ async fn join(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Members, Reje
 async fn leave(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Vec<String>, Reject> {
     let room = input.room;
     if cx.rooms().has(&room) {
-        let members = cx.state.leave(&room, &cx.me);
+        let members = cx
+            .state
+            .everywhere(
+                &cx.server(),
+                cx.state.leave(&room, &cx.me),
+                Some(&cx.me.client_id),
+            )
+            .await;
         let _ = cx
             .send::<PresenceChanged>(Presence {
                 room: room.clone(),
@@ -267,7 +357,10 @@ async fn leave(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Vec<String>,
 }
 
 async fn list_members(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Members, Reject> {
-    Ok(cx.state.members(&input.room))
+    Ok(cx
+        .state
+        .everywhere(&cx.server(), cx.state.members(&input.room), None)
+        .await)
 }
 
 async fn post(cx: Cx<Session, ChatState>, input: SendIn) -> Result<(), Reject> {
@@ -285,7 +378,7 @@ async fn post(cx: Cx<Session, ChatState>, input: SendIn) -> Result<(), Reject> {
 }
 
 async fn private(cx: Cx<Session, ChatState>, input: PrivateIn) -> Result<(), Reject> {
-    let Some(to) = cx.state.user(&input.to) else {
+    let Some(to) = cx.state.find_user(&cx.server(), &input.to).await else {
         return Err(Reject::new(
             "UNKNOWN_USER",
             format!("no connected user has client id `{}`", input.to),

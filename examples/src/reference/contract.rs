@@ -365,6 +365,42 @@ pub struct SleepIn {
     pub ms: u64,
 }
 
+/// Result of `rooms.members`: the room's members on every node, sorted, and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomMembers {
+    /// The members' client ids, sorted.
+    pub members: Vec<ClientId>,
+    /// The member count (from the hub's own count, so both answers are checked).
+    pub count: usize,
+}
+
+/// Input of `connection.isConnected`: `{clientId}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientIn {
+    /// The client.
+    pub client_id: ClientId,
+}
+
+fn default_kick_code() -> u16 {
+    4000
+}
+
+/// Input of `admin.disconnect`: `{clientId, code?: number = 4000, reason?: string = ""}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisconnectIn {
+    /// The client to close, on whichever node it is.
+    pub client_id: ClientId,
+    /// The close code: 1000, 1001, 1008, 1011 or 3000-4999 (else `INVALID_INPUT`).
+    #[serde(default = "default_kick_code")]
+    pub code: u16,
+    /// The close reason, at most 123 bytes (else `INVALID_INPUT`).
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// Incoming messages (client → server), one marker type per route.
 pub mod messages {
     use super::*;
@@ -443,6 +479,21 @@ pub mod messages {
     message!(
         /// `rooms.list`: returns the caller's rooms, sorted.
         RoomsList = "rooms.list": Empty => Vec<String>
+    );
+    message!(
+        /// `rooms.members`: the room's members on every node of the cluster (with the
+        /// in-memory hub: this process), sorted, and their count.
+        RoomsMembers = "rooms.members": RoomIn => RoomMembers
+    );
+    message!(
+        /// `connection.isConnected`: whether that client id is connected to any node.
+        IsConnected = "connection.isConnected": ClientIn => bool
+    );
+    message!(
+        /// `admin.disconnect`: admin or moderator only (else `FORBIDDEN`); closes that
+        /// client, on whichever node it is, with the code and reason; returns whether a
+        /// node held it.
+        AdminDisconnect = "admin.disconnect": DisconnectIn => bool
     );
     message!(
         /// `test.compute`: two middlewares in order, then `test.result` to the caller.

@@ -229,9 +229,12 @@ pub fn router() -> Router<RefCtx> {
         .on::<messages::FailPanic>(fail_panic)
         .on::<messages::FailError>(fail_error)
         .on::<messages::SlowSleep>(slow_sleep)
+        .on::<messages::RoomsMembers>(rooms_members)
+        .on::<messages::IsConnected>(is_connected)
         .scope(RequireStaff, |s| {
             s.on::<messages::SystemAnnouncement>(system_announcement)
                 .on::<messages::NotificationSend>(notification_send)
+                .on::<messages::AdminDisconnect>(admin_disconnect)
         })
         .scope(RequireAdmin, |s| {
             s.on::<messages::TestAdminOnly>(test_admin_only)
@@ -410,4 +413,44 @@ async fn fail_error(_cx: Cx<RefCtx>, _input: Empty) -> Result<(), Reject> {
 async fn slow_sleep(_cx: Cx<RefCtx>, input: SleepIn) -> Result<u64, Reject> {
     tokio::time::sleep(Duration::from_millis(input.ms)).await;
     Ok(input.ms)
+}
+
+/// A hub error as the client sees it: bad close code or reason is `INVALID_INPUT`, an
+/// unreachable backend `UNAVAILABLE`.
+fn hub_reject(e: zocket_core::HubError) -> Reject {
+    match e {
+        zocket_core::HubError::Unavailable(m) => {
+            tracing::warn!(error = %m, "cluster query failed");
+            Reject::new(
+                "UNAVAILABLE",
+                "the cluster backend is unavailable; try again",
+            )
+        }
+        other => Reject::invalid_input(other.to_string()),
+    }
+}
+
+async fn rooms_members(cx: Cx<RefCtx>, input: RoomIn) -> Result<RoomMembers, Reject> {
+    let server = cx.server();
+    let members = server.members(&input.room_id).await.map_err(hub_reject)?;
+    let count = server
+        .member_count(&input.room_id)
+        .await
+        .map_err(hub_reject)?;
+    Ok(RoomMembers { members, count })
+}
+
+async fn is_connected(cx: Cx<RefCtx>, input: ClientIn) -> Result<bool, Reject> {
+    cx.server()
+        .is_connected(&input.client_id)
+        .await
+        .map_err(hub_reject)
+}
+
+async fn admin_disconnect(cx: Cx<Staff>, input: DisconnectIn) -> Result<bool, Reject> {
+    tracing::info!(by = %cx.user_name, client_id = %input.client_id, code = input.code, "admin.disconnect");
+    cx.server()
+        .disconnect(&input.client_id, input.code, &input.reason)
+        .await
+        .map_err(hub_reject)
 }

@@ -25,6 +25,11 @@ pub struct ChatProcess {
 impl ChatProcess {
     /// Start `chat --addr 127.0.0.1:0` and read where it listens from its first line.
     pub fn start() -> Self {
+        Self::start_with(&[], &[])
+    }
+
+    /// Like [`start`](Self::start), with more arguments and environment variables.
+    pub fn start_with(extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "chat-{}-{}.log",
             std::process::id(),
@@ -33,7 +38,9 @@ impl ChatProcess {
         let log_file = std::fs::File::create(&log).expect("create the chat log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat"))
             .args(["--addr", "127.0.0.1:0"])
+            .args(extra_args)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)

@@ -334,17 +334,27 @@ impl RawClient {
                     frames.push(serde_json::from_str(text.as_str()).unwrap())
                 }
                 Some(Ok(Message::Close(Some(close)))) => {
+                    self.finish_close().await;
                     return (
                         Ended::Close(u16::from(close.code), close.reason.to_string()),
                         frames,
                     );
                 }
-                Some(Ok(Message::Close(None))) => return (Ended::CloseWithoutCode, frames),
+                Some(Ok(Message::Close(None))) => {
+                    self.finish_close().await;
+                    return (Ended::CloseWithoutCode, frames);
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return (Ended::Dropped(e.to_string()), frames),
                 None => return (Ended::Dropped("end of stream".into()), frames),
             }
         }
+    }
+
+    /// After the server's close frame, as a real client does: keep polling, so that
+    /// tungstenite sends its close reply, until the server ends the TCP connection.
+    async fn finish_close(&mut self) {
+        let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
     }
 
     /// The close code the connection ends with (panics if it ends without one).
