@@ -302,7 +302,6 @@ async fn private_message_to_an_unknown_client_is_refused() {
 
     // A user who left is unknown again.
     let bob = user(&app, "Bob").await;
-    bob.call::<Me>(Empty {}).await.unwrap();
     let bob_id = bob.client_id();
     ada.call::<Private>(PrivateIn {
         to: bob_id.clone(),
@@ -331,6 +330,32 @@ async fn private_message_to_an_unknown_client_is_refused() {
     assert_eq!(
         last.map(|r| r.code().to_owned()).as_deref(),
         Some("UNKNOWN_USER")
+    );
+}
+
+/// The directory is the application state, filled by the connect hook: a user is
+/// reachable before sending anything (it used to be listed on its first message).
+#[tokio::test]
+async fn a_private_message_reaches_a_user_who_has_not_spoken_yet() {
+    let state = Arc::new(ChatState::default());
+    let app = TestServer::with_state(chat::router(), state.clone());
+    let ada = user(&app, "Ada").await;
+    let bob = user(&app, "Bob").await;
+    assert_eq!(state.user_count(), 2);
+    ada.call::<Private>(PrivateIn {
+        to: bob.client_id(),
+        text: "are you there?".into(),
+    })
+    .await
+    .unwrap();
+    let got = bob.next::<PrivateReceived>().await.unwrap();
+    assert_eq!(
+        (got.from.user_name.as_str(), got.text.as_str()),
+        ("Ada", "are you there?")
+    );
+    assert!(
+        bob.frames().iter().all(|f| !f.contains("rpcId")),
+        "bob sent nothing"
     );
 }
 
@@ -373,7 +398,7 @@ async fn typing_goes_to_the_room_with_the_typists_identity() {
 #[tokio::test]
 async fn joining_twice_changes_nothing_and_leaving_updates_the_room() {
     let state = Arc::new(ChatState::default());
-    let app = TestServer::new(chat::router_with(state.clone()));
+    let app = TestServer::with_state(chat::router(), state.clone());
     let ada = user(&app, "Ada").await;
     let bob = user(&app, "Bob").await;
     ada.call::<Join>(RoomIn::new("lobby")).await.unwrap();
@@ -428,7 +453,7 @@ async fn joining_twice_changes_nothing_and_leaving_updates_the_room() {
 #[tokio::test]
 async fn disconnecting_leaves_every_room_and_tells_the_others() {
     let state = Arc::new(ChatState::default());
-    let app = TestServer::new(chat::router_with(state.clone()));
+    let app = TestServer::with_state(chat::router(), state.clone());
     let ada = user(&app, "Ada").await;
     let bob = user(&app, "Bob").await;
     ada.call::<Join>(RoomIn::new("lobby")).await.unwrap();
@@ -532,7 +557,8 @@ async fn a_server_shutdown_announces_no_departures() {
     let hub: Arc<dyn zocket_core::Hub> = Arc::new(zocket_core::LocalHub::new());
     let node = |state: &Arc<ChatState>| {
         TestServer::from_server(
-            zocket_core::Server::builder(chat::router_with(state.clone()))
+            zocket_core::Server::builder(chat::router())
+                .state(state.clone())
                 .hub(hub.clone())
                 .build(),
         )

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use serde_json::json;
-use zocket_client::{Client, ClientError, ConnectionState, Reconnect};
+use zocket_client::{Client, ClientError, ConnectionState, Reconnect, Reject};
 use zocket_examples::reference::contract::events::{
     BenchTick, ChatPrivate as PrivateEvent, ChatRoom as RoomChatEvent, ConnectionClientId,
     EchoPong, MessageEvent, NotificationReceive, RoomsJoined, RoomsLeft,
@@ -237,20 +237,14 @@ async fn every_incoming_message(adapter: &str) {
     // failures are typed
     let e = ada.call::<FailPanic>(Empty {}).await.unwrap_err();
     assert_eq!(e.code(), Some("INTERNAL"));
-    match ada.call::<FailError>(Empty {}).await.unwrap_err() {
-        ClientError::Rejected {
-            code,
-            message,
-            data,
-        } => {
-            assert_eq!(
-                (code.as_str(), message.as_str()),
-                ("TEAPOT", "I'm a teapot")
-            );
-            assert_eq!(data, Some(json!({"hint": "try coffee"})));
-        }
-        other => panic!("expected TEAPOT, got {other:?}"),
-    }
+    // The client gets the very `Reject` the handler returned.
+    assert_eq!(
+        ada.call::<FailError>(Empty {})
+            .await
+            .unwrap_err()
+            .rejection(),
+        Some(&Reject::new("TEAPOT", "I'm a teapot").with_data(json!({"hint": "try coffee"})))
+    );
     assert_eq!(ada.call::<SlowSleep>(SleepIn { ms: 10 }).await.unwrap(), 10);
     let e = ada
         .call::<SlowSleep>(SleepIn { ms: 30_001 })

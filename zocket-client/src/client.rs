@@ -476,11 +476,7 @@ impl Client {
             .await?;
             match rx.await {
                 Ok(Reply::Ok(payload)) => Ok(payload),
-                Ok(Reply::Err(e)) => Err(ClientError::Rejected {
-                    code: e.code,
-                    message: e.message,
-                    data: e.data,
-                }),
+                Ok(Reply::Err(e)) => Err(ClientError::Rejected(e.into())),
                 Ok(Reply::Closed) => Err(ClientError::Closed),
                 Ok(Reply::Disconnected) | Err(_) => Err(ClientError::Disconnected {
                     name: name.to_owned(),
@@ -517,11 +513,7 @@ impl Client {
                 Ok(Reply::Disconnected) => Err(ClientError::Disconnected {
                     name: name.to_owned(),
                 }),
-                Ok(Reply::Err(e)) => Err(ClientError::Rejected {
-                    code: e.code,
-                    message: e.message,
-                    data: e.data,
-                }),
+                Ok(Reply::Err(e)) => Err(ClientError::Rejected(e.into())),
                 Ok(Reply::Closed) | Err(_) => Err(ClientError::Closed),
             }
         };

@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
+pub use zocket_core::{HeaderIssue, Reject};
 
 /// Why a call, an emit or a subscription item failed.
 ///
@@ -51,17 +51,11 @@ pub enum ClientError {
     /// reply can no longer arrive.
     #[error("the client is closed")]
     Closed,
-    /// The server answered with `__rpc_err`: the code (`FORBIDDEN`, `INVALID_INPUT`,
-    /// an application code such as `TEAPOT`, ...), its message and optional data.
-    #[error("rejected by the server: {code}: {message}")]
-    Rejected {
-        /// The error code.
-        code: String,
-        /// The human-readable message.
-        message: String,
-        /// Optional data attached by the server.
-        data: Option<Value>,
-    },
+    /// The server answered with `__rpc_err` (or `__error`): the same [`Reject`] the
+    /// handler returned, with its code (`FORBIDDEN`, `INVALID_INPUT`, an application code
+    /// such as `TEAPOT`, ...), message and optional data.
+    #[error("rejected by the server: {0}")]
+    Rejected(Reject),
     /// A reply or event payload did not match the expected type.
     #[error("could not decode the payload of `{name}`: {source}")]
     Decode {
@@ -93,14 +87,20 @@ impl ClientError {
     /// The server's error code for [`ClientError::Rejected`], `None` otherwise.
     ///
     /// ```
-    /// # use zocket_client::ClientError;
-    /// let e = ClientError::Rejected { code: "FORBIDDEN".into(), message: "no".into(), data: None };
+    /// use zocket_client::{ClientError, Reject};
+    /// let e = ClientError::Rejected(Reject::forbidden("no"));
     /// assert_eq!(e.code(), Some("FORBIDDEN"));
+    /// assert_eq!(e.rejection().map(Reject::message), Some("no"));
     /// assert_eq!(ClientError::Closed.code(), None);
     /// ```
     pub fn code(&self) -> Option<&str> {
+        self.rejection().map(Reject::code)
+    }
+
+    /// The server's rejection for [`ClientError::Rejected`], `None` otherwise.
+    pub fn rejection(&self) -> Option<&Reject> {
         match self {
-            Self::Rejected { code, .. } => Some(code),
+            Self::Rejected(r) => Some(r),
             _ => None,
         }
     }
@@ -122,17 +122,6 @@ impl ClientError {
                 | Self::Closed
         )
     }
-}
-
-/// One problem with a handshake header, from a `400` response's `issues`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct HeaderIssue {
-    /// The header (or path inside it) that was refused, e.g. `userRole`.
-    #[serde(default)]
-    pub path: String,
-    /// Why it was refused.
-    #[serde(default)]
-    pub message: String,
 }
 
 /// The server refused the WebSocket upgrade with an HTTP error status.

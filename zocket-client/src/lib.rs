@@ -92,7 +92,7 @@ mod tls;
 
 pub use client::{Client, ClientBuilder, ConnectionState};
 pub use config::{Heartbeat, Reconnect};
-pub use error::{ClientError, ConnectError, HandshakeRejection, HeaderIssue};
+pub use error::{ClientError, ConnectError, HandshakeRejection, HeaderIssue, Reject};
 /// The rustls version `wss://` uses (for [`ClientBuilder::tls_config`] and
 /// [`ClientBuilder::tls_root_certificates`]).
 #[cfg(feature = "tls")]

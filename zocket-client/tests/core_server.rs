@@ -16,10 +16,10 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
-use zocket_client::{Client, ClientError, ConnectError, ConnectionState, Heartbeat, Reconnect};
+use zocket_client::{Client, ConnectError, ConnectionState, Heartbeat, Reconnect};
 use zocket_core::protocol::{CloseFrame, Text, WsFrame};
 use zocket_core::server::{HandshakeRequest, TransportError};
-use zocket_core::{ConnInfo, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
+use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -120,7 +120,9 @@ pub struct User {
 }
 impl Context for User {
     type Headers = Headers;
-    async fn connect(h: Headers, _: &ConnInfo) -> Result<Self, Reject> {
+    type State = ();
+    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+        let h = conn.headers;
         match h.token.as_deref() {
             Some("bad") => return Err(Reject::unauthorized("bad token")),
             Some("banned") => return Err(Reject::forbidden("banned")),
@@ -335,20 +337,15 @@ async fn calls_and_typed_errors_against_the_real_driver() {
         "Hello, Ada!"
     );
     client.call::<Log>("unit output".into()).await.unwrap();
-    match client.call::<FailError>(json!({})).await {
-        Err(ClientError::Rejected {
-            code,
-            message,
-            data,
-        }) => {
-            assert_eq!(
-                (code.as_str(), message.as_str()),
-                ("TEAPOT", "I'm a teapot")
-            );
-            assert_eq!(data, Some(json!({"hint":"try coffee"})));
-        }
-        other => panic!("expected TEAPOT, got {other:?}"),
-    }
+    // The client gets the very `Reject` the handler returned.
+    assert_eq!(
+        client
+            .call::<FailError>(json!({}))
+            .await
+            .unwrap_err()
+            .rejection(),
+        Some(&Reject::new("TEAPOT", "I'm a teapot").with_data(json!({"hint": "try coffee"})))
+    );
     let err = client
         .call::<Sleep>(SleepIn { ms: 40_000 })
         .await

@@ -129,53 +129,70 @@ impl Conn {
 }
 
 /// What every handler and middleware receives: the connection's context `C` (through
-/// `Deref`) plus the built-ins: [`client_id`](Cx::client_id), [`rooms`](Cx::rooms) and
-/// typed [`send`](Cx::send).
+/// `Deref`), the application state `S` ([`state`](Cx::state), the context's
+/// [`Context::State`](crate::Context::State)) plus the built-ins:
+/// [`client_id`](Cx::client_id), [`rooms`](Cx::rooms) and typed [`send`](Cx::send).
 ///
 /// After a middleware, `C` is the middleware's output type, so a handler registered
-/// behind `RequireAdmin` receives `Cx<Admin>`: "the user is an admin" is a type.
-pub struct Cx<C> {
+/// behind `RequireAdmin` receives `Cx<Admin>`: "the user is an admin" is a type. `S`
+/// stays the same along the chain; it defaults to `()` (no state), so a stateless
+/// application writes `Cx<User>` and a stateful one `Cx<User, App>`.
+pub struct Cx<C, S = ()> {
     ctx: Arc<C>,
+    state: Arc<S>,
     pub(crate) conn: Arc<Conn>,
 }
 
-impl<C> Clone for Cx<C> {
+impl<C, S> Clone for Cx<C, S> {
     fn clone(&self) -> Self {
         Self {
             ctx: self.ctx.clone(),
+            state: self.state.clone(),
             conn: self.conn.clone(),
         }
     }
 }
 
-impl<C: fmt::Debug> fmt::Debug for Cx<C> {
+impl<C: fmt::Debug, S> fmt::Debug for Cx<C, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cx")
             .field("client_id", &self.conn.id)
             .field("ctx", &self.ctx)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl<C> Deref for Cx<C> {
+impl<C, S> Deref for Cx<C, S> {
     type Target = C;
     fn deref(&self) -> &C {
         &self.ctx
     }
 }
 
-impl<C> Cx<C> {
-    pub(crate) fn new(ctx: Arc<C>, conn: Arc<Conn>) -> Self {
-        Self { ctx, conn }
+impl<C, S> Cx<C, S> {
+    pub(crate) fn new(ctx: Arc<C>, state: Arc<S>, conn: Arc<Conn>) -> Self {
+        Self { ctx, state, conn }
     }
 
-    /// A handle with the same connection and a new context value (what a middleware's
-    /// output becomes).
-    pub(crate) fn narrow<O>(&self, ctx: O) -> Cx<O> {
+    /// A handle with the same connection and state and a new context value (what a
+    /// middleware's output becomes).
+    pub(crate) fn narrow<O>(&self, ctx: O) -> Cx<O, S> {
         Cx {
             ctx: Arc::new(ctx),
+            state: self.state.clone(),
             conn: self.conn.clone(),
         }
+    }
+
+    /// The application state (set with
+    /// [`ServerBuilder::state`](crate::ServerBuilder::state)).
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// The application state, shared (e.g. to move into a spawned task).
+    pub fn state_arc(&self) -> Arc<S> {
+        self.state.clone()
     }
 
     /// The context value.

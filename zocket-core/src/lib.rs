@@ -7,6 +7,7 @@ pub mod context;
 pub mod contract;
 pub mod cx;
 pub mod error;
+mod headers;
 pub mod hub;
 pub mod ids;
 pub mod middleware;
@@ -19,7 +20,7 @@ pub mod stats;
 pub mod testing;
 
 pub use connection::{PingReplies, RateLimit};
-pub use context::{ConnInfo, Context, DisconnectInfo};
+pub use context::{ConnInfo, Connect, Context, Disconnect, DisconnectInfo};
 pub use contract::{Event, Message};
 pub use cx::{Cx, IntoClientIds, IntoRoomNames, Outgoing, Rooms, ServerHandle};
 pub use error::{Reject, codes};
@@ -30,8 +31,8 @@ pub use ids::ClientId;
 pub use middleware::{Input, Middleware};
 pub use router::{Handler, Router, Scope};
 pub use server::{
-    Accepted, HandshakeError, HandshakeRequest, HeaderIssue, Server, ServerBuilder, ServerConfig,
-    TransportError,
+    Accepted, BuilderState, HandshakeError, HandshakeRequest, HeaderIssue, NoState, Server,
+    ServerBuilder, ServerConfig, TransportError,
 };
 pub use stats::{HubStats, StatsSnapshot};
 

@@ -17,6 +17,10 @@ use crate::error::Reject;
 /// is an admin") is part of the handler's type. Middleware composes with
 /// [`crate::Router::scope`] and nested scopes; each sees what the previous produced.
 ///
+/// `S` is the application state ([`Context::State`](crate::Context::State), `()` by
+/// default), reachable as [`cx.state()`](Cx::state). A middleware that works with any
+/// state is generic over it: `impl<S: Send + Sync + 'static> Middleware<User, S> for ..`.
+///
 /// ```
 /// use zocket_core::{Cx, Input, Middleware, Reject};
 ///
@@ -36,23 +40,23 @@ use crate::error::Reject;
     label = "this middleware does not accept `Cx<{In}>`",
     note = "implement `Middleware<{In}> for {Self}`; inside a scope the context is the previous middleware's `Out`"
 )]
-pub trait Middleware<In>: Send + Sync + 'static {
+pub trait Middleware<In, S = ()>: Send + Sync + 'static {
     /// The refined context the next step receives.
     type Out: Send + Sync + 'static;
 
     /// Narrow `cx` or reject the message.
     fn run(
         &self,
-        cx: &Cx<In>,
+        cx: &Cx<In, S>,
         input: &Input<'_>,
     ) -> impl Future<Output = Result<Self::Out, Reject>> + Send;
 }
 
-impl<In, M: Middleware<In>> Middleware<In> for Arc<M> {
+impl<In, S, M: Middleware<In, S>> Middleware<In, S> for Arc<M> {
     type Out = M::Out;
     fn run(
         &self,
-        cx: &Cx<In>,
+        cx: &Cx<In, S>,
         input: &Input<'_>,
     ) -> impl Future<Output = Result<Self::Out, Reject>> + Send {
         (**self).run(cx, input)
@@ -118,15 +122,15 @@ impl<'a> Input<'a> {
 
 /// A chain of middleware from the router's context `C` to the handler's context.
 /// Built by [`crate::Router::scope`]; not implemented by users.
-pub trait Chain<C>: Send + Sync + 'static + sealed::Sealed {
+pub trait Chain<C, S>: Send + Sync + 'static + sealed::Sealed {
     /// The context after the whole chain.
     type Out: Send + Sync + 'static;
     #[doc(hidden)]
     fn apply<'a>(
         &'a self,
-        cx: Cx<C>,
+        cx: Cx<C, S>,
         input: &'a Input<'a>,
-    ) -> impl Future<Output = Result<Cx<Self::Out>, Reject>> + Send + 'a;
+    ) -> impl Future<Output = Result<Cx<Self::Out, S>, Reject>> + Send + 'a;
 }
 
 /// The empty chain.
@@ -143,31 +147,32 @@ mod sealed {
     impl<P, M> Sealed for super::Then<P, M> {}
 }
 
-impl<C: Send + Sync + 'static> Chain<C> for Root {
+impl<C: Send + Sync + 'static, S: Send + Sync + 'static> Chain<C, S> for Root {
     type Out = C;
     #[allow(clippy::manual_async_fn)]
     fn apply<'a>(
         &'a self,
-        cx: Cx<C>,
+        cx: Cx<C, S>,
         _: &'a Input<'a>,
-    ) -> impl Future<Output = Result<Cx<C>, Reject>> + Send + 'a {
+    ) -> impl Future<Output = Result<Cx<C, S>, Reject>> + Send + 'a {
         async move { Ok(cx) }
     }
 }
 
-impl<C, P, M> Chain<C> for Then<P, M>
+impl<C, S, P, M> Chain<C, S> for Then<P, M>
 where
     C: Send + Sync + 'static,
-    P: Chain<C>,
-    M: Middleware<P::Out>,
+    S: Send + Sync + 'static,
+    P: Chain<C, S>,
+    M: Middleware<P::Out, S>,
 {
     type Out = M::Out;
     #[allow(clippy::manual_async_fn)]
     fn apply<'a>(
         &'a self,
-        cx: Cx<C>,
+        cx: Cx<C, S>,
         input: &'a Input<'a>,
-    ) -> impl Future<Output = Result<Cx<M::Out>, Reject>> + Send + 'a {
+    ) -> impl Future<Output = Result<Cx<M::Out, S>, Reject>> + Send + 'a {
         async move {
             let prev = self.0.apply(cx, input).await?;
             let out = self.1.run(&prev, input).await?;

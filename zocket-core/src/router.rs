@@ -13,56 +13,79 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use futures::FutureExt;
-use futures::future::{BoxFuture, MapErr, TryFutureExt};
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use smol_str::SmolStr;
 
+use crate::context::Context;
 use crate::contract::Message;
 use crate::cx::Cx;
-use crate::error::{CodeOnly, Reject};
+use crate::error::{CodeOnly, Reject, log_internal};
 use crate::middleware::{Chain, Input, Middleware, Root, Then};
 use crate::protocol::{self, FrameError, Text};
 use crate::stats::inc;
 
-/// An async function (or closure) handling message `M` with context `C`:
-/// `async fn(Cx<C>, M::Input) -> Result<M::Output, E>` where `E: Into<Reject>`.
+/// An async function (or closure) handling message `M` with context `C` and application
+/// state `S`: `async fn(Cx<C, S>, M::Input) -> Result<M::Output, Reject>`.
 ///
 /// There is one fixed signature, so there are no extractor puzzles: the context type
-/// is the router's, or inside a [`Router::scope`] the last middleware's `Out`.
+/// is the router's, or inside a [`Router::scope`] the last middleware's `Out`. The error
+/// type is always [`Reject`], so `?` works on any `std::error::Error` (answered
+/// `INTERNAL`, logged on the server) and an inline closure needs no type hint:
+///
+/// ```
+/// # use zocket_core::{Connect, Context, Message, Reject, Router};
+/// # struct User;
+/// # impl Context for User {
+/// #     type Headers = serde_json::Value;
+/// #     type State = ();
+/// #     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
+/// # }
+/// pub enum Parse {}
+/// impl Message for Parse { const NAME: &'static str = "parse"; type Input = String; type Output = i64; }
+///
+/// let router = Router::<User>::new().on::<Parse>(|_cx, text: String| async move {
+///     let n: i64 = text.trim().parse()?; // a ParseIntError becomes INTERNAL
+///     Ok(n)
+/// });
+/// # let _ = router;
+/// ```
+///
+/// The closure's input needs its type (`text: String`) when its body calls methods on
+/// it; the context argument `_cx` / `cx: Cx<User>` likewise when it is used.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a handler for message `{M}` with context `Cx<{C}>`",
-    label = "expected `async fn(Cx<{C}>, <{M} as Message>::Input) -> Result<<{M} as Message>::Output, E>`",
-    note = "the input type must be `<{M} as Message>::Input`, the output `<{M} as Message>::Output`, and `E: Into<Reject>`",
+    message = "`{Self}` is not a handler for message `{M}` with context `Cx<{C}, {S}>`",
+    label = "expected `async fn(Cx<{C}, {S}>, <{M} as Message>::Input) -> Result<<{M} as Message>::Output, Reject>`",
+    note = "the input type must be `<{M} as Message>::Input`, the output `<{M} as Message>::Output`, and the error `Reject` (`?` converts any `std::error::Error`)",
     note = "inside `scope(middleware, ..)` the handler receives the middleware's `Out` context, not the router's"
 )]
-pub trait Handler<M: Message, C>: Send + Sync + 'static {
+pub trait Handler<M: Message, C, S = ()>: Send + Sync + 'static {
     /// The handler's future.
     type Future: Future<Output = Result<M::Output, Reject>> + Send + 'static;
     /// Run the handler.
-    fn call(&self, cx: Cx<C>, input: M::Input) -> Self::Future;
+    fn call(&self, cx: Cx<C, S>, input: M::Input) -> Self::Future;
 }
 
-impl<M, C, F, Fut, E> Handler<M, C> for F
+impl<M, C, S, F, Fut> Handler<M, C, S> for F
 where
     M: Message,
-    F: Fn(Cx<C>, M::Input) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<M::Output, E>> + Send + 'static,
-    E: Into<Reject> + 'static,
+    F: Fn(Cx<C, S>, M::Input) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<M::Output, Reject>> + Send + 'static,
 {
-    type Future = MapErr<Fut, fn(E) -> Reject>;
-    fn call(&self, cx: Cx<C>, input: M::Input) -> Self::Future {
-        (self)(cx, input).map_err(Into::into as fn(E) -> Reject)
+    type Future = Fut;
+    fn call(&self, cx: Cx<C, S>, input: M::Input) -> Self::Future {
+        (self)(cx, input)
     }
 }
 
 /// Runs after decoding: middleware chain, handler, reply encoding.
-pub(crate) trait ErasedRoute<C>: Send + Sync {
+pub(crate) trait ErasedRoute<C, S>: Send + Sync {
     /// Decode and validate the payload (synchronously: the frame text is borrowed), then
     /// return the future of the rest. `rpc_id: Some` encodes a reply frame.
     fn start(
         &self,
-        cx: Cx<C>,
+        cx: Cx<C, S>,
         payload: Option<&RawValue>,
         rpc_id: Option<SmolStr>,
     ) -> Result<BoxFuture<'static, Result<Option<Text>, Reject>>, Reject>;
@@ -74,16 +97,17 @@ struct TypedRoute<M, H, Ch> {
     _m: PhantomData<fn() -> M>,
 }
 
-impl<C, M, H, Ch> ErasedRoute<C> for TypedRoute<M, H, Ch>
+impl<C, S, M, H, Ch> ErasedRoute<C, S> for TypedRoute<M, H, Ch>
 where
     C: Send + Sync + 'static,
+    S: Send + Sync + 'static,
     M: Message,
-    Ch: Chain<C>,
-    H: Handler<M, Ch::Out>,
+    Ch: Chain<C, S>,
+    H: Handler<M, Ch::Out, S>,
 {
     fn start(
         &self,
-        cx: Cx<C>,
+        cx: Cx<C, S>,
         payload: Option<&RawValue>,
         rpc_id: Option<SmolStr>,
     ) -> Result<BoxFuture<'static, Result<Option<Text>, Reject>>, Reject> {
@@ -113,10 +137,20 @@ where
 
 /// Deserialise a payload into an input type. An absent payload is `null`; if the type
 /// does not accept `null`, `{}` is tried, so all-optional inputs accept no argument.
+/// When both fail, the answer names the first missing field if `{}` got that far (an
+/// object input: `name: missing field`), else the type's refusal of `null`.
 fn decode_input<T: DeserializeOwned>(payload: Option<&RawValue>) -> Result<T, Reject> {
     match payload {
         Some(raw) => parse(raw.get()),
-        None => parse("null").or_else(|first| parse("{}").map_err(|_| first)),
+        None => parse("null").or_else(|first| {
+            parse("{}").map_err(|second| {
+                let names_a_field = second
+                    .data()
+                    .and_then(|d| d["issues"][0]["path"].as_str())
+                    .is_some_and(|p| !p.is_empty());
+                if names_a_field { second } else { first }
+            })
+        }),
     }
 }
 
@@ -124,20 +158,34 @@ fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Reject> {
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let message = if path == "." {
-            format!("invalid payload: {inner}")
-        } else {
-            format!("invalid payload at `{path}`: {inner}")
-        };
-        Reject::invalid_input(message)
-            .with_data(serde_json::json!({ "issues": [{ "path": path, "message": inner }] }))
+        let (path, reason) = input_issue(&path, e.inner());
+        Reject::invalid_field(path, reason)
     })
 }
 
-type Routes<C> = HashMap<&'static str, Arc<dyn ErasedRoute<C>>>;
+/// The field path and the reason of a payload that did not deserialise: serde's message
+/// without its " at line 1 column 2" (meaningless to a caller), and for a missing field
+/// the path of the field itself (serde reports it at the enclosing object): `name`,
+/// `items[2].id`; empty for the payload as a whole.
+fn input_issue(path: &str, error: &serde_json::Error) -> (String, String) {
+    let full = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    let reason = full.strip_suffix(&position).unwrap_or(&full).to_owned();
+    let parent = if path == "." { "" } else { path };
+    let missing = reason
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'));
+    let path = match missing {
+        Some(field) if parent.is_empty() => field.to_owned(),
+        Some(field) => format!("{parent}.{field}"),
+        None => parent.to_owned(),
+    };
+    (path, reason)
+}
 
-fn insert<C>(routes: &mut Routes<C>, name: &'static str, route: Arc<dyn ErasedRoute<C>>) {
+type Routes<C, S> = HashMap<&'static str, Arc<dyn ErasedRoute<C, S>>>;
+
+fn insert<C, S>(routes: &mut Routes<C, S>, name: &'static str, route: Arc<dyn ErasedRoute<C, S>>) {
     assert!(!name.is_empty(), "zocket: a message name must not be empty");
     assert!(
         !name.starts_with("__"),
@@ -153,12 +201,13 @@ fn insert<C>(routes: &mut Routes<C>, name: &'static str, route: Arc<dyn ErasedRo
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
-/// use zocket_core::{Context, ConnInfo, Cx, Message, Reject, Router};
+/// use zocket_core::{Connect, Context, Cx, Message, Reject, Router};
 ///
 /// struct User;
 /// impl Context for User {
 ///     type Headers = serde_json::Value;
-///     async fn connect(_: serde_json::Value, _: &ConnInfo) -> Result<Self, Reject> { Ok(User) }
+///     type State = ();
+///     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
 /// }
 ///
 /// pub enum Add {}
@@ -172,11 +221,11 @@ fn insert<C>(routes: &mut Routes<C>, name: &'static str, route: Arc<dyn ErasedRo
 ///
 /// Registering a name twice, or a name starting with `__` (reserved), panics here, at
 /// build time, never later.
-pub struct Router<C> {
-    routes: Routes<C>,
+pub struct Router<C: Context> {
+    routes: Routes<C, C::State>,
 }
 
-impl<C> Default for Router<C> {
+impl<C: Context> Default for Router<C> {
     fn default() -> Self {
         Self {
             routes: HashMap::new(),
@@ -184,7 +233,7 @@ impl<C> Default for Router<C> {
     }
 }
 
-impl<C> fmt::Debug for Router<C> {
+impl<C: Context> fmt::Debug for Router<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut names: Vec<_> = self.routes.keys().collect();
         names.sort();
@@ -192,14 +241,14 @@ impl<C> fmt::Debug for Router<C> {
     }
 }
 
-impl<C: Send + Sync + 'static> Router<C> {
+impl<C: Context> Router<C> {
     /// An empty router.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Handle message `M` with `handler` (receiving `Cx<C>`).
-    pub fn on<M: Message>(mut self, handler: impl Handler<M, C>) -> Self {
+    /// Handle message `M` with `handler` (receiving `Cx<C, C::State>`).
+    pub fn on<M: Message>(mut self, handler: impl Handler<M, C, C::State>) -> Self {
         let route = TypedRoute::<M, _, Root> {
             handler: Arc::new(handler),
             chain: Arc::new(Root),
@@ -213,7 +262,7 @@ impl<C: Send + Sync + 'static> Router<C> {
     /// context. Scopes nest: `s.scope(next, |s| ..)` inside runs both, in order.
     pub fn scope<Mw, F>(self, middleware: Mw, f: F) -> Self
     where
-        Mw: Middleware<C>,
+        Mw: Middleware<C, C::State>,
         F: FnOnce(Scope<C, Then<Root, Mw>>) -> Scope<C, Then<Root, Mw>>,
     {
         let scope = Scope {
@@ -238,12 +287,12 @@ impl<C: Send + Sync + 'static> Router<C> {
 }
 
 /// Routes registered behind a middleware chain; see [`Router::scope`].
-pub struct Scope<C, Ch> {
+pub struct Scope<C: Context, Ch> {
     router: Router<C>,
     chain: Arc<Ch>,
 }
 
-impl<C, Ch> fmt::Debug for Scope<C, Ch> {
+impl<C: Context, Ch> fmt::Debug for Scope<C, Ch> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
             .field("router", &self.router)
@@ -251,9 +300,9 @@ impl<C, Ch> fmt::Debug for Scope<C, Ch> {
     }
 }
 
-impl<C: Send + Sync + 'static, Ch: Chain<C>> Scope<C, Ch> {
+impl<C: Context, Ch: Chain<C, C::State>> Scope<C, Ch> {
     /// Handle message `M` with `handler`, which receives the chain's output context.
-    pub fn on<M: Message>(mut self, handler: impl Handler<M, Ch::Out>) -> Self {
+    pub fn on<M: Message>(mut self, handler: impl Handler<M, Ch::Out, C::State>) -> Self {
         let route = TypedRoute::<M, _, Ch> {
             handler: Arc::new(handler),
             chain: self.chain.clone(),
@@ -266,7 +315,7 @@ impl<C: Send + Sync + 'static, Ch: Chain<C>> Scope<C, Ch> {
     /// A nested scope: `middleware` runs after this scope's chain.
     pub fn scope<Mw, F>(self, middleware: Mw, f: F) -> Self
     where
-        Mw: Middleware<Ch::Out>,
+        Mw: Middleware<Ch::Out, C::State>,
         F: FnOnce(Scope<C, Then<Ch, Mw>>) -> Scope<C, Then<Ch, Mw>>,
     {
         let chain = self.chain;
@@ -285,9 +334,9 @@ impl<C: Send + Sync + 'static, Ch: Chain<C>> Scope<C, Ch> {
 /// and start its handler. Every failure becomes the right error frame in the
 /// connection's queue. Returns the handler's future when there is work left to do; it
 /// owns no IO, the caller decides how to poll it.
-pub(crate) fn dispatch<C: Send + Sync + 'static>(
+pub(crate) fn dispatch<C: Context>(
     router: &Router<C>,
-    cx: &Cx<C>,
+    cx: &Cx<C, C::State>,
     text: &str,
     handler_timeout: Option<Duration>,
 ) -> Option<BoxFuture<'static, ()>> {
@@ -324,6 +373,7 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
     let fut = match route.start(cx.clone(), frame.payload, rpc.clone()) {
         Ok(fut) => fut,
         Err(rej) => {
+            log_internal(&rej, "validate");
             tracing::debug!(client_id = %conn.id, message = name, code = %CodeOnly(&rej), "input rejected");
             conn.fail(Some(name), rpc_id, &rej);
             return None;
@@ -350,6 +400,7 @@ pub(crate) fn dispatch<C: Send + Sync + 'static>(
                 }
                 Ok(Ok(None)) => {}
                 Ok(Err(rej)) => {
+                    log_internal(&rej, "message");
                     tracing::debug!(code = %CodeOnly(&rej), "message rejected");
                     conn.fail(Some(name), rpc.as_deref(), &rej);
                 }

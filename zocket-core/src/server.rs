@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::admission::{Full, Slot, Slots};
 use crate::connection::{self, PingReplies, RateLimit, SINK_CLOSE_GRACE, driver};
-use crate::context::{ConnInfo, Context};
+use crate::context::{ConnInfo, Connect, Context};
 use crate::cx::ServerHandle;
 use crate::hub::{CloseReason, Hub, LocalHub, SlowConsumerPolicy};
 use crate::ids::ClientId;
@@ -153,12 +153,15 @@ pub struct HandshakeRequest {
     pub remote_addr: Option<SocketAddr>,
 }
 
-/// One entry of an `INVALID_HEADERS` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One entry of an `INVALID_HEADERS` answer: the server sends it, `zocket-client`
+/// decodes it (`HandshakeRejection::issues`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HeaderIssue {
     /// The header name, e.g. `userRole`.
+    #[serde(default)]
     pub path: String,
     /// What is wrong with it.
+    #[serde(default)]
     pub message: String,
 }
 
@@ -203,6 +206,10 @@ pub enum HandshakeError {
         /// Seconds for `Retry-After`.
         retry_after: u64,
     },
+    /// The connect hook failed with `INTERNAL` (e.g. `?` on a database error) (500). The
+    /// error itself is logged on the server, never sent.
+    #[error("internal error in the connect hook")]
+    Internal,
 }
 
 impl HandshakeError {
@@ -213,6 +220,7 @@ impl HandshakeError {
             HandshakeError::Unauthorized(_) => 401,
             HandshakeError::OriginNotAllowed(_) | HandshakeError::Forbidden(_) => 403,
             HandshakeError::ShuttingDown | HandshakeError::Unavailable { .. } => 503,
+            HandshakeError::Internal => 500,
             HandshakeError::BadRequest(_) => 400,
             HandshakeError::UnsupportedVersion => 426,
         }
@@ -258,6 +266,7 @@ impl HandshakeError {
                 None,
             ),
             HandshakeError::Unavailable { reason, .. } => ("UNAVAILABLE", *reason, None),
+            HandshakeError::Internal => (crate::codes::INTERNAL, "Internal server error", None),
         };
         serde_json::to_string(&Body {
             error,
@@ -280,8 +289,9 @@ pub enum TransportError {
     Other(String),
 }
 
-struct Inner<C> {
+struct Inner<C: Context> {
     router: Router<C>,
+    state: Arc<C::State>,
     config: ServerConfig,
     /// The engine's view of `config`, shared by every connection.
     engine: Arc<connection::Settings>,
@@ -298,11 +308,11 @@ struct Inner<C> {
 /// call [`handshake`](Server::handshake) before upgrading and then
 /// [`Accepted::serve`] with the socket as a stream and sink of [`WsFrame`]s.
 /// Cheap to clone.
-pub struct Server<C> {
+pub struct Server<C: Context> {
     inner: Arc<Inner<C>>,
 }
 
-impl<C> Clone for Server<C> {
+impl<C: Context> Clone for Server<C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -310,7 +320,7 @@ impl<C> Clone for Server<C> {
     }
 }
 
-impl<C> std::fmt::Debug for Server<C> {
+impl<C: Context> std::fmt::Debug for Server<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("router", &self.inner.router)
@@ -320,13 +330,63 @@ impl<C> std::fmt::Debug for Server<C> {
 }
 
 /// Builds a [`Server`]; see [`Server::builder`].
-pub struct ServerBuilder<C> {
+///
+/// `St` records whether the application state was given: [`NoState`] until
+/// [`state`](Self::state) is called. Without it the state is `Default::default()`
+/// (which is how `type State = ()` needs nothing); a state that is not `Default` (a token
+/// table loaded at start-up, a database pool) must be given: forgetting it is a compile
+/// error, not a panic.
+pub struct ServerBuilder<C: Context, St = NoState> {
     router: Router<C>,
     config: ServerConfig,
     hub: Option<Arc<dyn Hub>>,
+    state: St,
 }
 
-impl<C: Context> ServerBuilder<C> {
+impl<C: Context, St> std::fmt::Debug for ServerBuilder<C, St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("router", &self.router)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The application state of a [`ServerBuilder`] before [`ServerBuilder::state`] is called.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoState;
+
+/// What a [`ServerBuilder`] holds as its application state: [`NoState`] (then the
+/// state's `Default`) or the state given to [`ServerBuilder::state`].
+#[diagnostic::on_unimplemented(
+    message = "the server needs its application state `{S}`",
+    label = "call `.state(..)` on the builder: `Server::builder(router).state(app).build()`",
+    note = "the context's `type State` is `{S}`, which is not `Default`; only a `Default` state (e.g. `()`) is made without `.state(..)`"
+)]
+pub trait BuilderState<S>: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_state(self) -> Arc<S>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::NoState {}
+    impl<S> Sealed for std::sync::Arc<S> {}
+}
+
+impl<S: Default> BuilderState<S> for NoState {
+    fn into_state(self) -> Arc<S> {
+        Arc::new(S::default())
+    }
+}
+
+impl<S> BuilderState<S> for Arc<S> {
+    fn into_state(self) -> Arc<S> {
+        self
+    }
+}
+
+impl<C: Context, St> ServerBuilder<C, St> {
     /// Use this configuration.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -337,8 +397,22 @@ impl<C: Context> ServerBuilder<C> {
         self.hub = Some(hub);
         self
     }
+    /// The application state ([`Context::State`]), shared by every connection: reachable
+    /// in `connect`, `disconnect`, every middleware and handler (`cx.state()`). Takes
+    /// the value or an `Arc` of it.
+    pub fn state(self, state: impl Into<Arc<C::State>>) -> ServerBuilder<C, Arc<C::State>> {
+        ServerBuilder {
+            router: self.router,
+            config: self.config,
+            hub: self.hub,
+            state: state.into(),
+        }
+    }
     /// The server.
-    pub fn build(self) -> Server<C> {
+    pub fn build(self) -> Server<C>
+    where
+        St: BuilderState<C::State>,
+    {
         let stats = Arc::new(Stats::default());
         let slots = Slots::new(
             self.config.max_connections,
@@ -349,6 +423,7 @@ impl<C: Context> ServerBuilder<C> {
         Server {
             inner: Arc::new(Inner {
                 router: self.router,
+                state: self.state.into_state(),
                 engine: Arc::new(connection::Settings::from_config(&self.config)),
                 config: self.config,
                 hub: self.hub.unwrap_or_else(|| Arc::new(LocalHub::new())),
@@ -364,18 +439,29 @@ impl<C: Context> ServerBuilder<C> {
 }
 
 impl<C: Context> Server<C> {
-    /// A server with the default configuration and an in-memory hub.
-    pub fn new(router: Router<C>) -> Self {
+    /// A server with the default configuration and an in-memory hub, for a context
+    /// whose application state is `Default` (e.g. `type State = ()`), starting from
+    /// that default; otherwise use `Server::builder(router).state(app).build()`.
+    pub fn new(router: Router<C>) -> Self
+    where
+        NoState: BuilderState<C::State>,
+    {
         Self::builder(router).build()
     }
 
-    /// A builder, to set the configuration or the hub.
+    /// A builder, to set the application state, the configuration or the hub.
     pub fn builder(router: Router<C>) -> ServerBuilder<C> {
         ServerBuilder {
             router,
             config: ServerConfig::default(),
             hub: None,
+            state: NoState,
         }
+    }
+
+    /// The application state.
+    pub fn state(&self) -> &Arc<C::State> {
+        &self.inner.state
     }
 
     /// The configuration.
@@ -524,37 +610,22 @@ impl<C: Context> Server<C> {
                 return Err(HandshakeError::OriginNotAllowed(origin.clone()));
             }
         }
-        if let Some(q) = &req.query {
-            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-                map.insert(k.into_owned(), v.into_owned());
-            }
-        }
-        if let Some(v) = map.get("x-zocket-version") {
+        let query: Vec<(String, String)> = req
+            .query
+            .as_deref()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let source = crate::headers::Source {
+            http: &map,
+            query: &query,
+        };
+        if let Some(v) = source.get("x-zocket-version") {
             if v != protocol::VERSION {
                 tracing::info!(client_version = %crate::redact::truncate(v, 32), server_version = protocol::VERSION, "protocol version mismatch; accepting");
             }
         }
-        let object: serde_json::Map<String, serde_json::Value> = map
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let headers: C::Headers =
-            serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(|e| {
-                let path = e.path().to_string();
-                let message = if self.inner.redaction.is_secret(path.trim_start_matches('.')) {
-                    // serde quotes the offending value; a secret's is never echoed.
-                    "invalid value (redacted)".to_owned()
-                } else {
-                    e.into_inner().to_string()
-                };
-                HandshakeError::InvalidHeaders {
-                    message: format!("invalid headers: {message}"),
-                    issues: vec![HeaderIssue {
-                        path: if path == "." { String::new() } else { path },
-                        message,
-                    }],
-                }
-            })?;
+        let headers: C::Headers = crate::headers::deserialize(&source)?;
+        map.extend(query);
         let info = ConnInfo {
             client_id: ClientId::random(),
             remote_addr: req.remote_addr,
@@ -562,7 +633,14 @@ impl<C: Context> Server<C> {
             headers: map,
             redaction: self.inner.redaction.clone(),
         };
-        match C::connect(headers, &info).await {
+        let server = self.handle();
+        let conn = Connect {
+            headers,
+            info: &info,
+            state: &self.inner.state,
+            server: &server,
+        };
+        match C::connect(conn).await {
             Ok(ctx) => Ok(Accepted {
                 server: self.clone(),
                 ctx,
@@ -573,13 +651,17 @@ impl<C: Context> Server<C> {
             Err(rej) if rej.code() == crate::codes::UNAUTHORIZED => {
                 Err(HandshakeError::Unauthorized(rej.message().to_owned()))
             }
+            Err(rej) if rej.code() == crate::codes::INTERNAL => {
+                crate::error::log_internal(&rej, "connect hook");
+                Err(HandshakeError::Internal)
+            }
             Err(rej) => Err(HandshakeError::Forbidden(rej.message().to_owned())),
         }
     }
 }
 
 /// A connection whose handshake passed: the context is built, the upgrade may proceed.
-pub struct Accepted<C> {
+pub struct Accepted<C: Context> {
     server: Server<C>,
     ctx: C,
     info: ConnInfo,
@@ -588,7 +670,7 @@ pub struct Accepted<C> {
     replies: PingReplies,
 }
 
-impl<C> std::fmt::Debug for Accepted<C> {
+impl<C: Context> std::fmt::Debug for Accepted<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Accepted")
             .field("info", &self.info)

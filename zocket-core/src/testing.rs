@@ -6,7 +6,7 @@
 //! ```
 //! use serde::{Deserialize, Serialize};
 //! use zocket_core::testing::TestServer;
-//! use zocket_core::{ConnInfo, Context, Cx, Event, Message, Reject, Router};
+//! use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router};
 //!
 //! // contract
 //! #[derive(Serialize, Deserialize)]
@@ -20,7 +20,8 @@
 //! struct User;
 //! impl Context for User {
 //!     type Headers = serde_json::Value;
-//!     async fn connect(_: serde_json::Value, _: &ConnInfo) -> Result<Self, Reject> { Ok(User) }
+//!     type State = ();
+//!     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
 //! }
 //! async fn greet(cx: Cx<User>, input: GreetIn) -> Result<String, Reject> {
 //!     let _ = cx.send::<Greeted>(input.name.clone()).broadcast();
@@ -52,7 +53,9 @@ use crate::error::Reject;
 use crate::ids::ClientId;
 use crate::protocol::{self, CloseFrame, Text, WireError, WsFrame};
 use crate::router::Router;
-use crate::server::{HandshakeError, HandshakeRequest, Server, TransportError};
+use crate::server::{
+    BuilderState, HandshakeError, HandshakeRequest, NoState, Server, TransportError,
+};
 
 /// What went wrong in a test client operation.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -84,11 +87,7 @@ impl TestError {
 
 impl From<WireError> for TestError {
     fn from(e: WireError) -> Self {
-        let mut r = Reject::new(e.code, e.message);
-        if let Some(d) = e.data {
-            r = r.with_data(d);
-        }
-        TestError::Rejected(r)
+        TestError::Rejected(Reject::from(e))
     }
 }
 
@@ -122,15 +121,26 @@ impl Default for ConnectOptions {
 }
 
 /// A server under test: a [`Server`] whose clients are virtual.
-pub struct TestServer<C> {
+pub struct TestServer<C: Context> {
     server: Server<C>,
 }
 
 impl<C: Context> TestServer<C> {
-    /// A test server with the default configuration.
-    pub fn new(router: Router<C>) -> Self {
+    /// A test server with the default configuration, for a context whose application
+    /// state is `Default` (e.g. `type State = ()`), starting from that default.
+    pub fn new(router: Router<C>) -> Self
+    where
+        NoState: BuilderState<C::State>,
+    {
         Self {
             server: Server::new(router),
+        }
+    }
+
+    /// A test server with the default configuration and this application state.
+    pub fn with_state(router: Router<C>, state: impl Into<Arc<C::State>>) -> Self {
+        Self {
+            server: Server::builder(router).state(state).build(),
         }
     }
 

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use zocket_core::protocol::{CloseFrame, WsFrame};
 use zocket_core::testing::{ConnectOptions, TestError, TestServer};
 use zocket_core::{
-    ConnInfo, Context, Cx, DisconnectInfo, Event, HandshakeError, Input, Message, Middleware,
-    Reject, Router, Server, ServerConfig, SlowConsumerPolicy,
+    Connect, Context, Cx, Disconnect, Event, HandshakeError, Input, Message, Middleware, Reject,
+    Router, Server, ServerConfig, SlowConsumerPolicy,
 };
 
 // ---- contract ----
@@ -125,7 +125,9 @@ fn disconnects(name: &str) -> usize {
 
 impl Context for User {
     type Headers = Headers;
-    async fn connect(h: Headers, _: &ConnInfo) -> Result<Self, Reject> {
+    type State = ();
+    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+        let h = conn.headers;
         match h.user_name.as_deref() {
             Some("mallory") => Err(Reject::unauthorized("who are you?")),
             Some("eve") => Err(Reject::forbidden("not you")),
@@ -135,10 +137,10 @@ impl Context for User {
             }),
         }
     }
-    async fn disconnect(&self, info: &DisconnectInfo) {
+    async fn disconnect(&self, end: Disconnect<'_, Self>) {
         DISCONNECTS.lock().unwrap().push(self.name.clone());
         DISCONNECTED.notify_waiters();
-        let _ = info;
+        let _ = end;
     }
 }
 
@@ -264,8 +266,10 @@ async fn handshake_rejections() {
 #[tokio::test]
 async fn query_overrides_http_header() {
     let app = app();
+    // The HTTP header alone would fill `userName` (see the next test), so only the
+    // query's precedence makes this pass.
     let opts = ConnectOptions {
-        http_headers: vec![("userName".into(), "header".into())],
+        http_headers: vec![("UserName".into(), "header".into())],
         ..Default::default()
     };
     let c = app
@@ -276,6 +280,35 @@ async fn query_overrides_http_header() {
         c.call::<Hello>(Named { name: "x".into() }).await.unwrap(),
         "query greets x"
     );
+}
+
+#[tokio::test]
+async fn http_header_alone_fills_a_camel_case_field() {
+    let app = app();
+    for name in ["userName", "username", "USERNAME"] {
+        let opts = ConnectOptions {
+            http_headers: vec![(name.into(), "header".into())],
+            ..Default::default()
+        };
+        let no_query: [(&str, &str); 0] = [];
+        let c = app.connect_with(no_query, opts).await.unwrap();
+        assert_eq!(
+            c.call::<Hello>(Named { name: "x".into() }).await.unwrap(),
+            "header greets x",
+            "HTTP header `{name}`"
+        );
+    }
+    // A wrong value in an HTTP header is refused with the field's name as the path.
+    let opts = ConnectOptions {
+        http_headers: vec![("Role".into(), "king".into())],
+        ..Default::default()
+    };
+    let no_query: [(&str, &str); 0] = [];
+    let err = app.connect_with(no_query, opts).await.unwrap_err();
+    let HandshakeError::InvalidHeaders { issues, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(issues[0].path, "role");
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use zocket_core::protocol::{self, CloseFrame};
 use zocket_core::testing::{TestClient, TestServer};
 use zocket_core::{
-    ClientId, CloseReason, ConnInfo, Context, Cx, DisconnectInfo, Event, HubError, LocalHub,
-    Message, Reject, Router, Server,
+    ClientId, CloseReason, Connect, Context, Cx, Disconnect, Event, HubError, LocalHub, Message,
+    Reject, Router, Server,
 };
 
 enum Join {}
@@ -36,14 +36,17 @@ static REASONS: Mutex<Vec<(String, CloseReason)>> = Mutex::new(Vec::new());
 
 impl Context for User {
     type Headers = Headers;
-    async fn connect(h: Headers, _: &ConnInfo) -> Result<Self, Reject> {
-        Ok(User { name: h.name })
+    type State = ();
+    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+        Ok(User {
+            name: conn.headers.name,
+        })
     }
-    async fn disconnect(&self, info: &DisconnectInfo) {
+    async fn disconnect(&self, end: Disconnect<'_, Self>) {
         REASONS
             .lock()
             .unwrap()
-            .push((self.name.clone(), info.reason.clone()));
+            .push((self.name.clone(), end.info.reason.clone()));
     }
 }
 

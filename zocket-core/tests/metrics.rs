@@ -14,7 +14,7 @@ use serde_json::Value;
 use zocket_core::protocol::{CloseFrame, WsFrame};
 use zocket_core::stats::names;
 use zocket_core::testing::{ConnectOptions, TestServer};
-use zocket_core::{ConnInfo, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
+use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
 
 #[derive(Debug, Deserialize)]
 struct Headers {
@@ -25,8 +25,9 @@ struct Headers {
 struct User;
 impl Context for User {
     type Headers = Headers;
-    async fn connect(h: Headers, _info: &ConnInfo) -> Result<Self, Reject> {
-        match h.role.as_deref() {
+    type State = ();
+    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+        match conn.headers.role.as_deref() {
             Some("intruder") => Err(Reject::unauthorized("no")),
             _ => Ok(User),
         }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use zocket_core::testing::{TestClient, TestServer};
-use zocket_core::{ConnInfo, Context, Cx, Event, Message, Reject, Router};
+use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router};
 
 macro_rules! message {
     ($t:ident, $name:literal, $i:ty, $o:ty) => {
@@ -41,7 +41,8 @@ impl Event for Said {
 struct Anyone;
 impl Context for Anyone {
     type Headers = serde_json::Value;
-    async fn connect(_: serde_json::Value, _: &ConnInfo) -> Result<Self, Reject> {
+    type State = ();
+    async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> {
         Ok(Anyone)
     }
 }

@@ -63,7 +63,7 @@
 //! use futures::{SinkExt, StreamExt};
 //! use serde::{Deserialize, Serialize};
 //! use tokio_tungstenite::tungstenite::Message as WsMessage;
-//! use zocket_core::{ConnInfo, Context, Cx, Message, Reject, Router, Server};
+//! use zocket_core::{Connect, Context, Cx, Message, Reject, Router, Server};
 //!
 //! #[derive(Serialize, Deserialize)]
 //! struct GreetIn { name: String }
@@ -77,7 +77,8 @@
 //! struct User;
 //! impl Context for User {
 //!     type Headers = serde_json::Value;
-//!     async fn connect(_: serde_json::Value, _: &ConnInfo) -> Result<Self, Reject> { Ok(User) }
+//!     type State = ();
+//!     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
 //! }
 //!
 //! async fn greet(_cx: Cx<User>, input: GreetIn) -> Result<String, Reject> {
@@ -196,13 +197,13 @@ pub type ResponseFuture =
 /// request's extensions, else none.
 ///
 /// [`ConnInfo::remote_addr`]: zocket_core::ConnInfo::remote_addr
-pub struct ZocketService<C> {
+pub struct ZocketService<C: Context> {
     server: Server<C>,
     remote_addr: Option<SocketAddr>,
     path: Option<String>,
 }
 
-impl<C> Clone for ZocketService<C> {
+impl<C: Context> Clone for ZocketService<C> {
     fn clone(&self) -> Self {
         Self {
             server: self.server.clone(),
@@ -212,7 +213,7 @@ impl<C> Clone for ZocketService<C> {
     }
 }
 
-impl<C> std::fmt::Debug for ZocketService<C> {
+impl<C: Context> std::fmt::Debug for ZocketService<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZocketService")
             .field("remote_addr", &self.remote_addr)
@@ -556,10 +557,8 @@ mod tests {
     struct Nobody;
     impl Context for Nobody {
         type Headers = std::collections::HashMap<String, String>;
-        async fn connect(
-            _: Self::Headers,
-            _: &zocket_core::ConnInfo,
-        ) -> Result<Self, zocket_core::Reject> {
+        type State = ();
+        async fn connect(_: zocket_core::Connect<'_, Self>) -> Result<Self, zocket_core::Reject> {
             Ok(Nobody)
         }
     }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use zocket_core::protocol::CloseFrame;
 use zocket_core::testing::{TestClient, TestServer};
 use zocket_core::{
-    ClientId, ConnInfo, Context, Cx, Event, Hub, HubError, Message, Reject, Router, Server,
+    ClientId, Connect, Context, Cx, Event, Hub, HubError, Message, Reject, Router, Server,
 };
 use zocket_redis::{RedisHub, RedisHubConfig};
 
@@ -43,7 +43,8 @@ struct Headers {}
 struct User;
 impl Context for User {
     type Headers = Headers;
-    async fn connect(_: Headers, _: &ConnInfo) -> Result<Self, Reject> {
+    type State = ();
+    async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> {
         Ok(User)
     }
 }

@@ -57,7 +57,7 @@
 //! use serde::{Deserialize, Serialize};
 //! use tokio_tungstenite::tungstenite::Message as WsMessage;
 //! use warp::Filter;
-//! use zocket_core::{ConnInfo, Context, Cx, Message, Reject, Router, Server};
+//! use zocket_core::{Connect, Context, Cx, Message, Reject, Router, Server};
 //!
 //! #[derive(Serialize, Deserialize)]
 //! struct GreetIn { name: String }
@@ -71,7 +71,8 @@
 //! struct User;
 //! impl Context for User {
 //!     type Headers = serde_json::Value;
-//!     async fn connect(_: serde_json::Value, _: &ConnInfo) -> Result<Self, Reject> { Ok(User) }
+//!     type State = ();
+//!     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
 //! }
 //!
 //! async fn greet(_cx: Cx<User>, input: GreetIn) -> Result<String, Reject> {

@@ -7,7 +7,7 @@ use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use warp::Filter;
-use zocket_core::{ConnInfo, Context, Cx, Message, Reject, Router, Server};
+use zocket_core::{Connect, Context, Cx, Message, Reject, Router, Server};
 
 #[derive(Serialize, Deserialize)]
 struct WhoIn {}
@@ -30,7 +30,9 @@ struct User {
 }
 impl Context for User {
     type Headers = Headers;
-    async fn connect(headers: Headers, info: &ConnInfo) -> Result<Self, Reject> {
+    type State = ();
+    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+        let (headers, info) = (conn.headers, conn.info);
         if headers.user_name == "mallory" {
             return Err(Reject::forbidden("not you"));
         }

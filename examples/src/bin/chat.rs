@@ -167,8 +167,8 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let state = std::sync::Arc::new(chat::ChatState::clustered(names));
-            let server = Server::builder(chat::router_with(state))
+            let server = Server::builder(chat::router())
+                .state(chat::ChatState::clustered(names))
                 .hub(hub.clone())
                 .build();
             (server, Some(hub))

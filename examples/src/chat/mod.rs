@@ -27,9 +27,7 @@ mod server;
 
 pub use cluster::ChatCluster;
 pub use contract::*;
-pub use server::{
-    ChatHeaders, ChatState, ChatUser, DEFAULT_USER_NAME, UserName, router, router_with,
-};
+pub use server::{ChatHeaders, ChatState, ChatUser, DEFAULT_USER_NAME, UserName, router};
 
 /// The browser page (HTML with inline JavaScript, no build step, no external
 /// resources). It connects to `ws(s)://<same host>/ws?userName=<name>`.

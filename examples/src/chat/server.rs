@@ -1,12 +1,13 @@
 //! The chat server side: context, presence directory, middleware and handlers.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use zocket_core::{
-    ClientId, CloseReason, ConnInfo, Context, Cx, DisconnectInfo, Input, Middleware, Reject,
-    Router, ServerHandle,
+    ClientId, CloseReason, Connect, Context, Cx, Disconnect, Input, Middleware, Reject, Router,
+    ServerHandle,
 };
 
 use super::cluster::ChatCluster;
@@ -51,19 +52,25 @@ impl UserName {
 #[derive(Debug)]
 pub struct ChatUser {
     me: Member,
-    attached: OnceLock<Attached>,
+    /// The directory this user is listed in, to unlist them if the connection never
+    /// runs (an upgrade that fails after the handshake), when no disconnect hook runs.
+    directory: Arc<ChatState>,
+    ended: AtomicBool,
 }
 
-/// What a connection learns on its first message: the directory it is listed in and a
-/// handle to send its "left" events when it disconnects.
-struct Attached {
-    state: Arc<ChatState>,
-    server: ServerHandle,
-}
-
-impl std::fmt::Debug for Attached {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Attached").finish_non_exhaustive()
+impl Drop for ChatUser {
+    fn drop(&mut self) {
+        if *self.ended.get_mut() {
+            return;
+        }
+        self.directory.remove_user(&self.me.client_id);
+        if let (Some(c), Ok(rt)) = (
+            self.directory.cluster.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let id = self.me.client_id.clone();
+            rt.spawn(async move { c.forget(&id).await });
+        }
     }
 }
 
@@ -76,28 +83,36 @@ impl ChatUser {
 
 impl Context for ChatUser {
     type Headers = ChatHeaders;
+    type State = ChatState;
 
-    async fn connect(headers: ChatHeaders, info: &ConnInfo) -> Result<Self, Reject> {
+    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+        let (headers, info) = (conn.headers, conn.info);
         let user_name = headers
             .user_name
             .map(|n| n.0)
             .unwrap_or_else(|| DEFAULT_USER_NAME.to_owned());
         tracing::info!(client_id = %info.client_id, user_name, "chat user connected");
+        let me = Member {
+            user_name,
+            client_id: info.client_id.clone(),
+        };
+        // Listed from the handshake on: private messages reach a user who has not spoken.
+        conn.state.add_user(me.clone());
+        if let Some(c) = &conn.state.cluster {
+            c.set_name(&me).await;
+        }
         Ok(Self {
-            me: Member {
-                user_name,
-                client_id: info.client_id.clone(),
-            },
-            attached: OnceLock::new(),
+            me,
+            directory: conn.state.clone(),
+            ended: AtomicBool::new(false),
         })
     }
 
-    async fn disconnect(&self, info: &DisconnectInfo) {
+    async fn disconnect(&self, end: Disconnect<'_, Self>) {
+        let info = end.info;
         tracing::info!(client_id = %info.client_id, user_name = self.me.user_name, reason = ?info.reason, "chat user disconnected");
-        let Some(attached) = self.attached.get() else {
-            return;
-        };
-        let state = &attached.state;
+        self.ended.store(true, Ordering::Relaxed);
+        let state = end.state;
         if let Some(c) = &state.cluster {
             c.forget(&self.me.client_id).await;
         }
@@ -112,11 +127,11 @@ impl Context for ChatUser {
         }
         for members in rooms {
             let members = state
-                .everywhere(&attached.server, members, Some(&self.me.client_id))
+                .everywhere(end.server, members, Some(&self.me.client_id))
                 .await;
             let room = members.room.clone();
             if !shutdown {
-                let _ = attached
+                let _ = end
                     .server
                     .send::<PresenceChanged>(Presence {
                         room: room.clone(),
@@ -125,15 +140,12 @@ impl Context for ChatUser {
                     })
                     .to_room(&room);
             }
-            let _ = attached
-                .server
-                .send::<MembersChanged>(members)
-                .to_room(&room);
+            let _ = end.server.send::<MembersChanged>(members).to_room(&room);
         }
     }
 }
 
-/// Who is connected (after their first message) and who is in which room, with names.
+/// Who is connected and who is in which room, with names: the chat's application state.
 /// The hub delivers; this directory is what member lists and private-message targets
 /// are read from.
 ///
@@ -271,30 +283,19 @@ struct Session {
     state: Arc<ChatState>,
 }
 
-/// Lists the caller in the directory on its first message, and hands handlers the
-/// directory along with the caller.
-struct Attach {
-    state: Arc<ChatState>,
-}
+/// Hands handlers the directory (the application state) along with the caller.
+struct Attach;
 
-impl Middleware<ChatUser> for Attach {
+impl Middleware<ChatUser, ChatState> for Attach {
     type Out = Session;
-    async fn run(&self, cx: &Cx<ChatUser>, _input: &Input<'_>) -> Result<Session, Reject> {
-        let mut first = false;
-        cx.attached.get_or_init(|| {
-            first = true;
-            self.state.add_user(cx.me.clone());
-            Attached {
-                state: self.state.clone(),
-                server: cx.server(),
-            }
-        });
-        if let (true, Some(c)) = (first, &self.state.cluster) {
-            c.set_name(&cx.me).await;
-        }
+    async fn run(
+        &self,
+        cx: &Cx<ChatUser, ChatState>,
+        _input: &Input<'_>,
+    ) -> Result<Session, Reject> {
         Ok(Session {
             me: cx.me.clone(),
-            state: self.state.clone(),
+            state: cx.state_arc(),
         })
     }
 }
@@ -305,7 +306,7 @@ fn now() -> String {
         .unwrap_or_default()
 }
 
-fn require_member<C>(cx: &Cx<C>, room: &str) -> Result<(), Reject> {
+fn require_member<C, S>(cx: &Cx<C, S>, room: &str) -> Result<(), Reject> {
     if cx.rooms().has(room) {
         Ok(())
     } else {
@@ -315,11 +316,11 @@ fn require_member<C>(cx: &Cx<C>, room: &str) -> Result<(), Reject> {
     }
 }
 
-async fn me(cx: Cx<Session>, _input: Empty) -> Result<Member, Reject> {
+async fn me(cx: Cx<Session, ChatState>, _input: Empty) -> Result<Member, Reject> {
     Ok(cx.me.clone())
 }
 
-async fn join(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
+async fn join(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Members, Reject> {
     let room = input.room;
     let server = cx.server();
     if !cx.rooms().join(&room)? {
@@ -343,7 +344,7 @@ async fn join(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
     Ok(members)
 }
 
-async fn leave(cx: Cx<Session>, input: RoomIn) -> Result<Vec<String>, Reject> {
+async fn leave(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Vec<String>, Reject> {
     let room = input.room;
     if cx.rooms().has(&room) {
         let members = cx
@@ -367,14 +368,14 @@ async fn leave(cx: Cx<Session>, input: RoomIn) -> Result<Vec<String>, Reject> {
     Ok(cx.rooms().current())
 }
 
-async fn list_members(cx: Cx<Session>, input: RoomIn) -> Result<Members, Reject> {
+async fn list_members(cx: Cx<Session, ChatState>, input: RoomIn) -> Result<Members, Reject> {
     Ok(cx
         .state
         .everywhere(&cx.server(), cx.state.members(&input.room), None)
         .await)
 }
 
-async fn post(cx: Cx<Session>, input: SendIn) -> Result<(), Reject> {
+async fn post(cx: Cx<Session, ChatState>, input: SendIn) -> Result<(), Reject> {
     require_member(&cx, &input.room)?;
     let room = input.room.clone();
     let _ = cx
@@ -388,7 +389,7 @@ async fn post(cx: Cx<Session>, input: SendIn) -> Result<(), Reject> {
     Ok(())
 }
 
-async fn private(cx: Cx<Session>, input: PrivateIn) -> Result<(), Reject> {
+async fn private(cx: Cx<Session, ChatState>, input: PrivateIn) -> Result<(), Reject> {
     let Some(to) = cx.state.find_user(&cx.server(), &input.to).await else {
         return Err(Reject::new(
             "UNKNOWN_USER",
@@ -410,7 +411,7 @@ async fn private(cx: Cx<Session>, input: PrivateIn) -> Result<(), Reject> {
     Ok(())
 }
 
-async fn typing(cx: Cx<Session>, input: TypingIn) -> Result<(), Reject> {
+async fn typing(cx: Cx<Session, ChatState>, input: TypingIn) -> Result<(), Reject> {
     require_member(&cx, &input.room)?;
     let room = input.room.clone();
     let _ = cx
@@ -423,14 +424,11 @@ async fn typing(cx: Cx<Session>, input: TypingIn) -> Result<(), Reject> {
     Ok(())
 }
 
-/// The chat router with a fresh directory. See [`super::contract`] for the messages.
+/// The chat router. See [`super::contract`] for the messages. Its state is a
+/// [`ChatState`]: `Server::new(router())` starts with an empty one,
+/// `Server::builder(router()).state(state)` uses a given one (to inspect it in tests).
 pub fn router() -> Router<ChatUser> {
-    router_with(Arc::new(ChatState::default()))
-}
-
-/// The chat router over a given directory (to inspect it, e.g. in tests).
-pub fn router_with(state: Arc<ChatState>) -> Router<ChatUser> {
-    Router::new().scope(Attach { state }, |s| {
+    Router::new().scope(Attach, |s| {
         s.on::<Me>(me)
             .on::<Join>(join)
             .on::<Leave>(leave)

@@ -533,11 +533,7 @@ pub mod messages {
         fn validate(input: &SleepIn) -> Result<(), Reject> {
             if input.ms > MAX_SLEEP_MS {
                 let issue = format!("must be at most {MAX_SLEEP_MS}, got {}", input.ms);
-                return Err(
-                    Reject::invalid_input(format!("invalid payload at `ms`: {issue}")).with_data(
-                        serde_json::json!({ "issues": [{ "path": "ms", "message": issue }] }),
-                    ),
-                );
+                return Err(Reject::invalid_field("ms", issue));
             }
             Ok(())
         }

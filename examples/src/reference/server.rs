@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use zocket_core::{ConnInfo, Context, Cx, DisconnectInfo, Input, Middleware, Reject, Router};
+use zocket_core::{Connect, Context, Cx, Disconnect, Input, Middleware, Reject, Router};
 
 use super::contract::{events, messages, *};
 
@@ -63,8 +63,10 @@ pub struct RefCtx {
 
 impl Context for RefCtx {
     type Headers = RefHeaders;
+    type State = ();
 
-    async fn connect(headers: RefHeaders, info: &ConnInfo) -> Result<Self, Reject> {
+    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+        let (headers, info) = (conn.headers, conn.info);
         if headers.token.as_deref() == Some("bad") {
             tracing::info!(client_id = %info.client_id, "refused: bad token");
             return Err(Reject::unauthorized("invalid token"));
@@ -76,7 +78,8 @@ impl Context for RefCtx {
         })
     }
 
-    async fn disconnect(&self, info: &DisconnectInfo) {
+    async fn disconnect(&self, end: Disconnect<'_, Self>) {
+        let info = end.info;
         tracing::info!(
             client_id = %info.client_id,
             user = %zocket_core::redact::truncate(&self.user_name, 64),

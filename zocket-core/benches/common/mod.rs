@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use zocket_core::protocol::{Text, WsFrame};
 use zocket_core::{
-    ConnInfo, Context, Cx, Event, HandshakeRequest, Message, Reject, Router, Server, ServerConfig,
+    Connect, Context, Cx, Event, HandshakeRequest, Message, Reject, Router, Server, ServerConfig,
     TransportError,
 };
 
@@ -27,7 +27,8 @@ pub struct Ctx;
 
 impl Context for Ctx {
     type Headers = serde_json::Value;
-    async fn connect(_headers: Self::Headers, _info: &ConnInfo) -> Result<Self, Reject> {
+    type State = ();
+    async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> {
         Ok(Ctx)
     }
 }
@@ -87,7 +88,7 @@ pub fn router() -> Router<Ctx> {
         .on::<Echo>(async |_cx: Cx<Ctx>, v: serde_json::Value| Ok::<_, Reject>(v))
         .on::<Num>(async |_cx: Cx<Ctx>, n: u64| Ok::<_, Reject>(n + 1))
         .on::<Join>(async |cx: Cx<Ctx>, ()| {
-            cx.rooms().join("r");
+            let _ = cx.rooms().join("r");
             Ok::<_, Reject>(())
         })
 }

@@ -16,7 +16,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 
 use super::{Budget, Connection, Outbound, OwnScope, PingReplies};
-use crate::context::{Context, DisconnectInfo};
+use crate::context::{Context, Disconnect, DisconnectInfo};
 use crate::cx::{Conn, Cx};
 use crate::hub::CloseReason;
 use crate::ids::ClientId;
@@ -77,7 +77,7 @@ where
             replies,
             Instant::now(),
         ),
-        cx: Cx::new(Arc::new(ctx), conn),
+        cx: Cx::new(Arc::new(ctx), server.state().clone(), conn),
         stream,
         sink,
         pending: None,
@@ -134,18 +134,24 @@ impl<C: Context> Drop for Registered<C> {
 /// known), then unregistration.
 async fn end<C: Context>(
     reason: CloseReason,
-    cx: Cx<C>,
+    cx: Cx<C, C::State>,
     mut registered: Registered<C>,
 ) -> CloseReason {
     let id = cx.conn.id.clone();
     let hub = registered.server.hub_ref();
     let rooms = hub.rooms_of(&id);
     tracing::debug!(?reason, rooms = %crate::redact::list(&rooms, 10, 64), "disconnected");
+    let info = DisconnectInfo {
+        client_id: id.clone(),
+        rooms,
+        reason: reason.clone(),
+    };
+    let server = registered.server.handle();
     cx.context()
-        .disconnect(&DisconnectInfo {
-            client_id: id.clone(),
-            rooms,
-            reason: reason.clone(),
+        .disconnect(Disconnect {
+            info: &info,
+            state: registered.server.state(),
+            server: &server,
         })
         .await;
     registered.unregister();
@@ -155,9 +161,9 @@ async fn end<C: Context>(
 
 type Handlers = FuturesUnordered<BoxFuture<'static, ()>>;
 
-struct Driver<C, S, K> {
+struct Driver<C: Context, S, K> {
     machine: Connection,
-    cx: Cx<C>,
+    cx: Cx<C, C::State>,
     stream: S,
     sink: K,
     /// A frame taken from the machine while the sink was not ready.
@@ -198,7 +204,7 @@ where
 
     /// The connection ended: why, and what the disconnect hook needs; the rest (the
     /// transport first) is dropped.
-    fn finish(self) -> (CloseReason, Cx<C>) {
+    fn finish(self) -> (CloseReason, Cx<C, C::State>) {
         let reason = self
             .machine
             .reason()
