@@ -52,7 +52,7 @@ impl Context for User {
 
 fn router() -> Router<User> {
     Router::<User>::new().on::<Join>(|cx: Cx<User>, room: String| async move {
-        cx.rooms().join(&room);
+        cx.rooms().join(&room)?;
         Ok::<_, Reject>(cx.rooms().current())
     })
 }
