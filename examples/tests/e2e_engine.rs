@@ -233,7 +233,7 @@ async fn bad_frame_flood_while_sending_gets_1008(adapter: Adapter) {
     let (ended, errors) = read_until_end(&mut frames).await;
     stop.store(true, Ordering::Relaxed);
     assert_eq!(ended, Ended::Close(1008, "too many protocol errors".into()));
-    let limit = ServerConfig::default().max_protocol_errors as usize;
+    let limit = ServerConfig::default().protocol_errors.max as usize;
     assert!(errors >= limit, "{errors} error frames before the close");
     // The client stops sending once it has read the close frame.
     let sent = tokio::time::timeout(WAIT, writer).await.unwrap().unwrap();
@@ -417,12 +417,10 @@ async fn never_reading_pinger_is_closed_and_memory_stays_bounded(adapter: &str) 
 // ---------------------------------------------------------------------------------
 
 async fn never_reading_member_gets_1013_others_get_everything(adapter: Adapter) {
-    let config = ServerConfig {
-        heartbeat_interval: None,
+    let config = ServerConfig::default()
+        .heartbeat(zocket_core::Heartbeat::disabled())
         // Long enough that the slow member still finds the close frame once it reads.
-        close_timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
+        .close_timeout(Duration::from_secs(60));
     let app = RefServer::start_with(adapter, config).await;
     let mut slow = RawClient::connect_small_buffer(app.addr, "userName=slow").await;
     let mut members = vec![

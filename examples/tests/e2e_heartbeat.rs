@@ -70,11 +70,10 @@ fn logs() -> Captured {
 
 async fn silent_client_is_dropped_and_its_disconnect_hook_runs(adapter: Adapter) {
     let logs = logs();
-    let config = ServerConfig {
-        heartbeat_interval: Some(Duration::from_millis(100)),
-        heartbeat_timeout: Duration::from_millis(300),
-        ..Default::default()
-    };
+    let config = ServerConfig::default().heartbeat(zocket_core::Heartbeat::new(
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+    ));
     let app = RefServer::start_with(adapter, config).await;
     let mut silent = app.client("userName=silent").await;
     silent
@@ -127,13 +126,13 @@ async fn silent_client_is_dropped_and_its_disconnect_hook_runs(adapter: Adapter)
 /// TCP buffers. The heartbeat must drop it all the same (and not wait for the kernel to
 /// give up on the connection, which takes many minutes).
 async fn silent_client_with_stuck_writes_is_dropped(adapter: Adapter) {
-    let config = ServerConfig {
-        heartbeat_interval: Some(Duration::from_millis(600)),
-        heartbeat_timeout: Duration::from_millis(400),
+    let config = ServerConfig::default()
+        .heartbeat(zocket_core::Heartbeat::new(
+            Duration::from_millis(600),
+            Duration::from_millis(400),
+        ))
         // Room for the 10 MiB below: a dead peer, not a slow consumer (the byte budget).
-        outbound_budget: 64 << 20,
-        ..Default::default()
-    };
+        .outbound_budget(64 << 20);
     let app = RefServer::start_with(adapter, config).await;
     let mut silent = RawClient::connect_small_buffer(app.addr, "userName=silent").await;
     silent.ok("rooms.join", json!({"roomId": "feed"})).await;

@@ -690,7 +690,7 @@ async fn protocol_error_flood_closes_1008(adapter: Adapter) {
     let app = RefServer::start(adapter).await;
     let mut a = app.client("userName=ada").await;
     let mut b = app.client("userName=bob").await;
-    let limit = ServerConfig::default().max_protocol_errors as usize;
+    let limit = ServerConfig::default().protocol_errors.max as usize;
     a.send_all((0..limit + 20).map(|i| json!({"type": "nope", "payload": i})))
         .await;
     let (ended, frames) = a.ended().await;
@@ -761,11 +761,9 @@ async fn join_then_message_stay_ordered(adapter: Adapter) {
 async fn client_that_never_reads_is_cut_off_1013(adapter: Adapter) {
     // The byte budget (default 1 MiB) cuts the slow client off; a tiny frame cap would
     // also cut off a reader that lags a few frames behind on a loaded machine.
-    let config = ServerConfig {
-        heartbeat_interval: None,
-        close_timeout: Duration::from_secs(30),
-        ..Default::default()
-    };
+    let config = ServerConfig::default()
+        .heartbeat(zocket_core::Heartbeat::disabled())
+        .close_timeout(Duration::from_secs(30));
     let app = RefServer::start_with(adapter, config).await;
     let mut slow = RawClient::connect_small_buffer(app.addr, "userName=slow").await;
     let mut reader = app.client("userName=reader").await;

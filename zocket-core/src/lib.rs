@@ -31,8 +31,8 @@ pub use ids::ClientId;
 pub use middleware::{Input, Middleware};
 pub use router::{Handler, Router, Scope};
 pub use server::{
-    Accepted, BuilderState, HandshakeError, HandshakeRequest, HeaderIssue, NoState, Server,
-    ServerBuilder, ServerConfig, TransportError,
+    Accepted, BuilderState, HandshakeError, HandshakeRequest, HeaderIssue, Heartbeat, NoState,
+    ProtocolErrorLimit, Server, ServerBuilder, ServerConfig, TransportError,
 };
 pub use stats::{HubStats, StatsSnapshot};
 

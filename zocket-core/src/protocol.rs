@@ -20,11 +20,11 @@
 //! | situation | behaviour |
 //! |---|---|
 //! | a message over [`max_message_bytes`](crate::ServerConfig::max_message_bytes) (default 1 MiB) | close `1009` `message too big` |
-//! | more than [`max_protocol_errors`](crate::ServerConfig::max_protocol_errors) `BAD_REQUEST` / `NOT_FOUND` / `INVALID_INPUT` answers in [`protocol_error_window`](crate::ServerConfig::protocol_error_window) (default 100 in 10 s) | close `1008` `too many protocol errors` |
+//! | more than [`protocol_errors`](crate::ServerConfig::protocol_errors) `BAD_REQUEST` / `NOT_FOUND` / `INVALID_INPUT` answers in its window (default 100 in 10 s) | close `1008` `too many protocol errors` |
 //! | more messages than [`message_rate`](crate::ServerConfig::message_rate) (a token bucket; default 10 000/s, bursts of 10 000) | close `1008` `rate limit` |
 //! | the replies and self-addressed events of a client's own calls fill its outbound budget | reading from it pauses until the writer drains (backpressure); never a close, nothing dropped |
 //! | events pushed by others exceed its outbound budget | close `1013` (or drop them: [`SlowConsumerPolicy`](crate::SlowConsumerPolicy)), counted and logged |
-//! | no pong (nor a message; pings do not count) within [`heartbeat_timeout`](crate::ServerConfig::heartbeat_timeout) of a ping, or a ping that cannot be written within it | dropped without a close frame; the disconnect hook runs |
+//! | no pong (nor a message; pings do not count) within the [`heartbeat`](crate::ServerConfig::heartbeat) timeout of a ping, or a ping that cannot be written within it | dropped without a close frame; the disconnect hook runs |
 //! | server shutdown | close `1001` `server shutting down` after the in-flight calls finished (or [`shutdown_grace`](crate::ServerConfig::shutdown_grace) passed) and their replies were written |
 //! | the client's close frame | close `1000` |
 //!

@@ -25,15 +25,24 @@ use crate::router::Router;
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Limits and timings of a server. Every field has a sensible default
-/// (`ServerConfig::default()`); override with struct update syntax:
+/// (`ServerConfig::default()`); change what you need with the setter of the same name
+/// (the type is `#[non_exhaustive]`, so new options are not a breaking change):
 ///
 /// ```
 /// use std::time::Duration;
-/// use zocket_core::ServerConfig;
-/// let config = ServerConfig { max_in_flight: 1, heartbeat_interval: Some(Duration::from_secs(5)), ..Default::default() };
+/// use zocket_core::{Heartbeat, ServerConfig};
+/// let config = ServerConfig::default()
+///     .max_in_flight(1)
+///     .heartbeat(Heartbeat::new(Duration::from_secs(5), Duration::from_secs(3)))
+///     .handler_timeout(Duration::from_secs(30));
 /// assert_eq!(config.max_message_bytes, 1 << 20);
+/// assert_eq!(config.heartbeat.interval(), Some(Duration::from_secs(5)));
 /// ```
+///
+/// Values that only mean something together are one type: the [`Heartbeat`] (interval
+/// and timeout), the [`ProtocolErrorLimit`] (count and window) and the [`RateLimit`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerConfig {
     /// Largest accepted message (reassembled, uncompressed); larger closes with 1009.
     /// Default 1 MiB. Adapters pass it to their WebSocket implementation as well.
@@ -55,18 +64,11 @@ pub struct ServerConfig {
     pub outbound_budget: usize,
     /// What to do with a slow consumer. Default: close with 1013.
     pub slow_consumer: SlowConsumerPolicy,
-    /// Interval between server pings; `None` disables heartbeats. Default 25 s.
-    pub heartbeat_interval: Option<Duration>,
-    /// How long to wait, once a ping was written, for the pong (or a message from the
-    /// peer; its pings do not count) before dropping the connection. A ping that cannot even be written within
-    /// this time of being due (the peer reads nothing and its socket is full) drops it too.
-    /// Default 20 s.
-    pub heartbeat_timeout: Duration,
+    /// Server pings and the liveness timeout. Default: a ping every 25 s, 20 s to answer.
+    pub heartbeat: Heartbeat,
     /// Protocol errors (`BAD_REQUEST`, `NOT_FOUND`, `INVALID_INPUT`) allowed per window
-    /// before closing with 1008. Default 100.
-    pub max_protocol_errors: u32,
-    /// The window of `max_protocol_errors`. Default 10 s.
-    pub protocol_error_window: Duration,
+    /// before closing with 1008. Default 100 per 10 s.
+    pub protocol_errors: ProtocolErrorLimit,
     /// When set, a request whose `Origin` header is not in the list is refused (403).
     /// Requests without `Origin` (non-browser clients) are allowed. Default: no check.
     pub allowed_origins: Option<Vec<String>>,
@@ -99,7 +101,7 @@ pub struct ServerConfig {
     /// Longest room name, in bytes, a handler may join or send to; longer: `LIMIT`.
     /// Default 256.
     pub max_room_name_bytes: usize,
-    /// Most client ids or rooms in one send target of a handler (`cx.send(..).to(..)` or
+    /// Most client ids or rooms in one send of a handler (`cx.send(..).to(..)` or
     /// `.to_room(..)`); more: nothing is sent, the delivery reports `LIMIT`. Default 1 024.
     pub max_send_targets: usize,
     /// Handshake headers (case-insensitive names, compared with the header map's keys)
@@ -119,10 +121,8 @@ impl Default for ServerConfig {
             outbound_queue: 4096,
             outbound_budget: 1 << 20,
             slow_consumer: SlowConsumerPolicy::Close,
-            heartbeat_interval: Some(Duration::from_secs(25)),
-            heartbeat_timeout: Duration::from_secs(20),
-            max_protocol_errors: 100,
-            protocol_error_window: Duration::from_secs(10),
+            heartbeat: Heartbeat::default(),
+            protocol_errors: ProtocolErrorLimit::default(),
             allowed_origins: None,
             shutdown_grace: Duration::from_secs(10),
             handler_timeout: None,
@@ -140,8 +140,167 @@ impl Default for ServerConfig {
     }
 }
 
-/// The pieces of an HTTP upgrade request the handshake needs; adapters fill it in.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$name = value;
+            self
+        }
+    )*};
+}
+
+macro_rules! optional_setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, value: impl Into<Option<$ty>>) -> Self {
+            self.$name = value.into();
+            self
+        }
+    )*};
+}
+
+impl ServerConfig {
+    setters! {
+        /// Set [`max_message_bytes`](Self::max_message_bytes).
+        max_message_bytes: usize;
+        /// Set [`max_in_flight`](Self::max_in_flight).
+        max_in_flight: usize;
+        /// Set [`outbound_queue`](Self::outbound_queue).
+        outbound_queue: usize;
+        /// Set [`outbound_budget`](Self::outbound_budget).
+        outbound_budget: usize;
+        /// Set [`slow_consumer`](Self::slow_consumer).
+        slow_consumer: SlowConsumerPolicy;
+        /// Set [`heartbeat`](Self::heartbeat) (e.g. [`Heartbeat::disabled()`]).
+        heartbeat: Heartbeat;
+        /// Set [`protocol_errors`](Self::protocol_errors).
+        protocol_errors: ProtocolErrorLimit;
+        /// Set [`shutdown_grace`](Self::shutdown_grace).
+        shutdown_grace: Duration;
+        /// Set [`close_timeout`](Self::close_timeout).
+        close_timeout: Duration;
+        /// Set [`max_connections`](Self::max_connections).
+        max_connections: usize;
+        /// Set [`max_connections_per_ip`](Self::max_connections_per_ip).
+        max_connections_per_ip: usize;
+        /// Set [`retry_after`](Self::retry_after).
+        retry_after: Duration;
+        /// Set [`handshake_timeout`](Self::handshake_timeout).
+        handshake_timeout: Duration;
+        /// Set [`max_rooms_per_connection`](Self::max_rooms_per_connection).
+        max_rooms_per_connection: usize;
+        /// Set [`max_room_name_bytes`](Self::max_room_name_bytes).
+        max_room_name_bytes: usize;
+        /// Set [`max_send_targets`](Self::max_send_targets).
+        max_send_targets: usize;
+        /// Set [`redact_headers`](Self::redact_headers).
+        redact_headers: Vec<String>;
+    }
+    optional_setters! {
+        /// Set [`allowed_origins`](Self::allowed_origins) (`None`: no check).
+        allowed_origins: Vec<String>;
+        /// Set [`handler_timeout`](Self::handler_timeout): a `Duration`, or `None` for no
+        /// deadline.
+        handler_timeout: Duration;
+        /// Set [`message_rate`](Self::message_rate): a [`RateLimit`], or `None` to
+        /// disable it.
+        message_rate: RateLimit;
+    }
+}
+
+/// Server-side liveness checks: every `interval` the server pings, and a connection
+/// that sends nothing back (the pong, or a message; its pings do not count) within
+/// `timeout` of a ping written is dropped, as is one whose ping cannot even be written
+/// within `timeout` of being due (the peer reads nothing and its socket is full). So a
+/// dead peer is detected within `interval + timeout`. The same shape as the client's
+/// `zocket_client::Heartbeat`.
+///
+/// ```
+/// use std::time::Duration;
+/// use zocket_core::Heartbeat;
+///
+/// let hb = Heartbeat::new(Duration::from_secs(5), Duration::from_secs(3));
+/// assert_eq!(hb.interval(), Some(Duration::from_secs(5)));
+/// assert_eq!(Heartbeat::default().timeout(), Some(Duration::from_secs(20)));
+/// assert_eq!(Heartbeat::disabled().interval(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    timing: Option<(Duration, Duration)>,
+}
+
+impl Default for Heartbeat {
+    /// A ping every 25 s, 20 s to answer.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(25), Duration::from_secs(20))
+    }
+}
+
+impl Heartbeat {
+    /// Ping every `interval`; drop the connection when nothing arrives within `timeout`
+    /// of a ping. Zero durations are raised to 1 ms.
+    pub fn new(interval: Duration, timeout: Duration) -> Self {
+        let min = Duration::from_millis(1);
+        Self {
+            timing: Some((interval.max(min), timeout.max(min))),
+        }
+    }
+    /// No server pings (the peer's pings are still answered).
+    pub fn disabled() -> Self {
+        Self { timing: None }
+    }
+    /// The ping interval, `None` when disabled.
+    pub fn interval(&self) -> Option<Duration> {
+        self.timing.map(|(i, _)| i)
+    }
+    /// The pong timeout, `None` when disabled.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timing.map(|(_, t)| t)
+    }
+}
+
+/// How many protocol errors (`BAD_REQUEST`, `NOT_FOUND`, `INVALID_INPUT` answers) one
+/// connection may cause in a fixed window: more than `max` in one `window` closes it
+/// with 1008 `too many protocol errors`.
+///
+/// ```
+/// use std::time::Duration;
+/// use zocket_core::{ProtocolErrorLimit, ServerConfig};
+/// let strict = ServerConfig::default()
+///     .protocol_errors(ProtocolErrorLimit { max: 5, window: Duration::from_secs(60) });
+/// assert_eq!(ServerConfig::default().protocol_errors.max, 100);
+/// # let _ = strict;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtocolErrorLimit {
+    /// Errors allowed per window. Default 100.
+    pub max: u32,
+    /// The window. Default 10 s.
+    pub window: Duration,
+}
+
+impl Default for ProtocolErrorLimit {
+    fn default() -> Self {
+        Self {
+            max: 100,
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The pieces of an HTTP upgrade request the handshake needs; adapters fill it in:
+///
+/// ```
+/// use zocket_core::HandshakeRequest;
+/// let req = HandshakeRequest::new("/ws")
+///     .query(Some("userName=ada".to_owned()))
+///     .headers(vec![("x-zocket-version".to_owned(), "1".to_owned())])
+///     .remote_addr("127.0.0.1:4000".parse::<std::net::SocketAddr>().ok());
+/// assert_eq!(req.path, "/ws");
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct HandshakeRequest {
     /// The request path.
     pub path: String,
@@ -151,6 +310,31 @@ pub struct HandshakeRequest {
     pub headers: Vec<(String, String)>,
     /// The peer address.
     pub remote_addr: Option<SocketAddr>,
+}
+
+impl HandshakeRequest {
+    /// A request for `path`, without query, headers or peer address.
+    pub fn new(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+    /// Set the raw query string (without `?`).
+    pub fn query(mut self, query: impl Into<Option<String>>) -> Self {
+        self.query = query.into();
+        self
+    }
+    /// Set the HTTP headers, as `(name, value)` in any case.
+    pub fn headers(mut self, headers: Vec<(String, String)>) -> Self {
+        self.headers = headers;
+        self
+    }
+    /// Set the peer address.
+    pub fn remote_addr(mut self, addr: impl Into<Option<SocketAddr>>) -> Self {
+        self.remote_addr = addr.into();
+        self
+    }
 }
 
 /// One entry of an `INVALID_HEADERS` answer: the server sends it, `zocket-client`

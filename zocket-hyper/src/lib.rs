@@ -291,12 +291,10 @@ impl<C: Context> ZocketService<C> {
             ))));
         }
         let on_upgrade = hyper::upgrade::on(&mut req);
-        let request = HandshakeRequest {
-            path: req.uri().path().to_owned(),
-            query: req.uri().query().map(str::to_owned),
-            headers,
-            remote_addr,
-        };
+        let request = HandshakeRequest::new(req.uri().path())
+            .query(req.uri().query().map(str::to_owned))
+            .headers(headers)
+            .remote_addr(remote_addr);
         drop(req);
         Box::pin(async move {
             let accepted = match server.handshake(request).await {

@@ -238,12 +238,10 @@ async fn handle<C: Context>(
             "a WebSocket upgrade needs HTTP/1.1 or later",
         ));
     };
-    let request = HandshakeRequest {
-        path: path.as_str().to_owned(),
-        query,
-        headers: pairs,
-        remote_addr,
-    };
+    let request = HandshakeRequest::new(path.as_str())
+        .query(query)
+        .headers(pairs)
+        .remote_addr(remote_addr);
     match server.handshake(request).await {
         Err(refused) => refusal(&refused),
         Ok(accepted) => {

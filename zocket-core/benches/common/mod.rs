@@ -76,10 +76,7 @@ pub struct TickPayload {
 /// message-rate limit (the benches send far more than a client may).
 pub fn server() -> Server<Ctx> {
     Server::builder(router())
-        .config(ServerConfig {
-            message_rate: None,
-            ..ServerConfig::default()
-        })
+        .config(ServerConfig::default().message_rate(None))
         .build()
 }
 
@@ -205,10 +202,7 @@ impl Sink<WsFrame> for Outbox {
 /// Open one in-memory connection: handshake, spawn the driver, return its two ends.
 pub async fn open(server: &Server<Ctx>, outbox: Outbox) -> Inbox {
     let accepted = server
-        .handshake(HandshakeRequest {
-            path: "/".into(),
-            ..Default::default()
-        })
+        .handshake(HandshakeRequest::new("/"))
         .await
         .expect("handshake");
     let inbox = Inbox::default();

@@ -135,13 +135,14 @@ impl Settings {
         Self {
             max_message_bytes: cfg.max_message_bytes,
             max_in_flight: cfg.max_in_flight,
-            heartbeat: cfg.heartbeat_interval.map(|interval| Timing {
-                interval,
-                timeout: cfg.heartbeat_timeout,
-            }),
+            heartbeat: cfg
+                .heartbeat
+                .interval()
+                .zip(cfg.heartbeat.timeout())
+                .map(|(interval, timeout)| Timing { interval, timeout }),
             flood: Flood {
-                max: cfg.max_protocol_errors,
-                window: cfg.protocol_error_window,
+                max: cfg.protocol_errors.max,
+                window: cfg.protocol_errors.window,
             },
             rate: cfg.message_rate.map(Rate::from),
             close_timeout: cfg.close_timeout,
