@@ -182,6 +182,7 @@ pub struct CloseFrame {
 
 /// A decoded client → server frame, borrowing from the frame text.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ClientFrame<'a> {
     /// The route name (`type`).
     pub kind: Cow<'a, str>,
@@ -193,6 +194,7 @@ pub struct ClientFrame<'a> {
 
 /// Why a client frame could not be decoded (answered with `BAD_REQUEST`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The text is not JSON, or not a JSON object.
     #[error("frame is not a JSON object: {0}")]
@@ -425,6 +427,7 @@ pub fn encode_client_frame<P: Serialize + ?Sized>(
 
 /// The `error` object of `__rpc_err` / `__error` frames, as a client decodes it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[non_exhaustive]
 pub struct WireError {
     /// The error code.
     pub code: String,
@@ -439,8 +442,21 @@ pub struct WireError {
     pub data: Option<serde_json::Value>,
 }
 
+impl WireError {
+    /// An error with this code and message, without a message type or data.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            kind: None,
+            data: None,
+        }
+    }
+}
+
 /// A decoded server → client frame, borrowing from the frame text (for clients).
 #[derive(Debug, Deserialize)]
+#[non_exhaustive]
 pub struct ServerFrame<'a> {
     /// The frame type: an event name or one of `__rpc_res`, `__rpc_err`, `__error`, `__welcome`.
     #[serde(rename = "type", borrow)]
