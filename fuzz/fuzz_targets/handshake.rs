@@ -9,8 +9,9 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use zocket_core::admission::{HttpVersion, UpgradeRequest, validate};
-use zocket_core::{HandshakeError, HandshakeRequest, Server};
+use zocket_core::{
+    HandshakeError, HandshakeRequest, HttpVersion, Server, UpgradeRequest, validate_upgrade,
+};
 use zocket_examples::reference::{self, RefCtx};
 
 #[derive(Debug, Arbitrary)]
@@ -87,7 +88,7 @@ fuzz_target!(|input: Input| {
         version,
         headers: &headers,
     };
-    if let Err(e) = validate(&req) {
+    if let Err(e) = validate_upgrade(&req) {
         check_refusal(&e);
         return;
     }

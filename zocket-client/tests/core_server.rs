@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
 use zocket_client::{Client, ConnectError, ConnectionState, Heartbeat, Reconnect};
+use zocket_core::HandshakeRequest;
+use zocket_core::protocol::TransportError;
 use zocket_core::protocol::{CloseFrame, Text, WsFrame};
-use zocket_core::server::{HandshakeRequest, TransportError};
 use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -29,7 +29,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::hub::CloseReason;
+use crate::context::CloseReason;
 
 /// Metric names (see the [module docs](self) for types and labels).
 pub mod names {
@@ -90,11 +90,11 @@ pub fn describe_metrics() {
 }
 
 /// The `type` label of a message that is not a registered route.
-pub const UNKNOWN_TYPE: &str = "unknown";
+pub(crate) const UNKNOWN_TYPE: &str = "unknown";
 
 /// Live counters of a server. Read them with [`crate::Server::stats`].
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub(crate) connections_open: AtomicU64,
     pub(crate) connections_total: AtomicU64,
     pub(crate) handshakes_rejected: AtomicU64,
@@ -194,7 +194,7 @@ impl HubStats {
 
 impl Stats {
     /// Copy every counter.
-    pub fn snapshot(&self) -> StatsSnapshot {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             connections_open: self.connections_open.load(Relaxed),
             connections_total: self.connections_total.load(Relaxed),

@@ -799,7 +799,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use futures::channel::mpsc as fmpsc;
 use futures::{SinkExt, StreamExt};
-use zocket_core::{CloseReason, HandshakeRequest, PingReplies, RateLimit, TransportError};
+use zocket_core::protocol::TransportError;
+use zocket_core::{CloseReason, HandshakeRequest, PingReplies, RateLimit};
 
 type Inbound = Result<WsFrame, TransportError>;
 
@@ -1163,7 +1164,7 @@ async fn never_reading_pinger_is_bounded_and_dropped() {
         let read = c.read.load(Relaxed);
         let budget = ServerConfig::default().outbound_budget;
         assert!(
-            read <= budget / zocket_core::connection::FRAME_OVERHEAD + 64,
+            read <= budget / zocket_core::hub::FRAME_OVERHEAD + 64,
             "{replies:?}: read {read} pings"
         );
         assert!(server.stats().read_pauses >= 1);

@@ -11,8 +11,8 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::{CompositeKey, MetricKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use zocket_core::metric_names as names;
 use zocket_core::protocol::{CloseFrame, WsFrame};
-use zocket_core::stats::names;
 use zocket_core::testing::{ConnectOptions, TestServer};
 use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
 

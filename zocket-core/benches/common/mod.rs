@@ -16,10 +16,9 @@ use futures::task::AtomicWaker;
 use futures::{Sink, Stream};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use zocket_core::protocol::{Text, WsFrame};
+use zocket_core::protocol::{Text, TransportError, WsFrame};
 use zocket_core::{
     Connect, Context, Cx, Event, HandshakeRequest, Message, Reject, Router, Server, ServerConfig,
-    TransportError,
 };
 
 /// The benches' connection context (no headers).

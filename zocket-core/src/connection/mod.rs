@@ -87,16 +87,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::context::CloseReason;
 use crate::error::Reject;
-use crate::hub::CloseReason;
+use crate::protocol::TransportError;
 use crate::protocol::{self, Text, WsFrame};
-use crate::server::{ServerConfig, TransportError};
+use crate::server::ServerConfig;
 use crate::stats::inc;
 
-pub use close::SINK_CLOSE_GRACE;
+pub(crate) use close::SINK_CLOSE_GRACE;
 pub use limits::RateLimit;
 pub use outbound::{FRAME_OVERHEAD, Outbound, Push};
-pub use writer::{MAX_BATCH_BYTES, MAX_BATCH_FRAMES, PingReplies};
+#[cfg(test)]
+use writer::MAX_BATCH_FRAMES;
+pub use writer::PingReplies;
 
 pub(crate) use outbound::{Budget, OwnScope};
 

@@ -33,9 +33,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::task::AtomicWaker;
 
-use crate::hub::{CloseReason, SlowConsumerPolicy};
+use crate::context::CloseReason;
 use crate::ids::ClientId;
 use crate::protocol::Text;
+use crate::server::SlowConsumerPolicy;
 use crate::stats::{Dropped, Stats, inc};
 
 /// Bytes charged per queued frame on top of its length: the queue slot and the shared
