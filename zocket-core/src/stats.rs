@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use crate::context::CloseReason;
 
-/// Metric names (see the [module docs](self) for types and labels).
+/// Metric names (types and labels: [the crate docs](crate#metrics)).
 pub mod names {
     /// Gauge: connections open now.
     pub const CONNECTIONS_OPEN: &str = "zocket_connections_open";
@@ -115,7 +115,7 @@ pub(crate) struct Stats {
     pub(crate) close_timeouts: AtomicU64,
 }
 
-/// A point-in-time copy of [`Stats`].
+/// A point-in-time copy of the server's counters ([`crate::Server::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
@@ -168,7 +168,7 @@ pub struct StatsSnapshot {
     pub close_timeouts: u64,
 }
 
-/// The counters a [`crate::Hub`] keeps itself ([`crate::Hub::stats`]); the server adds
+/// The counters a [`Hub`](crate::hub::Hub) keeps itself ([`Hub::stats`](crate::hub::Hub::stats)); the server adds
 /// them into its [`StatsSnapshot`]. All zero for the in-memory hub.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

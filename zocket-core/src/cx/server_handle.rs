@@ -55,7 +55,7 @@ impl ServerHandle {
     }
     /// Close the connection `id`, on whichever node holds it, with this close code
     /// (1000, 1001, 1008, 1011 or 3000–4999) and reason (at most 123 bytes); its
-    /// disconnect hook sees [`CloseReason::Closed`]. `Ok(false)`: no node holds it.
+    /// disconnect hook sees [`CloseReason::Closed`](crate::CloseReason::Closed). `Ok(false)`: no node holds it.
     ///
     /// ```
     /// # use zocket_core::{ServerHandle, ClientId};

@@ -108,7 +108,7 @@ pub trait Hub: Send + Sync + 'static {
     fn is_connected(&self, id: &ClientId) -> HubFuture<'_, bool>;
     /// Close the connection `id`, on whichever node holds it, with this close code and
     /// reason (checked with [`check_close`]); its disconnect hook sees
-    /// [`CloseReason::Closed`]. `Ok(false)`: no node holds that connection.
+    /// [`CloseReason::Closed`](crate::CloseReason::Closed). `Ok(false)`: no node holds that connection.
     fn disconnect(&self, id: &ClientId, code: u16, reason: &str) -> HubFuture<'_, bool>;
     /// The hub's own counters, added into [`crate::Server::stats`]. Zero by default.
     fn stats(&self) -> HubStats {

@@ -6,7 +6,7 @@
 //! Applications never need this module: handlers see typed values.
 //!
 //! Decoding borrows: [`decode_client_frame`] returns the payload as a borrowed
-//! [`RawValue`] slice of the frame text, so the payload is never copied before it is
+//! [`RawValue`](serde_json::value::RawValue) slice of the frame text, so the payload is never copied before it is
 //! deserialised into the message's input type.
 //!
 //! ```

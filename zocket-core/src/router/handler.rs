@@ -10,7 +10,7 @@ use crate::error::Reject;
 /// state `S`: `async fn(Cx<C, S>, M::Input) -> Result<M::Output, Reject>`.
 ///
 /// There is one fixed signature, so there are no extractor puzzles: the context type
-/// is the router's, or inside a [`Router::scope`] the last middleware's `Out`. The error
+/// is the router's, or inside a [`Router::scope`](crate::Router::scope) the last middleware's `Out`. The error
 /// type is always [`Reject`], so `?` works on any `std::error::Error` (answered
 /// `INTERNAL`, logged on the server) and an inline closure needs no type hint:
 ///

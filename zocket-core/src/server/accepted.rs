@@ -36,7 +36,7 @@ impl<C: Context> Accepted<C> {
 
     /// Who answers the peer's pings: the transport (the default; tokio-tungstenite does,
     /// inside its stream) or the engine, through the sink. Pongs count against the
-    /// outbound budget either way; see [`crate::connection`].
+    /// outbound budget either way; see [`crate::protocol`].
     pub fn ping_replies(mut self, replies: PingReplies) -> Self {
         self.replies = replies;
         self
@@ -45,7 +45,7 @@ impl<C: Context> Accepted<C> {
     /// Drive the connection to its end: `__welcome`, dispatch in arrival order
     /// (concurrent once handlers wait, up to the in-flight limit), writing under the byte
     /// budget with backpressure, heartbeats, limits, the closing sequence, and the
-    /// disconnect hook, exactly once. Returns why it ended. See [`crate::connection`].
+    /// disconnect hook, exactly once. Returns why it ended. The rules: [`crate::protocol`].
     ///
     /// The stream yields what the peer sent (a [`TransportError::MessageTooBig`] for a
     /// message over the transport's size limit); the sink takes what to send. Closing the

@@ -190,7 +190,7 @@ impl HandshakeError {
 impl<C: Context> Server<C> {
     /// Check a handshake, before the upgrade: shutting down and the connection limits
     /// (`503`), origin, headers, connect hook (within
-    /// [`ServerConfig::handshake_timeout`]). The adapters check the HTTP request itself
+    /// [`ServerConfig::handshake_timeout`](crate::ServerConfig::handshake_timeout)). The adapters check the HTTP request itself
     /// with [`validate_upgrade`](crate::validate_upgrade) first.
     pub async fn handshake(&self, req: HandshakeRequest) -> Result<Accepted<C>, HandshakeError> {
         let remote = req.remote_addr;

@@ -49,7 +49,7 @@ struct Inner<C: Context> {
 
 /// A Zocket server: a router, a hub and a configuration. Transport-agnostic: adapters
 /// call [`handshake`](Server::handshake) before upgrading and then
-/// [`Accepted::serve`] with the socket as a stream and sink of [`WsFrame`]s.
+/// [`Accepted::serve`] with the socket as a stream and sink of [`WsFrame`](crate::protocol::WsFrame)s.
 /// Cheap to clone.
 pub struct Server<C: Context> {
     inner: Arc<Inner<C>>,
