@@ -14,6 +14,7 @@ use crate::connection::PingReplies;
 use crate::context::{ConnInfo, Connect, Context};
 use crate::ids::ClientId;
 use crate::protocol;
+use crate::protocol::HeaderIssue;
 
 /// The pieces of an HTTP upgrade request the handshake needs; adapters fill it in:
 ///
@@ -61,18 +62,6 @@ impl HandshakeRequest {
         self.remote_addr = addr.into();
         self
     }
-}
-
-/// One entry of an `INVALID_HEADERS` answer: the server sends it, `zocket-client`
-/// decodes it (`HandshakeRejection::issues`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct HeaderIssue {
-    /// The header name, e.g. `userRole`.
-    #[serde(default)]
-    pub path: String,
-    /// What is wrong with it.
-    #[serde(default)]
-    pub message: String,
 }
 
 /// Why a handshake was refused. Adapters answer with [`status`](Self::status) and

@@ -21,7 +21,7 @@ pub use accepted::Accepted;
 pub use admission::{HttpVersion, UpgradeRequest, validate_upgrade};
 pub use builder::{BuilderState, NoState, ServerBuilder};
 pub use config::{Heartbeat, ProtocolErrorLimit, ServerConfig, SlowConsumerPolicy};
-pub use handshake::{HandshakeError, HandshakeRequest, HeaderIssue};
+pub use handshake::{HandshakeError, HandshakeRequest};
 
 use crate::connection::{self, SINK_CLOSE_GRACE};
 use crate::context::Context;
