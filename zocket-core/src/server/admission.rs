@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 
-use super::handshake::HandshakeError;
+use super::handshake_error::HandshakeError;
 use crate::stats::{Stats, inc};
 
 /// The HTTP version of an upgrade request.
