@@ -243,9 +243,9 @@ impl From<crate::protocol::WireError> for Reject {
 
 /// The internal error and its sources, `outer: cause: root`, bounded in length; for logs.
 #[cfg(feature = "server")]
-pub(crate) struct Chain<'a>(pub &'a (dyn StdError + 'static));
+pub(crate) struct SourceChain<'a>(pub &'a (dyn StdError + 'static));
 #[cfg(feature = "server")]
-impl fmt::Display for Chain<'_> {
+impl fmt::Display for SourceChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MAX: usize = 2048;
         let mut text = String::new();
@@ -279,7 +279,7 @@ impl fmt::Display for Chain<'_> {
 #[cfg(feature = "server")]
 pub(crate) fn log_internal(rej: &Reject, what: &str) {
     if let Some(e) = rej.internal_error() {
-        tracing::error!(error = %Chain(e), "{what} failed; answered INTERNAL");
+        tracing::error!(error = %SourceChain(e), "{what} failed; answered INTERNAL");
     }
 }
 
