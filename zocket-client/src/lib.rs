@@ -80,23 +80,30 @@
 //!
 //! The reader task only routes frames into channels; it never waits for user code, so a
 //! slow subscriber cannot stall replies to calls.
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
+// The public API.
 mod client;
 mod config;
-mod driver;
 mod error;
+mod state;
 mod subscription;
+// The machinery behind it.
+mod calls;
+mod driver;
+mod outbound;
+mod shared;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use client::{Client, ClientBuilder, ConnectionState};
-pub use config::{Heartbeat, Reconnect};
+pub use client::{Client, ClientBuilder};
+pub use config::{ClientConfig, Heartbeat, Reconnect};
 pub use error::{ClientError, ConnectError, HandshakeRejection, HeaderIssue, Reject};
 /// The rustls version `wss://` uses (for [`ClientBuilder::tls_config`] and
 /// [`ClientBuilder::tls_root_certificates`]).
 #[cfg(feature = "tls")]
 pub use rustls;
+pub use state::ConnectionState;
 pub use subscription::Subscription;
 pub use zocket_core::protocol::WireError;
-pub use zocket_core::{Event, Message};
+pub use zocket_core::{ClientId, Event, Message};

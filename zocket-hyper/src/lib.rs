@@ -313,9 +313,7 @@ impl<C: Context> ZocketService<C> {
     /// Handle one request (what both `Service` impls call).
     pub fn handle<B>(&self, mut req: Request<B>) -> ResponseFuture {
         let server = self.server.clone();
-        let remote_addr = self
-            .remote_addr
-            .or_else(|| peer_addr(req.extensions()));
+        let remote_addr = self.remote_addr.or_else(|| peer_addr(req.extensions()));
         if let Some(path) = &self.path {
             if req.uri().path() != path {
                 return Box::pin(future::ready(Ok(json_error(

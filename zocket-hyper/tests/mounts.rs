@@ -86,7 +86,10 @@ async fn peer_seen_by_the_server(addr: SocketAddr, path: &str) -> (SocketAddr, O
     let reply = ws.next().await.unwrap().unwrap();
     let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
     assert_eq!(reply["type"], "__rpc_res", "{reply}");
-    (me, serde_json::from_value(reply["payload"].clone()).unwrap())
+    (
+        me,
+        serde_json::from_value(reply["payload"].clone()).unwrap(),
+    )
 }
 
 /// Connect, read `__welcome`, call `who`, return the answer.
@@ -162,7 +165,11 @@ async fn axum_connect_info_is_the_peer_address_of_the_handshake() {
     tokio::spawn(async move { axum::serve(listener, make_service).await.unwrap() });
 
     let (me, seen) = peer_seen_by_the_server(addr, "/ws").await;
-    assert_eq!(seen, Some(me), "the handshake sees the client's own address and port");
+    assert_eq!(
+        seen,
+        Some(me),
+        "the handshake sees the client's own address and port"
+    );
     // A second client, from another port, is told apart.
     let (other, seen) = peer_seen_by_the_server(addr, "/ws").await;
     assert_ne!(other, me);
