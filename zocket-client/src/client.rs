@@ -98,9 +98,12 @@ impl fmt::Debug for Client {
 impl Client {
     /// Start configuring a client for `url` (`ws://host:port/path`).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), zocket_client::ConnectError> {
-    /// let client = zocket_client::Client::builder("ws://127.0.0.1:3000/")
+    /// ```
+    /// # include!("../doc/server.rs");
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let url = doc_server().await;
+    /// let client = zocket_client::Client::builder(url) // e.g. "ws://127.0.0.1:3000/"
     ///     .header("userName", "Ada")
     ///     .connect()
     ///     .await?;
@@ -139,7 +142,7 @@ impl Client {
 
     /// Call `M` and wait for its typed result, with the default RPC timeout.
     ///
-    /// ```no_run
+    /// ```
     /// # use serde::{Deserialize, Serialize};
     /// # use zocket_client::{Client, ClientError, Message};
     /// # #[derive(Serialize, Deserialize)] pub struct GreetIn { pub name: String }
@@ -149,7 +152,10 @@ impl Client {
     ///     type Input = GreetIn;
     ///     type Output = String;
     /// }
-    /// # async fn demo(client: Client) -> Result<(), ClientError> {
+    /// # include!("../doc/server.rs");
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = Client::builder(doc_server().await).connect().await?;
     /// let hello = client.call::<Greet>(GreetIn { name: "Ada".into() }).await?;
     /// assert_eq!(hello, "Hello, Ada!");
     /// # Ok(()) }
@@ -242,7 +248,7 @@ impl Client {
     /// `E::Payload`. Several subscriptions of one event each get every event; dropping
     /// one unsubscribes it. See [`Subscription`].
     ///
-    /// ```no_run
+    /// ```
     /// # use futures::StreamExt;
     /// # use zocket_client::{Client, Event};
     /// pub enum Broadcast {}
@@ -250,15 +256,18 @@ impl Client {
     ///     const NAME: &'static str = "message";
     ///     type Payload = String;
     /// }
-    /// # async fn demo(client: Client) {
+    /// # include!("../doc/server.rs");
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = Client::builder(doc_server().await).connect().await?;
     /// let mut messages = client.subscribe::<Broadcast>();
-    /// while let Some(item) = messages.next().await {
-    ///     match item {
-    ///         Ok(text) => eprintln!("message: {text}"),
-    ///         Err(e) => eprintln!("bad event: {e}"),
-    ///     }
+    /// # client.call_raw("shout", serde_json::json!("hello")).await?; // the server broadcasts it
+    /// match messages.next().await {
+    ///     Some(Ok(text)) => eprintln!("message: {text}"),
+    ///     Some(Err(e)) => eprintln!("bad event (or missed events): {e}"),
+    ///     None => eprintln!("the client is closed"),
     /// }
-    /// # }
+    /// # Ok(()) }
     /// ```
     pub fn subscribe<E: Event>(&self) -> Subscription<E::Payload> {
         self.subscribe_as::<E::Payload>(E::NAME)
@@ -297,12 +306,17 @@ impl Client {
 
     /// A watch of the connection state, e.g. to wait for a state:
     ///
-    /// ```no_run
+    /// ```
     /// # use zocket_client::{Client, ConnectionState};
-    /// # async fn demo(client: Client) {
+    /// # include!("../doc/server.rs");
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let client = Client::builder(doc_server().await).build()?;
     /// let mut state = client.state_watch();
-    /// let _ = state.wait_for(|s| *s == ConnectionState::Open).await;
-    /// # }
+    /// # let connecting = tokio::spawn({ let client = client.clone(); async move { client.connect().await } });
+    /// state.wait_for(|s| *s == ConnectionState::Open).await?;
+    /// # connecting.await??;
+    /// # Ok(()) }
     /// ```
     pub fn state_watch(&self) -> watch::Receiver<ConnectionState> {
         self.inner.shared.state_tx.subscribe()
@@ -469,12 +483,15 @@ fn decode_reply<T: DeserializeOwned>(
 
 /// Configures and connects a [`Client`]; created by [`Client::builder`].
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use zocket_client::{Client, Heartbeat, Reconnect};
 ///
-/// # async fn demo() -> Result<(), zocket_client::ConnectError> {
-/// let client = Client::builder("ws://127.0.0.1:3000/")
+/// # include!("../doc/server.rs");
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), zocket_client::ConnectError> {
+/// # let url = doc_server().await;
+/// let client = Client::builder(url) // e.g. "ws://127.0.0.1:3000/"
 ///     .header("userName", "Ada")
 ///     .header("userRole", "admin")
 ///     .rpc_timeout(Duration::from_secs(5))
