@@ -5,45 +5,32 @@
 //! - [`target`]: the URL and handshake headers of every attempt;
 //! - [`connect`]: one attempt (TCP, TLS, WebSocket handshake) and what a refusal means;
 //! - [`session`]: one connection (welcome, hooks, reader, writer, heartbeat);
+//! - [`hooks`]: the after-connect hooks as the driver sees them;
+//! - [`hooks`]: the after-connect hooks as the driver sees them;
 //! - [`incoming`]: routing of incoming frames into calls, watches and subscriptions.
 //!
 //! The driver knows nothing of the [`Client`](crate::Client) handle: the handle gives it
 //! its after-connect hooks as an [`AfterConnect`].
 
 mod connect;
+mod hooks;
 mod incoming;
 mod session;
 mod target;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use self::session::{End, Session};
+pub(crate) use self::hooks::{AfterConnect, HookRun};
+use self::session::{End, FirstTx, Session};
 pub(crate) use self::target::{Target, is_secret_header};
 use crate::calls::lock;
-use crate::error::{ClientError, ConnectError};
+use crate::error::ConnectError;
 use crate::outbound::OutboxRx;
 use crate::shared::Shared;
 use crate::state::ConnectionState;
-
-/// How the first `connect` learns how the first connection went.
-pub(crate) type FirstTx = oneshot::Sender<Result<(), ConnectError>>;
-
-/// One run of every after-connect hook, in order.
-pub(crate) type HookRun = Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>>;
-
-/// The after-connect hooks, as the driver sees them (the client handle owns them).
-pub(crate) trait AfterConnect: Send + Sync {
-    /// Whether there are none (then a connection is ready as soon as it is open).
-    fn is_empty(&self) -> bool;
-    /// A run of the hooks on a fresh connection; `None` when every handle is gone.
-    fn run(&self) -> Option<HookRun>;
-}
 
 /// The driver task's state.
 pub(crate) struct Driver {

@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::connect::Ws;
+use super::hooks::AfterConnect;
 use super::incoming::route;
-use super::{AfterConnect, FirstTx};
 use crate::calls::Reply;
 use crate::config::Heartbeat;
 use crate::error::{ClientError, ConnectError};
@@ -42,6 +42,9 @@ type Stream = SplitStream<Ws>;
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a session may go on after shutdown (a writer stuck on a full socket).
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How the first `connect` learns how the first connection went.
+pub(crate) type FirstTx = oneshot::Sender<Result<(), ConnectError>>;
 
 /// Why a session ended.
 pub(crate) enum End {
