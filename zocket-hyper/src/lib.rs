@@ -442,20 +442,43 @@ pub async fn serve<C: Context>(listener: TcpListener, server: Server<C>) {
 /// handshake with `tls` (within the handshake timeout; a failed or slow one is dropped
 /// and logged at DEBUG). Needs the `tls` feature.
 ///
-/// Not run as a doc test (it needs a certificate and a TLS client);
-/// `examples/tests/e2e_tls.rs` serves and connects over `wss://` with a certificate made
-/// at test time.
+/// A certificate made at test time, and a raw TLS client (`examples/tests/e2e_tls.rs`
+/// does the same with zocket-client):
 ///
-/// ```no_run
+/// ```
 /// use std::sync::Arc;
 /// use zocket_hyper::rustls;
-/// # async fn run(server: zocket_core::Server<impl zocket_core::Context>, certs: Vec<rustls::pki_types::CertificateDer<'static>>, key: rustls::pki_types::PrivateKeyDer<'static>) -> Result<(), Box<dyn std::error::Error>> {
+/// # use zocket_core::{Connect, Context, Reject, Router, Server};
+/// # use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+/// # struct User;
+/// # impl Context for User {
+/// #     type Headers = serde_json::Value;
+/// #     type State = ();
+/// #     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = Server::new(Router::<User>::new());
+/// # let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+/// # let (certs, key) = (vec![cert.der().clone()], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der())));
 /// let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
 ///     .with_safe_default_protocol_versions()?
 ///     .with_no_client_auth()
 ///     .with_single_cert(certs, key)?;
-/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
-/// zocket_hyper::serve_tls(listener, server, Arc::new(tls)).await;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let addr = listener.local_addr()?;
+/// tokio::spawn(zocket_hyper::serve_tls(listener, server.clone(), Arc::new(tls)));
+/// # // A raw wss:// client trusting the certificate.
+/// # let mut roots = rustls::RootCertStore::empty();
+/// # roots.add(cert.der().clone())?;
+/// # let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+/// #     .with_safe_default_protocol_versions()?.with_root_certificates(roots).with_no_client_auth();
+/// # let tcp = tokio::net::TcpStream::connect(addr).await?;
+/// # let stream = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(ServerName::try_from("localhost")?, tcp).await?;
+/// # let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}/", addr.port()), stream).await?;
+/// # use futures::StreamExt;
+/// # assert!(ws.next().await.unwrap()?.to_text()?.contains("__welcome"));
+/// # server.shutdown().await;
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "tls")]
