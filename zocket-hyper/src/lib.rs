@@ -106,9 +106,12 @@
 //!     r#"{"type":"__rpc_res","payload":"Hello, Ada!","rpcId":"1"}"#
 //! );
 //!
+//! # // The client reads on, so it answers the server's close frame at once.
+//! # let reading = tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
 //! // Graceful shutdown: the accept loop stops, open sockets are closed with 1001.
 //! server.shutdown().await;
 //! accept_loop.await.unwrap();
+//! # reading.await.unwrap();
 //! # }
 //! ```
 //!
@@ -163,6 +166,7 @@
 //! # let reply = ws.next().await.unwrap()?;
 //! // The handler answers the client's own address.
 //! # assert_eq!(reply.to_text()?, format!(r#"{{"type":"__rpc_res","payload":"{me}","rpcId":"1"}}"#));
+//! # drop(ws);
 //! # server.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -478,6 +482,7 @@ pub async fn serve<C: Context>(listener: TcpListener, server: Server<C>) {
 /// # let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}/", addr.port()), stream).await?;
 /// # use futures::StreamExt;
 /// # assert!(ws.next().await.unwrap()?.to_text()?.contains("__welcome"));
+/// # drop(ws);
 /// # server.shutdown().await;
 /// # Ok(()) }
 /// ```

@@ -108,8 +108,11 @@
 //!     r#"{"type":"__rpc_res","payload":"Hello, Ada!","rpcId":"1"}"#
 //! );
 //!
+//! # // The client reads on, so it answers the server's close frame at once.
+//! # let reading = tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
 //! // Graceful shutdown: open sockets are closed with 1001, then HTTP stops.
 //! server.shutdown().await;
+//! # reading.await.unwrap();
 //! let _ = stop.send(());
 //! http.await.unwrap();
 //! # }
@@ -169,6 +172,7 @@ pub use tokio_rustls::rustls;
 /// # let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
 /// # let welcome = client.next().await.unwrap()?;
 /// # assert!(welcome.to_text()?.contains("__welcome"));
+/// # drop(client);
 /// // `serve` returns once the shutdown begins.
 /// server.shutdown().await;
 /// serving.await?;
