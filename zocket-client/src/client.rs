@@ -18,9 +18,9 @@ use zocket_core::{ClientId, Event, Message};
 
 use crate::calls::{Reply, lock};
 use crate::config::{ClientConfig, Heartbeat, Reconnect};
-use crate::driver::{AfterConnect, Driver, HookRun, Target, is_secret_header};
+use crate::driver::{AfterConnect, Driver, Endpoint, HookRun, is_secret_header};
 use crate::error::{ClientError, ConnectError};
-use crate::outbound::{Lane, Outgoing, Track, outbox};
+use crate::outbound::{Lane, QueuedFrame, Track, outbox};
 use crate::shared::Shared;
 use crate::state::ConnectionState;
 use crate::subscription::Subscription;
@@ -402,7 +402,7 @@ impl Client {
         let exchange = async {
             self.enqueue(
                 name,
-                Outgoing {
+                QueuedFrame {
                     text,
                     track: Track::Rpc(id),
                 },
@@ -436,7 +436,7 @@ impl Client {
         let exchange = async {
             self.enqueue(
                 name,
-                Outgoing {
+                QueuedFrame {
                     text,
                     track: Track::Emit(tx),
                 },
@@ -460,7 +460,7 @@ impl Client {
         }
     }
 
-    async fn enqueue(&self, name: &str, out: Outgoing) -> Result<(), ClientError> {
+    async fn enqueue(&self, name: &str, out: QueuedFrame) -> Result<(), ClientError> {
         let shared = &*self.inner.shared;
         shared
             .outbox
@@ -683,11 +683,11 @@ impl ClientBuilder {
     /// Build the client without connecting, e.g. to subscribe before the first event can
     /// arrive; then call [`Client::connect`]. Fails only for an invalid URL.
     pub fn build(self) -> Result<Client, ConnectError> {
-        let target = Target::new(&self.url, &self.headers, &self.http_only)?;
+        let endpoint = Endpoint::new(&self.url, &self.headers, &self.http_only)?;
         let (outbox, outbox_rx) = outbox(self.config.outbound_buffer);
         let shared = Arc::new(Shared::new(self.config, outbox));
         let shutdown = CancellationToken::new();
-        let driver = Driver::new(shared.clone(), target, outbox_rx, shutdown.clone());
+        let driver = Driver::new(shared.clone(), endpoint, outbox_rx, shutdown.clone());
         Ok(Client {
             inner: Arc::new(ClientInner {
                 shared,

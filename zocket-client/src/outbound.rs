@@ -11,7 +11,7 @@ use crate::error::ClientError;
 use crate::state::ConnectionState;
 
 /// A frame waiting to be written.
-pub(crate) struct Outgoing {
+pub(crate) struct QueuedFrame {
     pub(crate) text: String,
     pub(crate) track: Track,
 }
@@ -24,7 +24,7 @@ pub(crate) enum Track {
     Emit(oneshot::Sender<Reply>),
 }
 
-impl Outgoing {
+impl QueuedFrame {
     /// This frame will never be written: tell its caller why.
     pub(crate) fn fail(self, calls: &Calls, reply: Reply) {
         match self.track {
@@ -49,16 +49,16 @@ pub(crate) enum Lane {
 
 /// The sending side of both lanes (held by every handle).
 pub(crate) struct Outbox {
-    main: mpsc::Sender<Outgoing>,
-    priority: mpsc::Sender<Outgoing>,
+    main: mpsc::Sender<QueuedFrame>,
+    priority: mpsc::Sender<QueuedFrame>,
     /// The outbound buffer (`0`: nothing is buffered while disconnected).
     capacity: usize,
 }
 
 /// The receiving side (held by the driver).
 pub(crate) struct OutboxRx {
-    pub(crate) main: mpsc::Receiver<Outgoing>,
-    pub(crate) priority: mpsc::Receiver<Outgoing>,
+    pub(crate) main: mpsc::Receiver<QueuedFrame>,
+    pub(crate) priority: mpsc::Receiver<QueuedFrame>,
 }
 
 /// Both lanes, each of `capacity` frames (at least 1).
@@ -86,7 +86,7 @@ impl Outbox {
         lane: Lane,
         state: ConnectionState,
         name: &str,
-        out: Outgoing,
+        out: QueuedFrame,
     ) -> Result<(), ClientError> {
         let tx = match lane {
             Lane::Main => &self.main,

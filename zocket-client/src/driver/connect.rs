@@ -6,7 +6,7 @@ use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::target::Target;
+use super::endpoint::Endpoint;
 use crate::config::ClientConfig;
 use crate::error::{ConnectError, HandshakeRejection};
 
@@ -14,13 +14,13 @@ use crate::error::{ConnectError, HandshakeRejection};
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// One connection attempt, within the connect timeout.
-pub(crate) async fn open(target: &Target, config: &ClientConfig) -> Result<Ws, ConnectError> {
-    let request = target.request()?;
+pub(crate) async fn open(endpoint: &Endpoint, config: &ClientConfig) -> Result<Ws, ConnectError> {
+    let request = endpoint.request()?;
     let ws_config = WebSocketConfig::default()
         .max_message_size(config.max_message_size)
         .max_frame_size(config.max_message_size);
     #[cfg(feature = "tls")]
-    let connector = if target.tls {
+    let connector = if endpoint.tls {
         Some(crate::tls::connector(config.tls.as_ref()))
     } else {
         None

@@ -2,10 +2,9 @@
 //! connection, and reconnects by the [`Reconnect`](crate::Reconnect) policy until the
 //! client is closed.
 //!
-//! - [`target`]: the URL and handshake headers of every attempt;
+//! - [`endpoint`]: the URL and handshake headers of every attempt;
 //! - [`connect`]: one attempt (TCP, TLS, WebSocket handshake) and what a refusal means;
 //! - [`session`]: one connection (welcome, hooks, reader, writer, heartbeat);
-//! - [`hooks`]: the after-connect hooks as the driver sees them;
 //! - [`hooks`]: the after-connect hooks as the driver sees them;
 //! - [`incoming`]: routing of incoming frames into calls, watches and subscriptions.
 //!
@@ -13,19 +12,19 @@
 //! its after-connect hooks as an [`AfterConnect`].
 
 mod connect;
+mod endpoint;
 mod hooks;
 mod incoming;
 mod session;
-mod target;
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub(crate) use self::endpoint::{Endpoint, is_secret_header};
 pub(crate) use self::hooks::{AfterConnect, HookRun};
 use self::session::{End, FirstTx, Session};
-pub(crate) use self::target::{Target, is_secret_header};
 use crate::calls::lock;
 use crate::error::ConnectError;
 use crate::outbound::OutboxRx;
@@ -35,7 +34,7 @@ use crate::state::ConnectionState;
 /// The driver task's state.
 pub(crate) struct Driver {
     shared: Arc<Shared>,
-    target: Target,
+    endpoint: Endpoint,
     outbox: OutboxRx,
     shutdown: CancellationToken,
     /// The number of the current connection (1 for the first).
@@ -54,13 +53,13 @@ enum Step {
 impl Driver {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        target: Target,
+        endpoint: Endpoint,
         outbox: OutboxRx,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             shared,
-            target,
+            endpoint,
             outbox,
             shutdown,
             generation: 0,
@@ -88,7 +87,7 @@ impl Driver {
             }
             let opened = tokio::select! {
                 _ = self.shutdown.cancelled() => break None,
-                r = connect::open(&self.target, &self.shared.config) => r,
+                r = connect::open(&self.endpoint, &self.shared.config) => r,
             };
             step = match opened {
                 Ok(ws) => {

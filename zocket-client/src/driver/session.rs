@@ -31,7 +31,7 @@ use super::incoming::route;
 use crate::calls::Reply;
 use crate::config::Heartbeat;
 use crate::error::{ClientError, ConnectError};
-use crate::outbound::{OutboxRx, Outgoing, Track};
+use crate::outbound::{OutboxRx, QueuedFrame, Track};
 use crate::shared::Shared;
 use crate::state::ConnectionState;
 
@@ -307,7 +307,7 @@ async fn write(
     sink: &mut Sink,
     shared: &Shared,
     generation: u64,
-    out: Outgoing,
+    out: QueuedFrame,
 ) -> Result<(), String> {
     match &out.track {
         Track::Rpc(id) => {

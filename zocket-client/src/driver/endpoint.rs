@@ -1,4 +1,4 @@
-//! [`Target`]: where to connect, with the handshake headers as query parameters and
+//! [`Endpoint`]: where to connect, with the handshake headers as query parameters and
 //! HTTP headers.
 
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -20,13 +20,13 @@ pub(crate) fn is_secret_header(name: &str) -> bool {
 
 /// Where to connect: the URL with the headers as query parameters, plus the headers that
 /// are valid HTTP headers.
-pub(crate) struct Target {
+pub(crate) struct Endpoint {
     url: url::Url,
     headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) tls: bool,
 }
 
-impl Target {
+impl Endpoint {
     /// `http_only`: names of headers sent as HTTP headers only, never in the URL.
     pub(crate) fn new(
         url: &str,
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn headers_go_to_query_and_http() {
-        let t = Target::new(
+        let t = Endpoint::new(
             "ws://127.0.0.1:1/ws?a=1",
             &[
                 ("userName".into(), "Ada Lovelace".into()),
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn http_only_headers_never_reach_the_url() {
-        let t = Target::new(
+        let t = Endpoint::new(
             "ws://127.0.0.1:1/",
             &[
                 ("token".into(), "s3cret".into()),
@@ -165,7 +165,7 @@ mod tests {
         assert!(token.is_sensitive());
         // A header that cannot travel as HTTP is an error, not silently put in the URL.
         assert!(matches!(
-            Target::new(
+            Endpoint::new(
                 "ws://h/",
                 &[("bad name".into(), "x".into())],
                 &["bad name".into()]
@@ -177,13 +177,13 @@ mod tests {
     #[test]
     fn bad_urls() {
         assert!(matches!(
-            Target::new("nope", &[], &[]),
+            Endpoint::new("nope", &[], &[]),
             Err(ConnectError::InvalidUrl(_))
         ));
         assert!(matches!(
-            Target::new("ftp://x/", &[], &[]),
+            Endpoint::new("ftp://x/", &[], &[]),
             Err(ConnectError::InvalidUrl(_))
         ));
-        assert!(Target::new("http://localhost:3000", &[], &[]).is_ok());
+        assert!(Endpoint::new("http://localhost:3000", &[], &[]).is_ok());
     }
 }
