@@ -4,7 +4,7 @@
 // Messages: `greet` ({name} -> "Hello, NAME!"), `rooms.join` ({roomId} -> the rooms),
 // `rooms.say` ({roomId, content}: the event `rooms.message` {roomId, userName, content}
 // to the room), `shout` (a string, broadcast as the event `message`).
-async fn doc_server() -> String {
+pub async fn doc_server() -> String {
     use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router, Server};
 
     #[derive(serde::Deserialize)]

@@ -99,15 +99,14 @@ impl Client {
     /// Start configuring a client for `url` (`ws://host:port/path`).
     ///
     /// ```
-    /// # include!("../doc/server.rs");
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let url = doc_server().await;
+    /// # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let url = doc::doc_server().await;
     /// let client = zocket_client::Client::builder(url) // e.g. "ws://127.0.0.1:3000/"
     ///     .header("userName", "Ada")
     ///     .connect()
     ///     .await?;
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
     pub fn builder(url: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
@@ -152,13 +151,12 @@ impl Client {
     ///     type Input = GreetIn;
     ///     type Output = String;
     /// }
-    /// # include!("../doc/server.rs");
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let client = Client::builder(doc_server().await).connect().await?;
+    /// # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let client = Client::builder(doc::doc_server().await).connect().await?;
     /// let hello = client.call::<Greet>(GreetIn { name: "Ada".into() }).await?;
     /// assert_eq!(hello, "Hello, Ada!");
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
     ///
     /// Errors: [`ClientError::Rejected`] when the server answers `__rpc_err`,
@@ -256,10 +254,9 @@ impl Client {
     ///     const NAME: &'static str = "message";
     ///     type Payload = String;
     /// }
-    /// # include!("../doc/server.rs");
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let client = Client::builder(doc_server().await).connect().await?;
+    /// # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let client = Client::builder(doc::doc_server().await).connect().await?;
     /// let mut messages = client.subscribe::<Broadcast>();
     /// # client.call_raw("shout", serde_json::json!("hello")).await?; // the server broadcasts it
     /// match messages.next().await {
@@ -267,7 +264,7 @@ impl Client {
     ///     Some(Err(e)) => eprintln!("bad event (or missed events): {e}"),
     ///     None => eprintln!("the client is closed"),
     /// }
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
     pub fn subscribe<E: Event>(&self) -> Subscription<E::Payload> {
         self.subscribe_as::<E::Payload>(E::NAME)
@@ -308,15 +305,14 @@ impl Client {
     ///
     /// ```
     /// # use zocket_client::{Client, ConnectionState};
-    /// # include!("../doc/server.rs");
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let client = Client::builder(doc_server().await).build()?;
+    /// # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let client = Client::builder(doc::doc_server().await).build()?;
     /// let mut state = client.state_watch();
     /// # let connecting = tokio::spawn({ let client = client.clone(); async move { client.connect().await } });
     /// state.wait_for(|s| *s == ConnectionState::Open).await?;
     /// # connecting.await??;
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
     pub fn state_watch(&self) -> watch::Receiver<ConnectionState> {
         self.inner.shared.state_tx.subscribe()
@@ -487,10 +483,9 @@ fn decode_reply<T: DeserializeOwned>(
 /// use std::time::Duration;
 /// use zocket_client::{Client, Heartbeat, Reconnect};
 ///
-/// # include!("../doc/server.rs");
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), zocket_client::ConnectError> {
-/// # let url = doc_server().await;
+/// # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # let url = doc::doc_server().await;
 /// let client = Client::builder(url) // e.g. "ws://127.0.0.1:3000/"
 ///     .header("userName", "Ada")
 ///     .header("userRole", "admin")
@@ -505,7 +500,7 @@ fn decode_reply<T: DeserializeOwned>(
 ///     })
 ///     .connect()
 ///     .await?;
-/// # Ok(()) }
+/// # Ok::<(), zocket_client::ConnectError>(()) }).unwrap();
 /// ```
 #[must_use = "a builder does nothing until `connect` or `build` is called"]
 pub struct ClientBuilder {

@@ -44,10 +44,9 @@
 //!     type Payload = RoomMsg;
 //! }
 //!
-//! # include!("../doc/server.rs");
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let url = doc_server().await; // a real server on a free port
+//! # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! # let url = doc::doc_server().await; // a real server on a free port
 //! // url: e.g. "ws://127.0.0.1:3000/"
 //! let client = Client::builder(url)
 //!     .header("userName", "Ada")
@@ -72,7 +71,7 @@
 //!     assert_eq!((msg.user_name.as_str(), msg.content.as_str()), ("Ada", "hi"));
 //! }
 //! client.close().await;
-//! # Ok(()) }
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
 //! ## Behaviour
