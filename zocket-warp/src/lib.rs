@@ -144,7 +144,7 @@ pub use tokio_rustls::rustls;
 /// A warp filter that serves Zocket WebSocket connections with `server`.
 ///
 /// It takes every request whose remaining path is empty, checks it with
-/// [`validate_upgrade`](zocket_core::validate_upgrade) (RFC 6455: `GET`, `Host`,
+/// [`validate_upgrade`] (RFC 6455: `GET`, `Host`,
 /// `Upgrade: websocket`, `Connection: upgrade`, a 16-byte `Sec-WebSocket-Key`, version
 /// 13; HTTP/1.1 or later when served by [`serve`]), runs the handshake
 /// ([`Server::handshake`]) and answers either `101 Switching Protocols` (the connection
