@@ -139,7 +139,7 @@ pub use serve::serve;
 pub use serve::serve_tls;
 /// The rustls version [`serve_tls`] uses.
 #[cfg(feature = "tls")]
-pub use tokio_rustls::rustls;
+pub use zocket_hyper::rustls;
 
 /// A warp filter that serves Zocket WebSocket connections with `server`.
 ///
