@@ -10,8 +10,11 @@
 //!   upgrade. It implements both [`hyper::service::Service`] and
 //!   [`tower_service::Service`], so it is served by hyper directly or mounted in a tower
 //!   based framework (e.g. axum's `Router::route_service("/ws", service)`).
-//! - [`serve`]: a ready-made accept loop on a [`TcpListener`] (HTTP/1.1 with upgrades)
-//!   that stops accepting when [`Server::shutdown`] begins.
+//! - [`serve`] (and [`serve_tls`]): a ready-made accept loop on a
+//!   [`TcpListener`](tokio::net::TcpListener) (HTTP/1.1 with upgrades, the handshake
+//!   timeout) that stops accepting when
+//!   [`Server::shutdown`](zocket_core::Server::shutdown) begins; [`serve_with`] runs the
+//!   same loop with any hyper service (the warp adapter serves its filters with it).
 //!
 //! The WebSocket's maximum message size comes from
 //! [`ServerConfig::max_message_bytes`](zocket_core::ServerConfig::max_message_bytes); a
