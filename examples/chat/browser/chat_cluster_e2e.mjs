@@ -10,12 +10,10 @@
 // list and his messages follow. Exit code 0 on success. Usually run by
 // `cargo test -p zocket-example-chat --test browser`.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { mkdirSync, rmSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { STEP_TIMEOUT_MS, launch, step } from "./common.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const STEP_TIMEOUT_MS = 15_000;
 const TOTAL_TIMEOUT_MS = 120_000;
 
 const [urlA, urlB] = [process.argv[2], process.argv[3]];
@@ -28,48 +26,10 @@ if (urlA === urlB) {
   console.error("the two pages must be served by two different processes");
   process.exit(2);
 }
-if (!existsSync(CHROMIUM)) {
-  console.error(`${CHROMIUM} is missing: install Debian's Chromium with \`apt-get install -y chromium\``);
-  process.exit(3);
-}
-
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (err) {
-  console.error(`playwright-core is not installed (${err.message}): run \`npm ci --prefix examples/chat/browser\``);
-  process.exit(3);
-}
-
-const watchdog = setTimeout(() => {
-  console.error(`e2e: gave up after ${TOTAL_TIMEOUT_MS} ms`);
-  process.exit(1);
-}, TOTAL_TIMEOUT_MS);
-
-const profile = mkdtempSync(join(tmpdir(), "zocket-chat-cluster-e2e-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  viewport: { width: 1100, height: 760 },
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-context.setDefaultTimeout(STEP_TIMEOUT_MS);
+const { context, profile, watchdog } = await launch("zocket-chat-cluster-e2e-", TOTAL_TIMEOUT_MS);
 
 const pages = {};
 const problems = [];
-
-function step(message) {
-  console.log(`e2e: ${message}`);
-}
 
 async function open(name, url) {
   const page = await context.newPage();

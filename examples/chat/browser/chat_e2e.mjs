@@ -19,13 +19,11 @@
 // page is written next to the requested one (`*-failure-*.png`). Usually run by
 // `cargo test -p zocket-example-chat --test browser`.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { createInterface } from "node:readline";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
+import { STEP_TIMEOUT_MS, launch, step } from "./common.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const STEP_TIMEOUT_MS = 15_000;
 const TOTAL_TIMEOUT_MS = 150_000;
 // Reconnecting waits for the restart and the page's backoff (at most a few seconds).
 const RECONNECT_TIMEOUT_MS = 30_000;
@@ -36,48 +34,10 @@ if (!url) {
   console.error("usage: node chat_e2e.mjs <page url> [screenshot.png]");
   process.exit(2);
 }
-if (!existsSync(CHROMIUM)) {
-  console.error(`${CHROMIUM} is missing: install Debian's Chromium with \`apt-get install -y chromium\``);
-  process.exit(3);
-}
-
-let chromium;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (err) {
-  console.error(`playwright-core is not installed (${err.message}): run \`npm ci --prefix examples/chat/browser\``);
-  process.exit(3);
-}
-
-const watchdog = setTimeout(() => {
-  console.error(`e2e: gave up after ${TOTAL_TIMEOUT_MS} ms`);
-  process.exit(1);
-}, TOTAL_TIMEOUT_MS);
-
-const profile = mkdtempSync(join(tmpdir(), "zocket-chat-e2e-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  viewport: { width: 1100, height: 760 },
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-context.setDefaultTimeout(STEP_TIMEOUT_MS);
+const { context, profile, watchdog } = await launch("zocket-chat-e2e-", TOTAL_TIMEOUT_MS);
 
 const pages = {};
 const problems = [];
-
-function step(message) {
-  console.log(`e2e: ${message}`);
-}
 
 async function open(name, key = name) {
   const page = await context.newPage();
