@@ -9,8 +9,9 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use zocket_core::admission::{HttpVersion, UpgradeRequest, validate};
-use zocket_core::{HandshakeError, HandshakeRequest, Server};
+use zocket_core::{
+    HandshakeError, HandshakeRequest, HttpVersion, Server, UpgradeRequest, validate_upgrade,
+};
 use zocket_examples::reference::{self, RefCtx};
 
 #[derive(Debug, Arbitrary)]
@@ -43,7 +44,10 @@ fn check_refusal(e: &HandshakeError) {
     let status = e.status();
     assert!(matches!(status, 400 | 401 | 403 | 426 | 503), "{status}");
     let body: serde_json::Value = serde_json::from_str(&e.body()).expect("JSON body");
-    assert!(body["error"].is_string() && body["message"].is_string(), "{body}");
+    assert!(
+        body["error"].is_string() && body["message"].is_string(),
+        "{body}"
+    );
     let headers = e.response_headers();
     if status == 426 {
         assert!(headers.contains(&("sec-websocket-version", "13".to_owned())));
@@ -74,24 +78,34 @@ fuzz_target!(|input: Input| {
         }
     }
     headers.extend(input.headers);
-    let method = if input.valid_base { "GET" } else { input.method.as_str() };
-    let req = UpgradeRequest { method, version, headers: &headers };
-    if let Err(e) = validate(&req) {
+    let method = if input.valid_base {
+        "GET"
+    } else {
+        input.method.as_str()
+    };
+    let req = UpgradeRequest {
+        method,
+        version,
+        headers: &headers,
+    };
+    if let Err(e) = validate_upgrade(&req) {
         check_refusal(&e);
         return;
     }
     let world = &*WORLD;
-    let request = HandshakeRequest {
-        path: input.path,
-        query: input.query,
-        headers,
-        remote_addr: input.remote.map(|(ip, port)| (ip, port).into()),
-    };
+    let request = HandshakeRequest::new(input.path)
+        .query(input.query)
+        .headers(headers)
+        .remote_addr(input.remote.map(|(ip, port)| (ip, port).into()));
     world.rt.block_on(async {
         match world.server.handshake(request).await {
             Ok(accepted) => drop(accepted),
             Err(e) => check_refusal(&e),
         }
     });
-    assert_eq!(world.server.admitted().0, 0, "a dropped handshake frees its slot");
+    assert_eq!(
+        world.server.admitted().0,
+        0,
+        "a dropped handshake frees its slot"
+    );
 });

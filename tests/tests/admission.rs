@@ -151,12 +151,10 @@ async fn a_valid_upgrade_is_accepted_and_http_1_0_is_refused_cleanly() {
 #[tokio::test]
 async fn over_the_connection_limits_handshakes_get_503_with_retry_after() {
     for adapter in ALL {
-        let config = ServerConfig {
-            max_connections_per_ip: 2,
-            max_connections: 3,
-            retry_after: Duration::from_secs(7),
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::default()
+            .max_connections_per_ip(2)
+            .max_connections(3)
+            .retry_after(Duration::from_secs(7));
         let app = start(adapter, config).await;
         let a = connect(app.addr, "userName=a").await;
         let b = connect(app.addr, "userName=b").await;
@@ -182,10 +180,7 @@ async fn over_the_connection_limits_handshakes_get_503_with_retry_after() {
 #[tokio::test]
 async fn the_total_limit_and_shutdown_are_503_too() {
     for adapter in [Adapter::Warp, Adapter::Hyper] {
-        let config = ServerConfig {
-            max_connections: 1,
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::default().max_connections(1);
         let app = start(adapter, config).await;
         let _a = connect(app.addr, "userName=a").await;
         let refused = http::send(app.addr, &request("GET / HTTP/1.1", &[])).await;
@@ -215,10 +210,7 @@ async fn dropped_within(addr: SocketAddr, partial: &[u8]) -> bool {
 #[tokio::test]
 async fn a_handshake_not_completed_in_time_is_dropped() {
     for adapter in [Adapter::Warp, Adapter::Hyper] {
-        let config = ServerConfig {
-            handshake_timeout: Duration::from_millis(200),
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::default().handshake_timeout(Duration::from_millis(200));
         let app = start(adapter, config).await;
         assert!(
             dropped_within(app.addr, b"GET / HTTP/1.1\r\nHost: x\r\n").await,
@@ -256,11 +248,8 @@ async fn ten_thousand_connections_from_one_address_fit_the_defaults() {
     );
     let mut held = Vec::new();
     for _ in 0..10_000 {
-        let req = zocket_core::HandshakeRequest {
-            path: "/".into(),
-            remote_addr: Some("127.0.0.1:1".parse().unwrap()),
-            ..Default::default()
-        };
+        let req = zocket_core::HandshakeRequest::new("/")
+            .remote_addr(Some("127.0.0.1:1".parse().unwrap()));
         held.push(app.server().handshake(req).await.expect("admitted"));
     }
     assert_eq!(app.server().admitted(), (10_000, 1));
@@ -347,12 +336,10 @@ async fn client_caused_events_never_log_at_error_and_secrets_are_redacted() {
 #[tokio::test]
 async fn room_and_target_limits_answer_limit_on_both_adapters() {
     for adapter in [Adapter::Warp, Adapter::Hyper] {
-        let config = ServerConfig {
-            max_rooms_per_connection: 3,
-            max_room_name_bytes: 8,
-            max_send_targets: 2,
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::default()
+            .max_rooms_per_connection(3)
+            .max_room_name_bytes(8)
+            .max_send_targets(2);
         let app = start(adapter, config).await;
         let mut ws = connect(app.addr, "userName=ada&userRole=admin").await;
         for room in ["a", "b", "c"] {

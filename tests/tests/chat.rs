@@ -551,7 +551,7 @@ async fn bad_input_is_invalid_input_with_the_field_named() {
 #[tokio::test]
 async fn a_server_shutdown_announces_no_departures() {
     let state = Arc::new(ChatState::default());
-    let hub: Arc<dyn zocket_core::Hub> = Arc::new(zocket_core::LocalHub::new());
+    let hub: Arc<dyn zocket_core::hub::Hub> = Arc::new(zocket_core::hub::LocalHub::new());
     let node = |state: &Arc<ChatState>| {
         TestServer::from_server(
             zocket_core::Server::builder(chat::router())

@@ -230,7 +230,7 @@ async fn bad_frame_flood_while_sending_gets_1008<H: Harness<Ctx = RefCtx>>() {
     let (ended, errors) = read_until_end(&mut frames).await;
     stop.store(true, Ordering::Relaxed);
     assert_eq!(ended, Ended::Close(1008, "too many protocol errors".into()));
-    let limit = ServerConfig::default().max_protocol_errors as usize;
+    let limit = ServerConfig::default().protocol_errors.max as usize;
     assert!(errors >= limit, "{errors} error frames before the close");
     // The client stops sending once it has read the close frame.
     let sent = tokio::time::timeout(WAIT, writer).await.unwrap().unwrap();
@@ -270,12 +270,10 @@ async fn oversize_message_then_more_frames_gets_1009<H: Harness<Ctx = RefCtx>>()
 // ---------------------------------------------------------------------------------
 
 async fn never_reading_member_gets_1013_others_get_everything<H: Harness<Ctx = RefCtx>>() {
-    let config = ServerConfig {
-        heartbeat_interval: None,
+    let config = ServerConfig::default()
+        .heartbeat(zocket_core::Heartbeat::disabled())
         // Long enough that the slow member still finds the close frame once it reads.
-        close_timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
+        .close_timeout(Duration::from_secs(60));
     let app = H::start(Server::builder(reference::router()).config(config).build()).await;
     let mut slow =
         RawClient::connect_small_buffer(app.addr().expect("about sockets"), "userName=slow").await;

@@ -180,7 +180,7 @@ async fn protocol_error_flood_closes_1008<H: Harness<Ctx = RefCtx>>() {
     let app = H::start(app()).await;
     let mut a = app.client("userName=ada").await;
     let mut b = app.client("userName=bob").await;
-    let limit = ServerConfig::default().max_protocol_errors as usize;
+    let limit = ServerConfig::default().protocol_errors.max as usize;
     a.send_all((0..limit + 20).map(|i| json!({"type": "nope", "payload": i})))
         .await;
     let (ended, frames) = a.ended().await;

@@ -28,11 +28,10 @@ async fn reading_until(client: &mut RawClient, done: impl std::future::Future<Ou
 
 async fn silent_client_is_dropped_and_its_disconnect_hook_runs<H: Harness<Ctx = RefCtx>>() {
     let logs = logs::global();
-    let config = ServerConfig {
-        heartbeat_interval: Some(Duration::from_millis(100)),
-        heartbeat_timeout: Duration::from_millis(300),
-        ..Default::default()
-    };
+    let config = ServerConfig::default().heartbeat(zocket_core::Heartbeat::new(
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+    ));
     let app = H::start(app_with(config)).await;
     let mut silent = app.client("userName=silent").await;
     silent
@@ -77,13 +76,13 @@ async fn silent_client_is_dropped_and_its_disconnect_hook_runs<H: Harness<Ctx = 
 /// TCP buffers. The heartbeat must drop it all the same (and not wait for the kernel to
 /// give up on the connection, which takes many minutes).
 async fn silent_client_with_stuck_writes_is_dropped<H: Harness<Ctx = RefCtx>>() {
-    let config = ServerConfig {
-        heartbeat_interval: Some(Duration::from_millis(600)),
-        heartbeat_timeout: Duration::from_millis(400),
+    let config = ServerConfig::default()
+        .heartbeat(zocket_core::Heartbeat::new(
+            Duration::from_millis(600),
+            Duration::from_millis(400),
+        ))
         // Room for the 10 MiB below: a dead peer, not a slow consumer (the byte budget).
-        outbound_budget: 64 << 20,
-        ..Default::default()
-    };
+        .outbound_budget(64 << 20);
     let app = H::start(app_with(config)).await;
     let mut silent =
         RawClient::connect_small_buffer(app.addr().expect("about sockets"), "userName=silent")

@@ -67,11 +67,9 @@ async fn shutdown_closes_1001_after_in_flight_calls<H: Harness<Ctx = RefCtx>>() 
 async fn client_that_never_reads_is_cut_off_1013<H: Harness<Ctx = RefCtx>>() {
     // The byte budget (default 1 MiB) cuts the slow client off; a tiny frame cap would
     // also cut off a reader that lags a few frames behind on a loaded machine.
-    let config = ServerConfig {
-        heartbeat_interval: None,
-        close_timeout: Duration::from_secs(30),
-        ..Default::default()
-    };
+    let config = ServerConfig::default()
+        .heartbeat(zocket_core::Heartbeat::disabled())
+        .close_timeout(Duration::from_secs(30));
     let app = H::start(app_with(config)).await;
     let addr = app.addr().expect("about sockets");
     let mut slow = RawClient::connect_small_buffer(addr, "userName=slow").await;

@@ -596,11 +596,8 @@ fn route_text(shared: &Shared, text: &str) {
             let reply = if frame.kind == RPC_RES {
                 Reply::Ok(frame.payload.map(ToOwned::to_owned))
             } else {
-                Reply::Err(frame.error.unwrap_or_else(|| WireError {
-                    code: zocket_core::codes::INTERNAL.to_owned(),
-                    message: "__rpc_err without an error".to_owned(),
-                    kind: None,
-                    data: None,
+                Reply::Err(frame.error.unwrap_or_else(|| {
+                    WireError::new(zocket_core::codes::INTERNAL, "__rpc_err without an error")
                 }))
             };
             let _ = pending.tx.send(reply);

@@ -1,40 +1,40 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod admission;
-pub mod connection;
-pub mod context;
-pub mod contract;
-pub mod cx;
-pub mod error;
-mod headers;
+// The contract: what a shared contract crate needs (serde only).
+mod contract;
+mod error;
+mod ids;
+
+// The server.
+mod connection;
+mod context;
+mod cx;
 pub mod hub;
-pub mod ids;
-pub mod middleware;
 pub mod protocol;
 pub mod redact;
-pub mod router;
-pub mod server;
-pub mod stats;
+mod router;
+mod server;
+mod stats;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
 pub use connection::{PingReplies, RateLimit};
-pub use context::{ConnInfo, Connect, Context, Disconnect, DisconnectInfo};
+pub use context::{CloseReason, ConnInfo, Connect, Context, Disconnect, DisconnectInfo};
 pub use contract::{Event, Message};
 pub use cx::{Cx, IntoClientIds, IntoRoomNames, Outgoing, Rooms, ServerHandle};
 pub use error::{Reject, codes};
-pub use hub::{
-    CloseReason, Delivery, Hub, HubError, HubFuture, LocalHub, Outbound, SlowConsumerPolicy, Target,
-};
+pub use hub::{Delivery, HubError};
 pub use ids::ClientId;
-pub use middleware::{Input, Middleware};
-pub use router::{Handler, Router, Scope};
+pub use router::{Chain, Handler, Input, Middleware, Root, Router, Scope, Then};
 pub use server::{
-    Accepted, BuilderState, HandshakeError, HandshakeRequest, HeaderIssue, NoState, Server,
-    ServerBuilder, ServerConfig, TransportError,
+    Accepted, BuilderState, HandshakeError, HandshakeRequest, HeaderIssue, Heartbeat, HttpVersion,
+    NoState, ProtocolErrorLimit, Server, ServerBuilder, ServerConfig, SlowConsumerPolicy,
+    UpgradeRequest, validate_upgrade,
 };
-pub use stats::{HubStats, StatsSnapshot};
+pub use stats::{StatsSnapshot, describe_metrics, names as metric_names};
 
 /// The root README's example, compiled and run as a doc test.
 #[cfg(doctest)]

@@ -29,9 +29,9 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::hub::CloseReason;
+use crate::context::CloseReason;
 
-/// Metric names (see the [module docs](self) for types and labels).
+/// Metric names (types and labels: [the crate docs](crate#metrics)).
 pub mod names {
     /// Gauge: connections open now.
     pub const CONNECTIONS_OPEN: &str = "zocket_connections_open";
@@ -123,11 +123,11 @@ impl<C: crate::Context> crate::Server<C> {
 }
 
 /// The `type` label of a message that is not a registered route.
-pub const UNKNOWN_TYPE: &str = "unknown";
+pub(crate) const UNKNOWN_TYPE: &str = "unknown";
 
 /// Live counters of a server. Read them with [`crate::Server::stats`].
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub(crate) connections_open: AtomicU64,
     pub(crate) connections_total: AtomicU64,
     pub(crate) handshakes_rejected: AtomicU64,
@@ -152,7 +152,7 @@ pub struct Stats {
     changes: tokio::sync::watch::Sender<u64>,
 }
 
-/// A point-in-time copy of [`Stats`].
+/// A point-in-time copy of the server's counters ([`crate::Server::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
@@ -205,7 +205,7 @@ pub struct StatsSnapshot {
     pub close_timeouts: u64,
 }
 
-/// The counters a [`crate::Hub`] keeps itself ([`crate::Hub::stats`]); the server adds
+/// The counters a [`Hub`](crate::hub::Hub) keeps itself ([`Hub::stats`](crate::hub::Hub::stats)); the server adds
 /// them into its [`StatsSnapshot`]. All zero for the in-memory hub.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -231,7 +231,7 @@ impl HubStats {
 
 impl Stats {
     /// Copy every counter.
-    pub fn snapshot(&self) -> StatsSnapshot {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             connections_open: self.connections_open.load(Relaxed),
             connections_total: self.connections_total.load(Relaxed),

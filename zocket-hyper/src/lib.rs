@@ -163,8 +163,10 @@ use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use zocket_core::admission::{HttpVersion, UpgradeRequest};
-use zocket_core::{Context, HandshakeError, HandshakeRequest, Server};
+use zocket_core::{
+    Context, HandshakeError, HandshakeRequest, HttpVersion, Server, UpgradeRequest,
+    validate_upgrade,
+};
 
 pub mod socket;
 
@@ -179,7 +181,7 @@ pub type ResponseFuture =
 /// A hyper / tower service that serves Zocket WebSocket connections with a [`Server`].
 ///
 /// For each request it checks that it is a valid WebSocket upgrade with
-/// [`zocket_core::admission::validate`] (RFC 6455: `GET`, HTTP/1.1 or later, `Host`,
+/// [`zocket_core::validate_upgrade`] (RFC 6455: `GET`, HTTP/1.1 or later, `Host`,
 /// `Connection: upgrade`, `Upgrade: websocket`, a 16-byte `Sec-WebSocket-Key`; `400`
 /// with a JSON body, or `426` with `Sec-WebSocket-Version: 13`), runs
 /// [`Server::handshake`] (connection limits: `503` with `Retry-After`), and answers
@@ -269,7 +271,7 @@ impl<C: Context> ZocketService<C> {
             version: http_version(req.version()),
             headers: &headers,
         };
-        if let Err(refused) = zocket_core::admission::validate(&upgrade) {
+        if let Err(refused) = validate_upgrade(&upgrade) {
             tracing::debug!(error = %refused, remote = ?remote_addr, "not a valid WebSocket upgrade");
             return Box::pin(future::ready(Ok(refusal(&refused))));
         }
@@ -291,12 +293,10 @@ impl<C: Context> ZocketService<C> {
             ))));
         }
         let on_upgrade = hyper::upgrade::on(&mut req);
-        let request = HandshakeRequest {
-            path: req.uri().path().to_owned(),
-            query: req.uri().query().map(str::to_owned),
-            headers,
-            remote_addr,
-        };
+        let request = HandshakeRequest::new(req.uri().path())
+            .query(req.uri().query().map(str::to_owned))
+            .headers(headers)
+            .remote_addr(remote_addr);
         drop(req);
         Box::pin(async move {
             let accepted = match server.handshake(request).await {

@@ -125,8 +125,10 @@ use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::ws::Ws;
 use warp::{Filter, Rejection, Reply};
-use zocket_core::admission::{HttpVersion, UpgradeRequest};
-use zocket_core::{Context, HandshakeError, HandshakeRequest, Server};
+use zocket_core::{
+    Context, HandshakeError, HandshakeRequest, HttpVersion, Server, UpgradeRequest,
+    validate_upgrade,
+};
 
 mod serve;
 pub use serve::serve;
@@ -139,7 +141,7 @@ pub use tokio_rustls::rustls;
 /// A warp filter that serves Zocket WebSocket connections with `server`.
 ///
 /// It takes every request whose remaining path is empty, checks it with
-/// [`admission::validate`](zocket_core::admission::validate) (RFC 6455: `GET`, `Host`,
+/// [`validate_upgrade`](zocket_core::validate_upgrade) (RFC 6455: `GET`, `Host`,
 /// `Upgrade: websocket`, `Connection: upgrade`, a 16-byte `Sec-WebSocket-Key`, version
 /// 13; HTTP/1.1 or later when served by [`serve`]), runs the handshake
 /// ([`Server::handshake`]) and answers either `101 Switching Protocols` (the connection
@@ -220,7 +222,7 @@ async fn handle<C: Context>(
         version,
         headers: &pairs,
     };
-    if let Err(refused) = zocket_core::admission::validate(&upgrade) {
+    if let Err(refused) = validate_upgrade(&upgrade) {
         tracing::debug!(error = %refused, remote = ?remote_addr, "not a valid WebSocket upgrade");
         return refusal(&refused);
     }
@@ -238,12 +240,10 @@ async fn handle<C: Context>(
             "a WebSocket upgrade needs HTTP/1.1 or later",
         ));
     };
-    let request = HandshakeRequest {
-        path: path.as_str().to_owned(),
-        query,
-        headers: pairs,
-        remote_addr,
-    };
+    let request = HandshakeRequest::new(path.as_str())
+        .query(query)
+        .headers(pairs)
+        .remote_addr(remote_addr);
     match server.handshake(request).await {
         Err(refused) => refusal(&refused),
         Ok(accepted) => {

@@ -68,10 +68,7 @@ async fn mounts_under_a_path_next_to_other_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_messages_close_with_1009() {
-    let server = conformance::server(ServerConfig {
-        max_message_bytes: 1024,
-        ..Default::default()
-    });
+    let server = conformance::server(ServerConfig::default().max_message_bytes(1024));
     let (addr, stop) = start(server.clone()).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?userName=ada"))
         .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use warp::Filter;
-use zocket_core::stats::names;
+use zocket_core::metric_names as names;
 
 /// The bucket bounds of `zocket_rpc_duration_seconds`, in seconds (rendered as a
 /// Prometheus histogram rather than a summary).
@@ -61,7 +61,7 @@ pub async fn serve(addr: SocketAddr, node: Option<&str>) -> Result<MetricsServer
         builder = builder.add_global_label("node", node);
     }
     let handle = builder.install_recorder()?;
-    zocket_core::stats::describe_metrics();
+    zocket_core::describe_metrics();
 
     let upkeep = handle.clone();
     tokio::spawn(async move {

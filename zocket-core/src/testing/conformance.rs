@@ -44,12 +44,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::context::{Connect, Context};
-use crate::contract::{Event, Message};
-use crate::cx::Cx;
-use crate::error::Reject;
-use crate::router::Router;
-use crate::server::{Server, ServerConfig};
+use crate::{
+    Connect, Context, Cx, Event, Heartbeat, Message, Reject, Router, Server, ServerConfig,
+};
 
 /// Upper bound of every wait of the kit (never a performance assertion).
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -198,20 +195,12 @@ where
     call_reply(&start(ServerConfig::default()).await).await;
     event(&start(ServerConfig::default()).await).await;
     error_codes(&start(ServerConfig::default()).await).await;
-    close_codes(
-        &start(ServerConfig {
-            max_message_bytes: 1024,
-            ..ServerConfig::default()
-        })
-        .await,
-    )
-    .await;
+    close_codes(&start(ServerConfig::default().max_message_bytes(1024)).await).await;
     ping(
-        &start(ServerConfig {
-            heartbeat_interval: Some(Duration::from_millis(100)),
-            heartbeat_timeout: Duration::from_millis(2000),
-            ..ServerConfig::default()
-        })
+        &start(ServerConfig::default().heartbeat(Heartbeat::new(
+            Duration::from_millis(100),
+            Duration::from_millis(2000),
+        )))
         .await,
     )
     .await;

@@ -54,11 +54,10 @@ use crate::context::Context;
 use crate::contract::{Event, Message};
 use crate::error::Reject;
 use crate::ids::ClientId;
+use crate::protocol::TransportError;
 use crate::protocol::{self, CloseFrame, Text, WireError, WsFrame};
 use crate::router::Router;
-use crate::server::{
-    BuilderState, HandshakeError, HandshakeRequest, NoState, Server, TransportError,
-};
+use crate::server::{BuilderState, HandshakeError, HandshakeRequest, NoState, Server};
 
 /// What went wrong in a test client operation.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

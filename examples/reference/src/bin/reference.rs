@@ -81,13 +81,13 @@ struct Limits {
 
 impl Limits {
     fn apply(self, config: zocket_core::ServerConfig) -> zocket_core::ServerConfig {
-        zocket_core::ServerConfig {
-            max_connections: self.max_connections.unwrap_or(config.max_connections),
-            max_connections_per_ip: self
-                .max_connections_per_ip
-                .unwrap_or(config.max_connections_per_ip),
-            ..config
-        }
+        let max_connections = self.max_connections.unwrap_or(config.max_connections);
+        let per_ip = self
+            .max_connections_per_ip
+            .unwrap_or(config.max_connections_per_ip);
+        config
+            .max_connections(max_connections)
+            .max_connections_per_ip(per_ip)
     }
 }
 

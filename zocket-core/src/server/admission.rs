@@ -1,6 +1,6 @@
 //! Admission control, before the upgrade: the RFC 6455 §4.2.1 checks of an upgrade
-//! request ([`validate`]) and the connection slots ([`Slots`], counted in total and per
-//! remote IP). Both adapters call [`validate`] with what their HTTP stack parsed, then
+//! request ([`validate_upgrade`]) and the connection slots ([`Slots`], counted in total and per
+//! remote IP). Both adapters call [`validate_upgrade`] with what their HTTP stack parsed, then
 //! [`Server::handshake`](crate::Server::handshake), which takes a slot; the slot is
 //! held by [`Accepted`](crate::Accepted) and then by the served connection, and freed
 //! when it ends. So every adapter refuses the same requests with the same status and
@@ -13,7 +13,7 @@
 //! | over [`ServerConfig::max_connections`](crate::ServerConfig::max_connections) or [`max_connections_per_ip`](crate::ServerConfig::max_connections_per_ip), or shutting down | `503` with `Retry-After` | `UNAVAILABLE` |
 //!
 //! ```
-//! use zocket_core::admission::{HttpVersion, UpgradeRequest, validate};
+//! use zocket_core::{HttpVersion, UpgradeRequest, validate_upgrade};
 //! let headers = vec![
 //!     ("host".to_owned(), "example.com".to_owned()),
 //!     ("upgrade".to_owned(), "websocket".to_owned()),
@@ -22,10 +22,10 @@
 //!     ("sec-websocket-version".to_owned(), "13".to_owned()),
 //! ];
 //! let req = UpgradeRequest { method: "GET", version: HttpVersion::Http11, headers: &headers };
-//! assert!(validate(&req).is_ok());
+//! assert!(validate_upgrade(&req).is_ok());
 //!
 //! let old = UpgradeRequest { version: HttpVersion::Http10, ..req };
-//! assert_eq!(validate(&old).unwrap_err().status(), 400);
+//! assert_eq!(validate_upgrade(&old).unwrap_err().status(), 400);
 //! ```
 
 use std::collections::HashMap;
@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 
-use crate::server::HandshakeError;
+use super::handshake::HandshakeError;
 use crate::stats::{Stats, inc};
 
 /// The HTTP version of an upgrade request.
@@ -54,7 +54,7 @@ pub enum HttpVersion {
     H3,
 }
 
-/// What [`validate`] looks at: the request line and the headers, as the adapter's HTTP
+/// What [`validate_upgrade`] looks at: the request line and the headers, as the adapter's HTTP
 /// stack parsed them.
 #[derive(Debug, Clone, Copy)]
 pub struct UpgradeRequest<'a> {
@@ -89,7 +89,7 @@ fn bad(message: &'static str) -> HandshakeError {
 /// order: `GET`, HTTP/1.1 or later, `Host`, `Upgrade: websocket`, `Connection: upgrade`,
 /// a `Sec-WebSocket-Key` that decodes to 16 bytes (all `400 BAD_REQUEST`), then
 /// `Sec-WebSocket-Version: 13` (else `426` with `Sec-WebSocket-Version: 13`).
-pub fn validate(req: &UpgradeRequest<'_>) -> Result<(), HandshakeError> {
+pub fn validate_upgrade(req: &UpgradeRequest<'_>) -> Result<(), HandshakeError> {
     if req.method != "GET" {
         return Err(bad("a WebSocket upgrade must be a GET request"));
     }
@@ -244,7 +244,7 @@ mod tests {
     }
 
     fn check(method: &str, version: HttpVersion, h: &[(String, String)]) -> Option<u16> {
-        validate(&UpgradeRequest {
+        validate_upgrade(&UpgradeRequest {
             method,
             version,
             headers: h,
@@ -319,7 +319,7 @@ mod tests {
             check("GET", Http11, &with("sec-websocket-version", "8")),
             Some(426)
         );
-        let e = validate(&UpgradeRequest {
+        let e = validate_upgrade(&UpgradeRequest {
             method: "GET",
             version: Http11,
             headers: &with("sec-websocket-version", "8"),

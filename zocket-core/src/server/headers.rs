@@ -15,7 +15,7 @@ use serde::Deserializer;
 use serde::de::{DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
-use crate::server::{HandshakeError, HeaderIssue};
+use super::handshake::{HandshakeError, HeaderIssue};
 
 /// The handshake's strings: HTTP headers (names lower-cased) and query parameters (in
 /// order; a later one of the same name wins).
