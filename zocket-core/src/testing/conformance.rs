@@ -401,7 +401,7 @@ async fn call_reply(app: &Running) {
             .expect("conformance: queue a frame");
     }
     ws.0.flush().await.expect("conformance: flush");
-    let mut seen = vec![false; 50];
+    let mut seen = [false; 50];
     for _ in 0..50 {
         let reply = ws.json().await;
         let i = reply["payload"].as_u64().expect("call/reply: a number") as usize;
