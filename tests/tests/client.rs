@@ -19,7 +19,7 @@ use zocket_examples::reference::contract::events::{
 use zocket_examples::reference::contract::messages::*;
 use zocket_examples::reference::contract::*;
 use zocket_examples::reference::{self, RefCtx};
-use zocket_tests::support::{Adapter, AppServer};
+use zocket_tests::support::{Adapter, AppServer, WAIT};
 
 /// The reference app on a real socket in this process.
 async fn start(adapter: Adapter) -> AppServer<RefCtx> {
@@ -27,7 +27,9 @@ async fn start(adapter: Adapter) -> AppServer<RefCtx> {
 }
 
 async fn client(url: &str, headers: &[(&str, &str)]) -> Client {
-    let mut b = Client::builder(url).rpc_timeout(Duration::from_secs(5));
+    // Generous: with RUST_BACKTRACE set, `fail.panic` prints a symbolised backtrace in
+    // this process, which takes seconds on a loaded machine (a bound, not a timing test).
+    let mut b = Client::builder(url).rpc_timeout(WAIT * 2);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -38,9 +40,9 @@ async fn next<T>(s: &mut zocket_client::Subscription<T>) -> T
 where
     zocket_client::Subscription<T>: futures::Stream<Item = Result<T, ClientError>> + Unpin,
 {
-    tokio::time::timeout(Duration::from_secs(5), s.next())
+    tokio::time::timeout(WAIT, s.next())
         .await
-        .expect("an event within 5 s")
+        .expect("an event in time")
         .expect("the stream is open")
         .expect("the event decodes")
 }
@@ -199,7 +201,7 @@ async fn every_incoming_message(adapter: Adapter) {
 
     // failures are typed
     let e = ada.call::<FailPanic>(Empty {}).await.unwrap_err();
-    assert_eq!(e.code(), Some("INTERNAL"));
+    assert_eq!(e.code(), Some("INTERNAL"), "{e:?}");
     // The client gets the very `Reject` the handler returned.
     assert_eq!(
         ada.call::<FailError>(Empty {})

@@ -12,7 +12,7 @@
 
 import { mkdirSync, rmSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { STEP_TIMEOUT_MS, launch, step } from "./common.mjs";
+import { STEP_TIMEOUT_MS, launch, privateMessage, step } from "./common.mjs";
 
 const TOTAL_TIMEOUT_MS = 120_000;
 
@@ -107,16 +107,7 @@ try {
   }
   step("Alice's page shows Bob's message once");
 
-  await alice.click('#members [data-testid="member"][data-user-name="Bob"]');
-  const target = await alice.inputValue("#private-to");
-  const bobId = await bob.getAttribute("#status", "data-client-id");
-  if (target !== bobId) throw new Error(`clicking Bob selected ${target}, expected ${bobId}`);
-  await alice.fill("#private-text", "Private, across processes");
-  await alice.click("#private-send");
-  const pm = bob.locator('#privates [data-testid="private-received"]').filter({ hasText: "Private, across processes" });
-  await pm.waitFor();
-  if ((await pm.getAttribute("data-from")) !== "Alice") throw new Error("private message not from Alice");
-  await alice.locator('#privates [data-testid="private-sent"]').filter({ hasText: "Private, across processes" }).waitFor();
+  await privateMessage(alice, bob, "Private, across processes");
   if ((await bob.locator('#messages [data-testid="message"]').filter({ hasText: "Private, across" }).count()) !== 0) {
     throw new Error("the private message appeared in the room");
   }

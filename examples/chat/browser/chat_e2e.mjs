@@ -22,7 +22,7 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { dirname, resolve } from "node:path";
-import { STEP_TIMEOUT_MS, launch, step } from "./common.mjs";
+import { STEP_TIMEOUT_MS, launch, privateMessage, step } from "./common.mjs";
 
 const TOTAL_TIMEOUT_MS = 150_000;
 // Reconnecting waits for the restart and the page's backoff (at most a few seconds).
@@ -162,16 +162,7 @@ try {
   step(`Alice's page shows: ${line.trim()}`);
 
   // Private message: Alice picks Bob from her member list and writes privately.
-  await alice.click('#members [data-testid="member"][data-user-name="Bob"]');
-  const target = await alice.inputValue("#private-to");
-  const bobId = await bob.getAttribute("#status", "data-client-id");
-  if (target !== bobId) throw new Error(`clicking Bob selected ${target}, expected ${bobId}`);
-  await alice.fill("#private-text", "Just between us, Bob");
-  await alice.click("#private-send");
-  const pm = bob.locator('#privates [data-testid="private-received"]').filter({ hasText: "Just between us, Bob" });
-  await pm.waitFor();
-  if ((await pm.getAttribute("data-from")) !== "Alice") throw new Error("private message not from Alice");
-  await alice.locator('#privates [data-testid="private-sent"]').filter({ hasText: "Just between us, Bob" }).waitFor();
+  await privateMessage(alice, bob, "Just between us, Bob");
   // It is not a room message.
   const leaked = await bob.locator('#messages [data-testid="message"]').filter({ hasText: "Just between us" }).count();
   if (leaked !== 0) throw new Error("the private message appeared in the room");

@@ -54,3 +54,20 @@ export async function launch(profilePrefix, totalTimeoutMs) {
   context.setDefaultTimeout(STEP_TIMEOUT_MS);
   return { context, profile, watchdog };
 }
+
+/**
+ * Alice picks Bob in her member list and sends him `text` privately: Bob's page shows it
+ * as received from Alice, Alice's as sent. Throws otherwise.
+ */
+export async function privateMessage(alice, bob, text) {
+  await alice.click('#members [data-testid="member"][data-user-name="Bob"]');
+  const target = await alice.inputValue("#private-to");
+  const bobId = await bob.getAttribute("#status", "data-client-id");
+  if (target !== bobId) throw new Error(`clicking Bob selected ${target}, expected ${bobId}`);
+  await alice.fill("#private-text", text);
+  await alice.click("#private-send");
+  const pm = bob.locator('#privates [data-testid="private-received"]').filter({ hasText: text });
+  await pm.waitFor();
+  if ((await pm.getAttribute("data-from")) !== "Alice") throw new Error("private message not from Alice");
+  await alice.locator('#privates [data-testid="private-sent"]').filter({ hasText: text }).waitFor();
+}

@@ -120,7 +120,8 @@ async fn bad_command_lines_exit_2_and_say_what_is_wrong() {
     for flag in [
         "--addr <HOST:PORT>",
         "--adapter <ADAPTER>",
-        "[possible values: warp, hyper]",
+        "- warp: ",
+        "- hyper: ",
         "--redis <URL>",
         "--node <NAME>",
         "--metrics <HOST:PORT>",
