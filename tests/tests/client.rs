@@ -96,7 +96,7 @@ async fn every_incoming_message(adapter: Adapter) {
 
     // chat.private to one id
     let bob_id = bob.call::<GetClientId>(Empty {}).await.unwrap().client_id;
-    assert_eq!(Some(bob_id.to_string()), bob.client_id());
+    assert_eq!(Some(bob_id.clone()), bob.client_id());
     let mut privs = bob.subscribe::<PrivateEvent>();
     ada.call::<ChatPrivate>(PrivateMessageIn::new(bob_id.clone(), "psst"))
         .await

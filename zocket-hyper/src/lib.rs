@@ -106,34 +106,93 @@
 //!     r#"{"type":"__rpc_res","payload":"Hello, Ada!","rpcId":"1"}"#
 //! );
 //!
+//! # // The client reads on, so it answers the server's close frame at once.
+//! # let reading = tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
 //! // Graceful shutdown: the accept loop stops, open sockets are closed with 1001.
 //! server.shutdown().await;
 //! accept_loop.await.unwrap();
+//! # reading.await.unwrap();
 //! # }
 //! ```
 //!
-//! Mounted in axum, next to other routes (axum serves connections with upgrades):
+//! Mounted in axum, next to other routes. Served with
+//! `into_make_service_with_connect_info::<SocketAddr>()`, the handshake sees the peer
+//! address ([`ConnInfo::remote_addr`]) from axum's `ConnectInfo` (the `axum` feature, on
+//! by default; axum 0.8):
 //!
-//! ```no_run
-//! # async fn run(server: zocket_core::Server<impl zocket_core::Context>) -> std::io::Result<()> {
+//! ```
+//! use std::net::SocketAddr;
+//! use zocket_core::{Connect, Context, Cx, Message, Reject, Router, Server};
+//!
+//! /// The context keeps the peer address the handshake saw.
+//! struct Peer(Option<SocketAddr>);
+//! impl Context for Peer {
+//!     type Headers = serde_json::Value;
+//!     type State = ();
+//!     async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
+//!         Ok(Peer(conn.info.remote_addr))
+//!     }
+//! }
+//! enum WhoAmI {}
+//! impl Message for WhoAmI {
+//!     const NAME: &'static str = "whoami";
+//!     type Input = ();
+//!     type Output = Option<SocketAddr>;
+//! }
+//! async fn whoami(cx: Cx<Peer>, _: ()) -> Result<Option<SocketAddr>, Reject> {
+//!     Ok(cx.0)
+//! }
+//!
+//! # #[cfg(not(feature = "axum"))] fn main() {}
+//! # #[cfg(feature = "axum")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::new(Router::<Peer>::new().on::<WhoAmI>(whoami));
 //! let app = axum::Router::new()
 //!     .route("/health", axum::routing::get(|| async { "ok" }))
-//!     .route_service("/ws", zocket_hyper::ZocketService::new(server));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app).await
-//! # }
+//!     .route_service("/ws", zocket_hyper::ZocketService::new(server.clone()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+//! });
+//! # use futures::{SinkExt, StreamExt};
+//! # // A raw client on a socket whose local address we know.
+//! # let stream = tokio::net::TcpStream::connect(addr).await?;
+//! # let me = stream.local_addr()?;
+//! # let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream).await?;
+//! # let _welcome = ws.next().await.unwrap()?;
+//! # ws.send(r#"{"type":"whoami","payload":null,"rpcId":"1"}"#.into()).await?;
+//! # let reply = ws.next().await.unwrap()?;
+//! // The handler answers the client's own address.
+//! # assert_eq!(reply.to_text()?, format!(r#"{{"type":"__rpc_res","payload":"{me}","rpcId":"1"}}"#));
+//! # drop(ws);
+//! # server.shutdown().await;
+//! # Ok(()) }
 //! ```
 //!
-//! Under axum the handshake sees no peer address unless a `SocketAddr` request
-//! extension is added (e.g. by a small middleware reading axum's `ConnectInfo`).
+//! Without the `axum` feature (or with another framework), add the address as a
+//! `SocketAddr` request extension, or use
+//! [`with_remote_addr`](ZocketService::with_remote_addr) per connection as below.
 //!
 //! Serving the service with your own hyper connection instead of [`serve`]:
 //!
-//! ```no_run
+//! ```
 //! use hyper_util::rt::TokioIo;
 //! use zocket_hyper::ZocketService;
-//! # async fn run(server: zocket_core::Server<impl zocket_core::Context>) -> std::io::Result<()> {
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! # use zocket_core::{Connect, Context, Reject, Router, Server};
+//! # struct User;
+//! # impl Context for User {
+//! #     type Headers = serde_json::Value;
+//! #     type State = ();
+//! #     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! # let server = Server::new(Router::<User>::new());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let addr = listener.local_addr()?;
+//! # let accept_loop = async move {
 //! loop {
 //!     let (stream, remote) = listener.accept().await?;
 //!     let service = ZocketService::new(server.clone()).with_remote_addr(remote);
@@ -144,8 +203,16 @@
 //!         let _ = conn.await;
 //!     });
 //! }
-//! # }
+//! # #[allow(unreachable_code)] Ok::<(), std::io::Error>(()) };
+//! # tokio::spawn(accept_loop);
+//! # use futures::StreamExt;
+//! # let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.unwrap();
+//! # let welcome = ws.next().await.unwrap().unwrap();
+//! # assert!(welcome.to_text().unwrap().contains("__welcome"));
+//! # Ok(()) }
 //! ```
+//!
+//! [`ConnInfo::remote_addr`]: zocket_core::ConnInfo::remote_addr
 #![warn(missing_docs)]
 
 use std::convert::Infallible;
@@ -195,8 +262,9 @@ pub type ResponseFuture =
 /// HTTP/1 connection, as [`serve`] and axum do); otherwise requests are answered `500`.
 ///
 /// The peer address passed to the handshake ([`ConnInfo::remote_addr`]) is the one set
-/// with [`with_remote_addr`](Self::with_remote_addr), else a [`SocketAddr`] found in the
-/// request's extensions, else none.
+/// with [`with_remote_addr`](Self::with_remote_addr) (as [`serve`] does), else a
+/// [`SocketAddr`] request extension, else (with the `axum` feature, on by default) axum's
+/// `ConnectInfo<SocketAddr>` or `MockConnectInfo<SocketAddr>` extension, else none.
 ///
 /// [`ConnInfo::remote_addr`]: zocket_core::ConnInfo::remote_addr
 pub struct ZocketService<C: Context> {
@@ -251,9 +319,7 @@ impl<C: Context> ZocketService<C> {
     /// Handle one request (what both `Service` impls call).
     pub fn handle<B>(&self, mut req: Request<B>) -> ResponseFuture {
         let server = self.server.clone();
-        let remote_addr = self
-            .remote_addr
-            .or_else(|| req.extensions().get::<SocketAddr>().copied());
+        let remote_addr = self.remote_addr.or_else(|| peer_addr(req.extensions()));
         if let Some(path) = &self.path {
             if req.uri().path() != path {
                 return Box::pin(future::ready(Ok(json_error(
@@ -310,6 +376,25 @@ impl<C: Context> ZocketService<C> {
     }
 }
 
+/// The peer address a framework left in the request's extensions.
+fn peer_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+    if let Some(addr) = extensions.get::<SocketAddr>() {
+        return Some(*addr);
+    }
+    #[cfg(feature = "axum")]
+    {
+        use axum::extract::ConnectInfo;
+        use axum::extract::connect_info::MockConnectInfo;
+        if let Some(ConnectInfo(addr)) = extensions.get::<ConnectInfo<SocketAddr>>() {
+            return Some(*addr);
+        }
+        if let Some(MockConnectInfo(addr)) = extensions.get::<MockConnectInfo<SocketAddr>>() {
+            return Some(*addr);
+        }
+    }
+    None
+}
+
 fn http_version(v: http::Version) -> HttpVersion {
     match v {
         http::Version::HTTP_09 => HttpVersion::Http09,
@@ -361,16 +446,44 @@ pub async fn serve<C: Context>(listener: TcpListener, server: Server<C>) {
 /// handshake with `tls` (within the handshake timeout; a failed or slow one is dropped
 /// and logged at DEBUG). Needs the `tls` feature.
 ///
-/// ```no_run
+/// A certificate made at test time, and a raw TLS client (`examples/tests/e2e_tls.rs`
+/// does the same with zocket-client):
+///
+/// ```
 /// use std::sync::Arc;
 /// use zocket_hyper::rustls;
-/// # async fn run(server: zocket_core::Server<impl zocket_core::Context>, certs: Vec<rustls::pki_types::CertificateDer<'static>>, key: rustls::pki_types::PrivateKeyDer<'static>) -> Result<(), Box<dyn std::error::Error>> {
+/// # use zocket_core::{Connect, Context, Reject, Router, Server};
+/// # use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+/// # struct User;
+/// # impl Context for User {
+/// #     type Headers = serde_json::Value;
+/// #     type State = ();
+/// #     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = Server::new(Router::<User>::new());
+/// # let rcgen::CertifiedKey { cert, key_pair } = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+/// # let (certs, key) = (vec![cert.der().clone()], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der())));
 /// let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
 ///     .with_safe_default_protocol_versions()?
 ///     .with_no_client_auth()
 ///     .with_single_cert(certs, key)?;
-/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
-/// zocket_hyper::serve_tls(listener, server, Arc::new(tls)).await;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let addr = listener.local_addr()?;
+/// tokio::spawn(zocket_hyper::serve_tls(listener, server.clone(), Arc::new(tls)));
+/// # // A raw wss:// client trusting the certificate.
+/// # let mut roots = rustls::RootCertStore::empty();
+/// # roots.add(cert.der().clone())?;
+/// # let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+/// #     .with_safe_default_protocol_versions()?.with_root_certificates(roots).with_no_client_auth();
+/// # let tcp = tokio::net::TcpStream::connect(addr).await?;
+/// # let stream = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(ServerName::try_from("localhost")?, tcp).await?;
+/// # let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}/", addr.port()), stream).await?;
+/// # use futures::StreamExt;
+/// # assert!(ws.next().await.unwrap()?.to_text()?.contains("__welcome"));
+/// # drop(ws);
+/// # server.shutdown().await;
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "tls")]

@@ -44,6 +44,10 @@ where
 /// handshake with `tls` (within the handshake timeout; a failed or slow one is dropped
 /// and logged at DEBUG). Needs the `tls` feature (on by default).
 ///
+/// Not run as a doc test (it needs a certificate and a TLS client);
+/// `examples/tests/e2e_tls.rs` serves and connects over `wss://` with a certificate made
+/// at test time.
+///
 /// ```no_run
 /// use std::sync::Arc;
 /// use zocket_warp::rustls;

@@ -53,7 +53,10 @@ async fn main() -> ExitCode {
             let hello = client.call::<Greet>(GreetIn::new(name)).await?;
             eprintln!(
                 "connected as {}: {hello}",
-                client.client_id().unwrap_or_default()
+                client
+                    .client_id()
+                    .as_ref()
+                    .map_or("?", zocket_client::ClientId::as_str)
             );
             let rooms = client.call::<RoomsJoin>(RoomIn::new(room)).await?;
             eprintln!("in rooms {rooms:?}");

@@ -1,6 +1,6 @@
 //! The reference app of Zocket for Rust, and what the example binaries share.
 //!
-//! - [`reference`]: the reference app of REFERENCE_APP.md (contract, context,
+//! - [`reference`](mod@reference): the reference app of REFERENCE_APP.md (contract, context,
 //!   middleware and the complete router), served by the `reference` binary and used by
 //!   the client tests and the client demo (`examples/client-demo`).
 //! - [`prometheus`]: `--metrics ADDR` of the binaries (Prometheus scrape endpoint).

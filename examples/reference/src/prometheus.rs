@@ -1,5 +1,5 @@
 //! `--metrics ADDR` of the example binaries: zocket-core's metrics (see
-//! [`zocket_core::stats`]) recorded by `metrics-exporter-prometheus` and served in the
+//! [`zocket_core::metric_names`]) recorded by `metrics-exporter-prometheus` and served in the
 //! Prometheus text format at `http://ADDR/metrics`.
 
 use std::net::SocketAddr;

@@ -69,7 +69,7 @@ where
         out.clone(),
         server.hub_ref().clone(),
         server.stats_ref().clone(),
-        crate::cx::Limits::from_config(cfg),
+        crate::cx::HandlerLimits::from_config(cfg),
     ));
     let mut driver = Driver {
         machine: Connection::new(

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use super::limits::Limits;
+use super::limits::HandlerLimits;
 use crate::error::Reject;
 use crate::hub::{Hub, Outbound};
 use crate::ids::ClientId;
@@ -21,7 +21,7 @@ pub(crate) struct Conn {
     /// Protocol errors answered since the engine last looked; the engine's flood window
     /// (`connection::limits`) decides about 1008.
     protocol_errors: AtomicU32,
-    pub(crate) limits: Limits,
+    pub(crate) limits: HandlerLimits,
     /// Rooms joined through [`Rooms`] and not left: what `max_rooms_per_connection`
     /// counts (O(1), instead of asking the hub for the whole list).
     pub(super) rooms: AtomicUsize,
@@ -33,7 +33,7 @@ impl Conn {
         out: Outbound,
         hub: Arc<dyn Hub>,
         stats: Arc<Stats>,
-        limits: Limits,
+        limits: HandlerLimits,
     ) -> Self {
         Self {
             id,

@@ -6,13 +6,13 @@ use crate::hub::Recipients;
 
 /// The per-connection limits of [`crate::ServerConfig`] that handlers' calls check.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub(crate) struct HandlerLimits {
     pub(crate) max_rooms: usize,
     pub(crate) max_room_name_bytes: usize,
     pub(crate) max_send_targets: usize,
 }
 
-impl Limits {
+impl HandlerLimits {
     pub(crate) fn from_config(cfg: &crate::ServerConfig) -> Self {
         Self {
             max_rooms: cfg.max_rooms_per_connection,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 pub(crate) use conn::Conn;
 pub use into_recipients::{IntoClientIds, IntoRoomNames};
-pub(crate) use limits::{Limits, limit_reject};
+pub(crate) use limits::{HandlerLimits, limit_reject};
 pub use rooms::Rooms;
 pub use send::Outgoing;
 pub use server_handle::ServerHandle;

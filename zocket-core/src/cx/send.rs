@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::into_recipients::{IntoClientIds, IntoRoomNames};
-use super::limits::Limits;
+use super::limits::HandlerLimits;
 use crate::contract::Event;
 use crate::hub::{Delivery, Hub, Recipients};
 use crate::protocol::{self, Text};
@@ -16,7 +16,7 @@ pub struct Outgoing<'a> {
     hub: &'a dyn Hub,
     frame: Option<Text>,
     /// Set for sends from a handler (client-controlled targets).
-    pub(super) limits: Option<Limits>,
+    pub(super) limits: Option<HandlerLimits>,
     pub(super) stats: Option<&'a Stats>,
 }
 

@@ -8,14 +8,16 @@ use crate::context::CloseReason;
 use crate::ids::ClientId;
 use crate::protocol::Text;
 
+/// One connection: its queue and its rooms.
 #[derive(Default)]
 struct Entry {
     out: Option<Outbound>,
     rooms: BTreeSet<String>,
 }
 
+/// Every connection of this node and every room with a member here.
 #[derive(Default)]
-struct State {
+struct Registry {
     conns: HashMap<ClientId, Entry>,
     rooms: HashMap<String, HashSet<ClientId>>,
 }
@@ -27,7 +29,7 @@ struct State {
 /// hub wrapping it builds on.
 #[derive(Default)]
 pub struct LocalHub {
-    state: RwLock<State>,
+    registry: RwLock<Registry>,
 }
 
 impl LocalHub {
@@ -35,11 +37,11 @@ impl LocalHub {
     pub fn new() -> Self {
         Self::default()
     }
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
     }
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|p| p.into_inner())
     }
     /// The members of `room` on this node, sorted.
     pub fn local_members(&self, room: &str) -> Vec<ClientId> {

@@ -1,9 +1,10 @@
 //! The decoded frames: client → server ([`ClientFrame`], or why not: [`FrameError`]) and
-//! server → client ([`ServerFrame`], with its [`WireError`]).
+//! server → client ([`ServerFrame`], with its [`WireError`]); and the issues of an
+//! `INVALID_HEADERS` handshake refusal ([`HeaderIssue`]).
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// A decoded client → server frame, borrowing from the frame text.
@@ -82,4 +83,16 @@ pub struct ServerFrame<'a> {
     /// The error of `__rpc_err` / `__error`.
     #[serde(default)]
     pub error: Option<WireError>,
+}
+
+/// One entry of an `INVALID_HEADERS` answer: the server sends it, `zocket-client`
+/// decodes it (`HandshakeRejection::issues`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderIssue {
+    /// The header name, e.g. `userRole`.
+    #[serde(default)]
+    pub path: String,
+    /// What is wrong with it.
+    #[serde(default)]
+    pub message: String,
 }

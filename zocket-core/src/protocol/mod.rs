@@ -67,7 +67,7 @@ pub use codec::{
     decode_client_frame, decode_server_frame, encode_client_frame, encode_error, encode_event,
     encode_rpc_err, encode_rpc_res, encode_welcome,
 };
-pub use frames::{ClientFrame, FrameError, ServerFrame, WireError};
+pub use frames::{ClientFrame, FrameError, HeaderIssue, ServerFrame, WireError};
 pub use transport::{CloseFrame, Text, TransportError, WsFrame};
 
 /// Frame type of an RPC result.

@@ -1,32 +1,6 @@
 //! Admission control, before the upgrade: the RFC 6455 §4.2.1 checks of an upgrade
-//! request ([`validate_upgrade`]) and the connection slots ([`Slots`], counted in total and per
-//! remote IP). Both adapters call [`validate_upgrade`] with what their HTTP stack parsed, then
-//! [`Server::handshake`](crate::Server::handshake), which takes a slot; the slot is
-//! held by [`Accepted`](crate::Accepted) and then by the served connection, and freed
-//! when it ends. So every adapter refuses the same requests with the same status and
-//! JSON body (PROTOCOL.md, handshake):
-//!
-//! | refusal | status | body `error` |
-//! |---|---|---|
-//! | not a GET, HTTP/1.0, no `Host`, no `Upgrade: websocket`, no `Connection: upgrade`, a `Sec-WebSocket-Key` that is not 16 base64 bytes | `400` | `BAD_REQUEST` |
-//! | `Sec-WebSocket-Version` other than 13 | `426` with `Sec-WebSocket-Version: 13` | `BAD_REQUEST` |
-//! | over [`ServerConfig::max_connections`](crate::ServerConfig::max_connections) or [`max_connections_per_ip`](crate::ServerConfig::max_connections_per_ip), or shutting down | `503` with `Retry-After` | `UNAVAILABLE` |
-//!
-//! ```
-//! use zocket_core::{HttpVersion, UpgradeRequest, validate_upgrade};
-//! let headers = vec![
-//!     ("host".to_owned(), "example.com".to_owned()),
-//!     ("upgrade".to_owned(), "websocket".to_owned()),
-//!     ("connection".to_owned(), "Upgrade".to_owned()),
-//!     ("sec-websocket-key".to_owned(), "dGhlIHNhbXBsZSBub25jZQ==".to_owned()),
-//!     ("sec-websocket-version".to_owned(), "13".to_owned()),
-//! ];
-//! let req = UpgradeRequest { method: "GET", version: HttpVersion::Http11, headers: &headers };
-//! assert!(validate_upgrade(&req).is_ok());
-//!
-//! let old = UpgradeRequest { version: HttpVersion::Http10, ..req };
-//! assert_eq!(validate_upgrade(&old).unwrap_err().status(), 400);
-//! ```
+//! request ([`validate_upgrade`]) and the connection slots ([`Slots`], counted in total
+//! and per remote IP).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -34,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 
-use super::handshake::HandshakeError;
+use super::handshake_error::HandshakeError;
 use crate::stats::{Stats, inc};
 
 /// The HTTP version of an upgrade request.
@@ -89,6 +63,34 @@ fn bad(message: &'static str) -> HandshakeError {
 /// order: `GET`, HTTP/1.1 or later, `Host`, `Upgrade: websocket`, `Connection: upgrade`,
 /// a `Sec-WebSocket-Key` that decodes to 16 bytes (all `400 BAD_REQUEST`), then
 /// `Sec-WebSocket-Version: 13` (else `426` with `Sec-WebSocket-Version: 13`).
+///
+/// Both adapters call it with what their HTTP stack parsed, then
+/// [`Server::handshake`](crate::Server::handshake), which takes a connection slot (held
+/// by [`Accepted`](crate::Accepted), then by the served connection, freed when it ends).
+/// So every adapter refuses the same requests with the same status and JSON body
+/// (PROTOCOL.md, handshake):
+///
+/// | refusal | status | body `error` |
+/// |---|---|---|
+/// | not a GET, HTTP/1.0, no `Host`, no `Upgrade: websocket`, no `Connection: upgrade`, a `Sec-WebSocket-Key` that is not 16 base64 bytes | `400` | `BAD_REQUEST` |
+/// | `Sec-WebSocket-Version` other than 13 | `426` with `Sec-WebSocket-Version: 13` | `BAD_REQUEST` |
+/// | over [`ServerConfig::max_connections`](crate::ServerConfig::max_connections) or [`max_connections_per_ip`](crate::ServerConfig::max_connections_per_ip), or shutting down | `503` with `Retry-After` | `UNAVAILABLE` |
+///
+/// ```
+/// use zocket_core::{HttpVersion, UpgradeRequest, validate_upgrade};
+/// let headers = vec![
+///     ("host".to_owned(), "example.com".to_owned()),
+///     ("upgrade".to_owned(), "websocket".to_owned()),
+///     ("connection".to_owned(), "Upgrade".to_owned()),
+///     ("sec-websocket-key".to_owned(), "dGhlIHNhbXBsZSBub25jZQ==".to_owned()),
+///     ("sec-websocket-version".to_owned(), "13".to_owned()),
+/// ];
+/// let req = UpgradeRequest { method: "GET", version: HttpVersion::Http11, headers: &headers };
+/// assert!(validate_upgrade(&req).is_ok());
+///
+/// let old = UpgradeRequest { version: HttpVersion::Http10, ..req };
+/// assert_eq!(validate_upgrade(&old).unwrap_err().status(), 400);
+/// ```
 pub fn validate_upgrade(req: &UpgradeRequest<'_>) -> Result<(), HandshakeError> {
     if req.method != "GET" {
         return Err(bad("a WebSocket upgrade must be a GET request"));

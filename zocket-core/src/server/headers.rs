@@ -15,7 +15,8 @@ use serde::Deserializer;
 use serde::de::{DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
-use super::handshake::{HandshakeError, HeaderIssue};
+use super::handshake_error::HandshakeError;
+use crate::protocol::HeaderIssue;
 
 /// The handshake's strings: HTTP headers (names lower-cased) and query parameters (in
 /// order; a later one of the same name wins).

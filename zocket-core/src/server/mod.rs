@@ -8,6 +8,7 @@ mod admission;
 mod builder;
 mod config;
 mod handshake;
+mod handshake_error;
 mod headers;
 
 use std::sync::Arc;
@@ -21,7 +22,8 @@ pub use accepted::Accepted;
 pub use admission::{HttpVersion, UpgradeRequest, validate_upgrade};
 pub use builder::{BuilderState, NoState, ServerBuilder};
 pub use config::{Heartbeat, ProtocolErrorLimit, ServerConfig, SlowConsumerPolicy};
-pub use handshake::{HandshakeError, HandshakeRequest, HeaderIssue};
+pub use handshake::HandshakeRequest;
+pub use handshake_error::HandshakeError;
 
 use crate::connection::{self, SINK_CLOSE_GRACE};
 use crate::context::Context;

@@ -109,6 +109,14 @@ impl Message for Echo {
     type Output = Value;
 }
 
+/// `remote {}` → the remote address the adapter passed to the handshake, if any.
+pub enum Remote {}
+impl Message for Remote {
+    const NAME: &'static str = "remote";
+    type Input = Empty;
+    type Output = Option<SocketAddr>;
+}
+
 /// Input of [`Notify`].
 #[derive(Debug, Serialize, Deserialize)]
 pub struct NotifyIn {
@@ -140,12 +148,13 @@ impl Message for Teapot {
     type Output = ();
 }
 
-/// The kit's router: [`WhoAmI`], [`Echo`], [`Notify`], [`Teapot`].
+/// The kit's router: [`WhoAmI`], [`Remote`], [`Echo`], [`Notify`], [`Teapot`].
 pub fn router() -> Router<Peer> {
     Router::new()
         .on::<WhoAmI>(|cx: Cx<Peer>, _: Empty| async move {
             Ok::<_, Reject>(format!("{} from {:?}", cx.name, cx.remote.map(|a| a.ip())))
         })
+        .on::<Remote>(|cx: Cx<Peer>, _: Empty| async move { Ok::<_, Reject>(cx.remote) })
         .on::<Echo>(|_: Cx<Peer>, v: Value| async move { Ok::<_, Reject>(v) })
         .on::<Notify>(|cx: Cx<Peer>, input: NotifyIn| async move {
             let _ = cx.reply_event::<Notified>(input);
@@ -171,6 +180,31 @@ pub async fn who_am_i(url: &str) -> String {
     let reply = ws.call("whoami", json!({}), "1").await;
     assert_eq!(reply["type"], "__rpc_res", "whoami: {reply}");
     reply["payload"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Connect to `ws://ADDR{path}?userName=ada` from a socket whose local address is
+/// known; returns it and the address the server's handshake saw ([`Remote`]).
+pub async fn peer_seen_by_the_server(
+    addr: SocketAddr,
+    path: &str,
+) -> (SocketAddr, Option<SocketAddr>) {
+    let stream = TcpStream::connect(addr)
+        .await
+        .expect("conformance: connect");
+    let me = stream.local_addr().expect("conformance: local address");
+    let url = format!("ws://{addr}{path}?userName=ada");
+    let stream = MaybeTlsStream::Plain(stream);
+    let ws = match tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, stream)).await {
+        Ok(Ok((ws, _))) => ws,
+        other => panic!("conformance: no upgrade at {addr}{path}: {other:?}"),
+    };
+    let mut ws = Ws(ws);
+    ws.welcome().await;
+    let reply = ws.call("remote", json!({}), "1").await;
+    assert_eq!(reply["type"], "__rpc_res", "remote: {reply}");
+    let seen = serde_json::from_value(reply["payload"].clone())
+        .unwrap_or_else(|e| panic!("remote: not an address ({e}): {reply}"));
+    (me, seen)
 }
 
 /// Run every check against the adapter that `serve` starts: it is given a fresh
