@@ -6,7 +6,7 @@
 //!
 //! With `--redis URL` several chat processes (on different ports or machines) form one
 //! chat: messages, presence, member lists and private messages cross processes
-//! ([`zocket_redis::RedisHub`]; key prefix from env `ZOCKET_REDIS_PREFIX`, default
+//! (`zocket_redis::RedisHub`; key prefix from env `ZOCKET_REDIS_PREFIX`, default
 //! `zocket`).
 //!
 //! Serves the page at `/` and the Zocket WebSocket at `/ws` (warp adapter, in-memory
