@@ -4,117 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use zocket_core::{Connect, Context, Cx, Message, Reject, Router, Server};
+use zocket_core::testing::conformance::{self, Peer, peer_seen_by_the_server, who_am_i};
+use zocket_core::{Server, ServerConfig};
 use zocket_hyper::ZocketService;
 
-#[derive(Serialize, Deserialize)]
-struct WhoIn {}
-enum Who {}
-impl Message for Who {
-    const NAME: &'static str = "who";
-    type Input = WhoIn;
-    type Output = String;
-}
-
-enum Peer {}
-impl Message for Peer {
-    const NAME: &'static str = "peer";
-    type Input = ();
-    type Output = Option<SocketAddr>;
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Headers {
-    user_name: String,
-}
-
-struct User {
-    name: String,
-    remote: Option<SocketAddr>,
-}
-impl Context for User {
-    type Headers = Headers;
-    type State = ();
-    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
-        let (headers, info) = (conn.headers, conn.info);
-        if headers.user_name == "mallory" {
-            return Err(Reject::forbidden("not you"));
-        }
-        Ok(User {
-            name: headers.user_name,
-            remote: info.remote_addr,
-        })
-    }
-}
-
-async fn who(cx: Cx<User>, _: WhoIn) -> Result<String, Reject> {
-    Ok(format!("{} from {:?}", cx.name, cx.remote.map(|a| a.ip())))
-}
-
-async fn peer(cx: Cx<User>, _: ()) -> Result<Option<SocketAddr>, Reject> {
-    Ok(cx.remote)
-}
-
-fn server() -> Server<User> {
-    Server::new(Router::<User>::new().on::<Who>(who).on::<Peer>(peer))
-}
-
-/// Connect from a socket whose local address is known; return it and the address the
-/// server's handshake saw (the `peer` call).
-async fn peer_seen_by_the_server(addr: SocketAddr, path: &str) -> (SocketAddr, Option<SocketAddr>) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let me = stream.local_addr().unwrap();
-    let url = format!("ws://{addr}{path}?userName=ada");
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::client_async(url, stream),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let welcome = ws.next().await.unwrap().unwrap();
-    assert!(welcome.to_text().unwrap().contains("__welcome"));
-    ws.send(WsMessage::text(
-        r#"{"type":"peer","payload":null,"rpcId":"1"}"#,
-    ))
-    .await
-    .unwrap();
-    let reply = ws.next().await.unwrap().unwrap();
-    let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
-    assert_eq!(reply["type"], "__rpc_res", "{reply}");
-    (
-        me,
-        serde_json::from_value(reply["payload"].clone()).unwrap(),
-    )
-}
-
-/// Connect, read `__welcome`, call `who`, return the answer.
-async fn who_am_i(url: &str) -> String {
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let welcome = ws.next().await.unwrap().unwrap();
-    assert!(
-        welcome.to_text().unwrap().contains("__welcome"),
-        "{welcome}"
-    );
-    ws.send(WsMessage::text(
-        r#"{"type":"who","payload":{},"rpcId":"1"}"#,
-    ))
-    .await
-    .unwrap();
-    let reply = ws.next().await.unwrap().unwrap();
-    let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
-    assert_eq!(reply["type"], "__rpc_res", "{reply}");
-    reply["payload"].as_str().unwrap().to_owned()
+/// The conformance kit's router: `whoami` answers "NAME from REMOTE IP"; the
+/// `userName` header is required (else 400) and `mallory` is refused (403).
+fn server() -> Server<Peer> {
+    conformance::server(ServerConfig::default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -185,6 +185,8 @@ impl Slots {
             *n += 1;
         }
         st.total += 1;
+        drop(st);
+        self.stats.changed();
         Ok(Slot {
             slots: self.clone(),
             ip,
@@ -221,6 +223,8 @@ impl Drop for Slot {
                 }
             }
         }
+        drop(st);
+        self.slots.stats.changed();
     }
 }
 
