@@ -220,6 +220,16 @@ struct RawClientFrame<'a> {
 }
 
 fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    // Already validated JSON: a string without escapes is the text between its quotes.
+    if let Some(inner) = raw
+        .get()
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+    {
+        if !inner.contains('\\') {
+            return Some(Cow::Borrowed(inner));
+        }
+    }
     // A string field borrows unless it contains escapes.
     let s: Cow<'_, str> = serde_json::from_str::<CowStr<'_>>(raw.get()).ok()?.0;
     Some(s)
