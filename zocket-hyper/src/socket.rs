@@ -39,6 +39,7 @@ use futures::{Sink, SinkExt, Stream};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use zocket_core::protocol::{CloseFrame, Text, WsFrame};
@@ -95,9 +96,42 @@ async fn serve_boxed<C: Context>(
             return None;
         }
     };
-    let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-    let mut reader = FrameReader::new(read, max_message_bytes);
-    let mut writer = FrameWriter::new(write);
+    let reason = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // A plain TCP connection (both bundled adapters' own accept loops): read and
+        // write the socket itself, through its two borrowed halves, rather than
+        // through the upgrade's boxed IO and a lock shared by two split halves.
+        Ok(parts) => {
+            let mut tcp = parts.io.into_inner();
+            let (read, write) = tcp.split();
+            let mut reader = FrameReader::new(read, max_message_bytes);
+            // What the HTTP parser read past the request is the start of the stream.
+            reader.buf.extend_from_slice(&parts.read_buf);
+            drop(parts.read_buf);
+            run(accepted, reader, FrameWriter::new(write)).await
+        }
+        // Anything else (TLS): the upgraded connection as it is.
+        Err(upgraded) => {
+            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+            let reader = FrameReader::new(read, max_message_bytes);
+            run(accepted, reader, FrameWriter::new(write)).await
+        }
+    };
+    tracing::debug!(?reason, "websocket connection ended");
+    Some(reason)
+}
+
+/// Serve the connection until it ends, then close the writer and linger (see
+/// [`serve_upgrade`]).
+async fn run<C, R, W>(
+    accepted: Box<Accepted<C>>,
+    mut reader: FrameReader<R>,
+    mut writer: FrameWriter<W>,
+) -> CloseReason
+where
+    C: Context,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let serve = {
         // Moved out of its box here, so the box is freed now, not when this ends.
         let boxed = accepted;
@@ -109,8 +143,7 @@ async fn serve_boxed<C: Context>(
     // Normally done by the engine already (then this returns at once).
     let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, writer.close()).await;
     let _ = tokio::time::timeout(LINGER, reader.discard_until_eof()).await;
-    tracing::debug!(?reason, "websocket connection ended");
-    Some(reason)
+    reason
 }
 
 /// The kind of a (possibly fragmented) data message.
