@@ -13,8 +13,8 @@
 //! - **Writing** ([`FrameWriter`]): frames are encoded as they are fed; small payloads are
 //!   copied next to their header, larger ones are written from their own shared bytes
 //!   (an event fanned out to many connections is never copied per recipient), and a
-//!   flush writes everything with vectored writes. Nothing stays allocated once a flush
-//!   completes. Closing the writer flushes it and shuts down the TCP write side (FIN).
+//!   flush writes everything in one write (vectored when large payloads are among it).
+//!   Nothing stays allocated once a flush completes. Closing the writer flushes it and shuts down the TCP write side (FIN).
 //! - **Pings** are handed to the engine, which answers them under its outbound byte
 //!   budget ([`PingReplies::Engine`]).
 //!
@@ -52,8 +52,9 @@ pub const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Payloads up to this size are copied next to their frame header; larger ones are
 /// written from their own bytes.
 const COPY_MAX: usize = 1024;
-/// Where the writer starts a new chunk for the headers and small payloads that follow.
-const SMALL_CHUNK: usize = 16 * 1024;
+/// The first allocation of the writer's buffer for headers and small payloads (it
+/// grows as more frames are fed before a flush; freed when the flush completes).
+const SMALL_FIRST: usize = 512;
 /// Buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 /// How long the socket is still read (and discarded) after the TCP write side was shut
@@ -436,11 +437,14 @@ fn close_frame(payload: &[u8]) -> Result<WsFrame, TransportError> {
 #[derive(Debug)]
 pub struct FrameWriter<W> {
     io: W,
-    /// Encoded bytes waiting to be written, in order.
-    chunks: VecDeque<Bytes>,
-    /// Headers and small payloads not yet moved to `chunks`.
-    small: BytesMut,
-    /// Bytes in `chunks` and `small`.
+    /// Encoded headers and small payloads, in order; the large payloads go between
+    /// them at the offsets `large` records.
+    small: Vec<u8>,
+    /// Bytes at the start of `small` already written.
+    written: usize,
+    /// Large payloads, written from their own bytes, each before `small[offset..]`.
+    large: VecDeque<(usize, Bytes)>,
+    /// Bytes fed and not yet written.
     queued: usize,
     shut_down: bool,
 }
@@ -450,8 +454,9 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(io: W) -> Self {
         Self {
             io,
-            chunks: VecDeque::new(),
-            small: BytesMut::new(),
+            small: Vec::new(),
+            written: 0,
+            large: VecDeque::new(),
             queued: 0,
             shut_down: false,
         }
@@ -477,61 +482,85 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             WsFrame::Pong(bytes) => (0xA, bytes),
         };
         let len = payload.len();
-        if self.small.capacity() == self.small.len() {
-            self.small.reserve(if len <= COPY_MAX { 4096 } else { 64 });
-        }
         let (head, head_len) = header(opcode, len);
+        let copied = if len <= COPY_MAX { len } else { 0 };
+        if self.small.capacity() == 0 {
+            // The allocator's small-size fast path covers this (a reply or a few).
+            self.small.reserve(SMALL_FIRST.max(head_len + copied));
+        }
         self.small.extend_from_slice(&head[..head_len]);
         self.queued += head_len + len;
         if len <= COPY_MAX {
             self.small.extend_from_slice(&payload);
-            if self.small.len() >= SMALL_CHUNK {
-                self.chunks.push_back(self.small.split().freeze());
-            }
         } else {
-            self.chunks.push_back(self.small.split().freeze());
-            self.chunks.push_back(payload);
+            self.large.push_back((self.small.len(), payload));
         }
     }
 
     /// Write everything queued.
     fn poll_write_out(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        if !self.small.is_empty() {
-            self.chunks.push_back(self.small.split().freeze());
-        }
-        while !self.chunks.is_empty() {
-            let mut n = if self.io.is_write_vectored() && self.chunks.len() > 1 {
+        while self.queued > 0 {
+            let n = if self.large.is_empty() {
+                ready!(Pin::new(&mut self.io).poll_write(cx, &self.small[self.written..]))?
+            } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
-                for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
-                    *slot = IoSlice::new(chunk);
+                let mut at = self.written;
+                let mut all = true;
+                for (offset, payload) in &self.large {
+                    if count + 2 > MAX_IOVECS {
+                        // The rest goes in the next write (small bytes after a large
+                        // payload not listed here must wait for it).
+                        all = false;
+                        break;
+                    }
+                    if *offset > at {
+                        slices[count] = IoSlice::new(&self.small[at..*offset]);
+                        count += 1;
+                        at = *offset;
+                    }
+                    slices[count] = IoSlice::new(payload);
+                    count += 1;
+                }
+                if all && at < self.small.len() {
+                    slices[count] = IoSlice::new(&self.small[at..]);
                     count += 1;
                 }
                 ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
-            } else {
-                ready!(Pin::new(&mut self.io).poll_write(cx, &self.chunks[0]))?
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.queued -= n;
-            while n > 0 {
-                let Some(front) = self.chunks.front_mut() else {
-                    break;
-                };
-                if front.len() <= n {
-                    n -= front.len();
-                    self.chunks.pop_front();
-                } else {
-                    front.advance(n);
-                    n = 0;
-                }
-            }
+            self.consume(n);
         }
         // Written: hold nothing while idle.
-        self.chunks = VecDeque::new();
-        self.small = BytesMut::new();
+        self.small = Vec::new();
+        self.written = 0;
+        self.large = VecDeque::new();
         Poll::Ready(Ok(()))
+    }
+
+    /// `n` bytes were written: move past them, in order.
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let end = self.large.front().map_or(self.small.len(), |(o, _)| *o);
+            if self.written < end {
+                let k = n.min(end - self.written);
+                self.written += k;
+                n -= k;
+                continue;
+            }
+            let Some((_, payload)) = self.large.front_mut() else {
+                break;
+            };
+            let k = n.min(payload.len());
+            payload.advance(k);
+            n -= k;
+            if payload.is_empty() {
+                self.large.pop_front();
+            }
+        }
     }
 }
 
@@ -783,6 +812,42 @@ mod tests {
         // Closing again is a no-op; sending after it fails.
         writer.close().await.unwrap();
         assert!(writer.send(text("late")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn partial_writes_keep_small_and_large_frames_in_order() {
+        // A pipe of 1000 bytes: every write is partial; more large payloads than one
+        // vectored write takes.
+        let (client, server) = tokio::io::duplex(1000);
+        let (mut client_read, _client_write) = tokio::io::split(client);
+        let mut writer = FrameWriter::new(server);
+        let mut expected = Vec::new();
+        let frames: Vec<Bytes> = (0..150)
+            .map(|i| {
+                let len = if i % 3 == 0 { 1500 + i } else { 10 + i };
+                Bytes::from(vec![b'a' + (i % 26) as u8; len])
+            })
+            .collect();
+        for f in &frames {
+            let (head, n) = header(0x2, f.len());
+            expected.extend_from_slice(&head[..n]);
+            expected.extend_from_slice(f);
+        }
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client_read.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        for f in &frames {
+            writer.feed(WsFrame::Binary(f.clone())).await.unwrap();
+        }
+        writer.close().await.unwrap();
+        assert_eq!(writer.queued(), 0);
+        assert!(writer.large.is_empty() && writer.small.capacity() == 0);
+        drop(writer);
+        let got = reading.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes out of order");
     }
 
     #[test]
