@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use zocket_core::{Connect, Context, Cx, Disconnect, Input, Middleware, Reject, Router};
 
 use super::contract::{events, messages, *};
@@ -401,7 +400,10 @@ async fn test_admin_only(cx: Cx<Admin>, _input: Empty) -> Result<(), Reject> {
     Ok(())
 }
 
-async fn bench_echo(_cx: Cx<RefCtx>, input: Value) -> Result<Value, Reject> {
+async fn bench_echo(
+    _cx: Cx<RefCtx>,
+    input: Box<serde_json::value::RawValue>,
+) -> Result<Box<serde_json::value::RawValue>, Reject> {
     Ok(input)
 }
 
