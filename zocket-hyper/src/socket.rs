@@ -14,7 +14,9 @@
 //!   copied next to their header, larger ones are written from their own shared bytes
 //!   (an event fanned out to many connections is never copied per recipient), and a
 //!   flush writes everything in one write (vectored when large payloads are among it).
-//!   Nothing stays allocated once a flush completes. Closing the writer flushes it and shuts down the TCP write side (FIN).
+//!   Nothing stays allocated per connection once a flush completes (the buffer goes
+//!   back to its thread, for the next connection that writes). Closing the writer
+//!   flushes it and shuts down the TCP write side (FIN).
 //! - **Pings** are handed to the engine, which answers them under its outbound byte
 //!   budget ([`PingReplies::Engine`]).
 //!
@@ -485,7 +487,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         let (head, head_len) = header(opcode, len);
         let copied = if len <= COPY_MAX { len } else { 0 };
         if self.small.capacity() == 0 {
-            // The allocator's small-size fast path covers this (a reply or a few).
+            self.small = spare::take();
             self.small.reserve(SMALL_FIRST.max(head_len + copied));
         }
         self.small.extend_from_slice(&head[..head_len]);
@@ -534,8 +536,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             self.queued -= n;
             self.consume(n);
         }
-        // Written: hold nothing while idle.
-        self.small = Vec::new();
+        // Written: hold nothing while idle (the buffer goes back to the thread's spare).
+        spare::give_back(std::mem::take(&mut self.small));
         self.written = 0;
         self.large = VecDeque::new();
         Poll::Ready(Ok(()))
@@ -561,6 +563,42 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
                 self.large.pop_front();
             }
         }
+    }
+}
+
+/// One spare write buffer per thread: a writer that starts encoding takes it, and gives
+/// it back when its flush completed, so a busy thread encodes every connection's
+/// frames into the same warm buffer (no allocation and no regrowth per flush), while an
+/// idle connection holds no buffer. At most 64 KiB are kept per thread.
+mod spare {
+    use std::cell::Cell;
+
+    /// The largest buffer kept as a thread's spare.
+    pub(super) const SPARE_MAX: usize = 64 * 1024;
+
+    thread_local! {
+        static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    }
+
+    /// The thread's spare buffer (empty, possibly without capacity).
+    pub(super) fn take() -> Vec<u8> {
+        SPARE.try_with(Cell::take).unwrap_or_default()
+    }
+
+    /// Keep `buf` as the thread's spare, unless it is too large or one is kept already.
+    pub(super) fn give_back(mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > SPARE_MAX {
+            return;
+        }
+        buf.clear();
+        let _ = SPARE.try_with(|s| {
+            let kept = s.take();
+            s.set(if kept.capacity() >= buf.capacity() {
+                kept
+            } else {
+                buf
+            });
+        });
     }
 }
 
