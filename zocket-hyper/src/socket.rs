@@ -30,7 +30,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{self, Cursor, IoSlice};
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
@@ -42,7 +42,6 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use zocket_core::protocol::{CloseFrame, Text, WsFrame};
 use zocket_core::{Accepted, CloseReason, Context, PingReplies, TransportError};
@@ -147,6 +146,50 @@ where
     let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, writer.close()).await;
     let _ = tokio::time::timeout(LINGER, reader.discard_until_eof()).await;
     reason
+}
+
+/// A frame header (RFC 6455 §5.2), as read from the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    is_final: bool,
+    /// Any of the three reserved bits is set.
+    rsv: bool,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    /// Payload length.
+    len: u64,
+    /// Header length (2 to 14 bytes).
+    head_len: usize,
+}
+
+impl Head {
+    /// The header at the start of `b`, or `None` while it is incomplete.
+    fn parse(b: &[u8]) -> Option<Self> {
+        let (&b0, &b1) = (b.first()?, b.get(1)?);
+        let (len, mut at) = match b1 & 0x7F {
+            126 => (
+                u64::from(u16::from_be_bytes(b.get(2..4)?.try_into().ok()?)),
+                4,
+            ),
+            127 => (u64::from_be_bytes(b.get(2..10)?.try_into().ok()?), 10),
+            n => (u64::from(n), 2),
+        };
+        let mask = if b1 & 0x80 != 0 {
+            let m: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+            at += 4;
+            Some(m)
+        } else {
+            None
+        };
+        Some(Self {
+            is_final: b0 & 0x80 != 0,
+            rsv: b0 & 0x70 != 0,
+            opcode: OpCode::from(b0 & 0x0F),
+            mask,
+            len,
+            head_len: at,
+        })
+    }
 }
 
 /// The kind of a (possibly fragmented) data message.
@@ -259,15 +302,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     return Ok(None);
                 }
             }
-            let mut cursor = Cursor::new(&self.buf[..]);
-            let Some((header, len)) =
-                FrameHeader::parse(&mut cursor).map_err(|e| protocol_error(&e.to_string()))?
-            else {
+            let Some(header) = Head::parse(&self.buf) else {
                 return Ok(None);
             };
-            let head_len = cursor.position() as usize;
-            if header.rsv1 || header.rsv2 || header.rsv3 {
+            let (len, head_len) = (header.len, header.head_len);
+            if header.rsv {
                 return Err(protocol_error("reserved bits set without an extension"));
+            }
+            if matches!(
+                header.opcode,
+                OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_))
+            ) {
+                return Err(protocol_error("reserved opcode"));
             }
             let Some(mask) = header.mask else {
                 return Err(protocol_error("unmasked frame from a client"));
@@ -886,6 +932,43 @@ mod tests {
         let got = reading.await.unwrap();
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "bytes out of order");
+    }
+
+    #[test]
+    fn frame_headers_parse_like_tungstenite() {
+        let cases: Vec<Vec<u8>> = vec![
+            client_frame(0x81, b"hi"),
+            client_frame(0x01, &[7; 126]),
+            client_frame(0x82, &[1; 70_000]),
+            client_frame(0x89, b""),
+            vec![0x81, 0x05, b'h'],
+            vec![0x82, 0xFE, 0x01, 0x00, 1, 2, 3, 4],
+        ];
+        for bytes in cases {
+            for cut in 0..bytes.len().min(16) {
+                let part = &bytes[..cut];
+                let theirs = tungstenite::protocol::frame::FrameHeader::parse(
+                    &mut std::io::Cursor::new(part),
+                )
+                .unwrap()
+                .map(|(h, len)| {
+                    (
+                        h.is_final,
+                        h.rsv1 || h.rsv2 || h.rsv3,
+                        h.opcode,
+                        h.mask,
+                        len,
+                    )
+                });
+                let ours = Head::parse(part).map(|h| (h.is_final, h.rsv, h.opcode, h.mask, h.len));
+                assert_eq!(ours, theirs, "{part:?}");
+                if let Some(h) = Head::parse(part) {
+                    let mut cursor = std::io::Cursor::new(part);
+                    tungstenite::protocol::frame::FrameHeader::parse(&mut cursor).unwrap();
+                    assert_eq!(h.head_len as u64, cursor.position());
+                }
+            }
+        }
     }
 
     #[test]
