@@ -9,6 +9,8 @@
 #   bench/count.sh strace zocket-hyper --in-flight 1
 #   bench/count.sh callgrind zocket-warp --calls 200,1000 --connections 50 --in-flight 16
 #   bench/count.sh callgrind "/tmp/reference-old --addr 127.0.0.1:0 --adapter hyper"
+#   bench/count.sh callgrind zocket-hyper --fanout --calls 20,60   # per delivery: one room
+#     of 1000 members, 20 then 60 events (burst); figures per delivery
 #
 # callgrind: one server process under valgrind; after each load `callgrind_control -d`
 # dumps the instructions counted since the previous dump. The dump of the larger load is
@@ -25,12 +27,14 @@ shift 2
 conns=50
 inflight=16
 calls="200,600"
+fanout=0
 out="${COUNT_OUT:-/tmp/zocket-count}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --connections) conns="$2"; shift ;;
     --in-flight) inflight="$2"; shift ;;
     --calls) calls="$2"; shift ;;
+    --fanout) fanout=1 ;;
     --out) out="$2"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -75,11 +79,18 @@ start() {
 }
 
 load() {
-  taskset -c 1 "$bin/loadgen" --addr "$addr" rpc --connections "$conns" \
-    --in-flight "$inflight" --calls "$1" > "$out/$tag.load.$1.json"
+  if [ "$fanout" = 1 ]; then
+    taskset -c 1 "$bin/loadgen" --addr "$addr" fanout --members 1000 --messages "$1" \
+      --quiet 20 > "$out/$tag.load.$1.json"
+  else
+    taskset -c 1 "$bin/loadgen" --addr "$addr" rpc --connections "$conns" \
+      --in-flight "$inflight" --calls "$1" > "$out/$tag.load.$1.json"
+  fi
 }
 
 rpcs=$(( (n2 - n1) * conns ))
+unit=RPC
+[ "$fanout" = 1 ] && unit=delivery && rpcs=$(( (n2 - n1) * 1000 )) && conns=1000 && inflight="fan-out"
 case "$tool" in
   callgrind)
     # shellcheck disable=SC2086
@@ -95,8 +106,9 @@ case "$tool" in
     i1=$(ir "$f1"); i2=$(ir "$f2")
     cleanup
     cp "$f2" "$out/$tag.callgrind.out"
+    cp "$f1" "$out/$tag.callgrind.small.out"
     rm -f "$out/$tag.cg.$pid"*
-    echo "$server: $(( (i2 - i1) / rpcs )) instructions per RPC ($conns x $inflight, calls $n1 -> $n2 per connection; $i1 -> $i2 Ir); profile: $out/$tag.callgrind.out"
+    echo "$server: $(( (i2 - i1) / rpcs )) instructions per $unit ($conns x $inflight, calls $n1 -> $n2 per connection; $i1 -> $i2 Ir); profile: $out/$tag.callgrind.out (the smaller load: $tag.callgrind.small.out)"
     ;;
   strace)
     total() { awk '$NF == "total" { print $4 }' "$1"; }
@@ -111,7 +123,7 @@ case "$tool" in
       pid=""
       got[$n]=$(total "$out/$tag.strace.$n")
     done
-    echo "$server: $(echo "scale=3; (${got[$n2]} - ${got[$n1]}) / $rpcs" | bc) syscalls per RPC ($conns x $inflight, calls $n1 -> $n2 per connection; ${got[$n1]} -> ${got[$n2]})"
+    echo "$server: $(echo "scale=3; (${got[$n2]} - ${got[$n1]}) / $rpcs" | bc) syscalls per $unit ($conns x $inflight, calls $n1 -> $n2 per connection; ${got[$n1]} -> ${got[$n2]})"
     echo "by syscall (load of $n2 calls per connection): $out/$tag.strace.$n2"
     ;;
   *) echo "tool: callgrind or strace" >&2; exit 2 ;;

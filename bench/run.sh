@@ -16,7 +16,8 @@
 # leaves 5% of each core to everything else, and every scenario is bounded), --nice N (default -10 when run as root:
 # the machine may be shared with builds; a higher priority keeps their noise out of the
 # figures, and every figure is also given as a ratio to the floor of the same repetition).
-# Servers: floor zocket-hyper zocket-warp socketio jsonrpsee axum, and with
+# Servers: floor zocket-hyper zocket-warp socketio jsonrpsee axum, floor-fws (the floor on
+# fastwebsockets, RPC and idle scenarios only; not in the default list), and with
 # --base-reference PATH (another build of the reference binary, e.g. of an older commit)
 # base-zocket-hyper base-zocket-warp: before/after in the same run.
 # Scenarios: rpc1 (50×1) rpc16 (50×16) burst (1000 members × 200) paced (200/s) idle
@@ -105,6 +106,7 @@ proto_of() {
 server_cmd() {
   case "$1" in
     floor) echo "$bin/floor --addr 127.0.0.1:0" ;;
+    floor-fws) echo "$bin/floor-fws --addr 127.0.0.1:0" ;;
     zocket-hyper) echo "$ref --addr 127.0.0.1:0 --adapter hyper" ;;
     zocket-warp) echo "$ref --addr 127.0.0.1:0 --adapter warp" ;;
     base-zocket-hyper) echo "$base_ref --addr 127.0.0.1:0 --adapter hyper" ;;
@@ -170,6 +172,8 @@ for rep in $(seq 1 "$reps"); do
       # Rotate the order each repetition so no server always runs first or last.
       name="${server_list[$(( (i + rep - 1) % n_servers ))]}"
       tag="$scenario-$name-$rep"
+      # The fastwebsockets floor serves the RPC and idle scenarios only (no rooms).
+      case "$name:$scenario" in floor-fws:burst|floor-fws:paced) continue ;; esac
       echo "== rep $rep/$reps  $scenario  $name" >&2
       if ! start_server "$name" "$tag"; then
         printf '{"scenario":"%s","server":"%s","rep":%s,"error":"server did not start"}\n' \
