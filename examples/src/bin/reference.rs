@@ -10,6 +10,9 @@
 //! - `--max-connections N`, `--max-connections-per-ip N`: the admission limits
 //!   ([`zocket_core::ServerConfig::max_connections`] and `max_connections_per_ip`;
 //!   defaults 65 536 and 16 384); over them a handshake is answered `503`.
+//! - `--message-rate N|off`: messages per second per connection (also its burst), or no
+//!   limit ([`zocket_core::ServerConfig::message_rate`]; default 10 000); a connection
+//!   over it is closed with 1008. The benchmarks' pipelined scenario goes past the default.
 //! - `--redis URL`: the distributed hub ([`zocket_redis::RedisHub`]): processes with
 //!   the same Redis (and the same key prefix, env `ZOCKET_REDIS_PREFIX`, default
 //!   `zocket`) form one cluster. If Redis does not answer at startup: exit code 1.
@@ -36,7 +39,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
 const USAGE: &str = "\
 usage: reference [--addr HOST:PORT] [--adapter warp|hyper] [--redis URL] [--node NAME] [--metrics HOST:PORT]
-                 [--max-connections N] [--max-connections-per-ip N]
+                 [--max-connections N] [--max-connections-per-ip N] [--message-rate N|off]
 
 Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
 
@@ -48,6 +51,8 @@ Serves the Zocket reference app (REFERENCE_APP.md) over WebSocket at /.
   --max-connections N   connections at once, in total (default 65536; over it: 503)
   --max-connections-per-ip N
                         connections at once from one IP address (default 16384)
+  --message-rate N|off  messages per second per connection, also the burst (default 10000;
+                        over it: close 1008), or no limit
   -h, --help            this text";
 
 /// Which adapter serves the socket.
@@ -74,6 +79,8 @@ struct Args {
 struct Limits {
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    /// `--message-rate`: `Some(None)` is `off`.
+    message_rate: Option<Option<u32>>,
 }
 
 impl Limits {
@@ -83,6 +90,14 @@ impl Limits {
             max_connections_per_ip: self
                 .max_connections_per_ip
                 .unwrap_or(config.max_connections_per_ip),
+            message_rate: match self.message_rate {
+                None => config.message_rate,
+                Some(None) => None,
+                Some(Some(n)) => Some(zocket_core::RateLimit {
+                    per_second: n,
+                    burst: n,
+                }),
+            },
             ..config
         }
     }
@@ -102,6 +117,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
     let mut metrics = None;
     let mut max_connections = None;
     let mut max_connections_per_ip = None;
+    let mut message_rate = None;
     let mut args = args;
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -121,6 +137,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
             "--metrics" => metrics.get_or_insert_with(String::new),
             "--max-connections" => max_connections.get_or_insert_with(String::new),
             "--max-connections-per-ip" => max_connections_per_ip.get_or_insert_with(String::new),
+            "--message-rate" => message_rate.get_or_insert_with(String::new),
             _ => return Err(format!("unknown argument `{arg}`")),
         };
         *slot = match inline {
@@ -149,6 +166,14 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Args>, String
         max_connections_per_ip: max_connections_per_ip
             .map(|v| parse_count("--max-connections-per-ip", &v))
             .transpose()?,
+        message_rate: match message_rate.as_deref() {
+            None => None,
+            Some("off") => Some(None),
+            Some(v) => Some(Some(
+                u32::try_from(parse_count("--message-rate", v)?)
+                    .map_err(|_| format!("--message-rate `{v}` is too large"))?,
+            )),
+        },
     };
     Ok(Some(Args {
         addr,
@@ -300,6 +325,28 @@ mod tests {
         assert_eq!(
             (config.max_connections, config.max_connections_per_ip),
             (10, 2)
+        );
+        let rate = |a: &[&str]| {
+            parse(a)
+                .unwrap()
+                .unwrap()
+                .limits
+                .apply(zocket_core::ServerConfig::default())
+                .message_rate
+        };
+        assert_eq!(rate(&[]), zocket_core::ServerConfig::default().message_rate);
+        assert_eq!(rate(&["--message-rate", "off"]), None);
+        assert_eq!(
+            rate(&["--message-rate=50"]),
+            Some(zocket_core::RateLimit {
+                per_second: 50,
+                burst: 50
+            })
+        );
+        assert!(
+            parse(&["--message-rate", "fast"])
+                .unwrap_err()
+                .contains("not a count")
         );
         assert!(
             parse(&["--max-connections", "many"])

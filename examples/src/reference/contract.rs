@@ -504,9 +504,8 @@ pub mod messages {
         TestAdminOnly = "test.adminOnly": Empty => ()
     );
     message!(
-        /// `bench.echo`: returns its input unchanged (as raw JSON text: byte for byte,
-        /// and never parsed into a tree, as a relay would).
-        BenchEcho = "bench.echo": Box<serde_json::value::RawValue> => Box<serde_json::value::RawValue>
+        /// `bench.echo`: returns its input unchanged.
+        BenchEcho = "bench.echo": Value => Value
     );
     message!(
         /// `bench.fanout`: sends `bench.tick` (the whole input) to the room.
