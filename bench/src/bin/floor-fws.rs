@@ -47,8 +47,7 @@ async fn handshake(tcp: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
                 .then(|| value.trim())
         })
         .ok_or_else(|| anyhow::anyhow!("no Sec-WebSocket-Key"))?;
-    let accept =
-        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );

@@ -363,7 +363,11 @@ async fn run_rpc(
         bail!("{failed} of {connections} connections failed");
     }
     let payload: Arc<str> = format!(r#"{{"data":"{}"}}"#, pad(payload)).into();
-    let phase = Arc::new(AtomicU8::new(if calls.is_some() { MEASURE } else { WARMUP }));
+    let phase = Arc::new(AtomicU8::new(if calls.is_some() {
+        MEASURE
+    } else {
+        WARMUP
+    }));
     let cpu0 = calls.map(|_| Cpu::sample(args.pid));
     let mut set = JoinSet::new();
     for ws in conns {
@@ -530,10 +534,10 @@ async fn run_fanout(
         let acks = acks.clone();
         tokio::spawn(async move {
             while let Some(Ok(m)) = rx.next().await {
-                if let Message::Text(t) = m {
-                    if let Incoming::Reply(_) = proto.classify(&t) {
-                        acks.fetch_add(1, Ordering::Relaxed);
-                    }
+                if let Message::Text(t) = m
+                    && let Incoming::Reply(_) = proto.classify(&t)
+                {
+                    acks.fetch_add(1, Ordering::Relaxed);
                 }
             }
         })
@@ -696,7 +700,18 @@ async fn main() -> anyhow::Result<()> {
             warmup,
             payload,
             calls,
-        } => run_rpc(&args, connections, in_flight, duration, warmup, payload, calls).await,
+        } => {
+            run_rpc(
+                &args,
+                connections,
+                in_flight,
+                duration,
+                warmup,
+                payload,
+                calls,
+            )
+            .await
+        }
         Scenario::Fanout {
             members,
             messages,
