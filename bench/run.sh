@@ -16,9 +16,13 @@
 # leaves 5% of each core to everything else, and every scenario is bounded), --nice N (default -10 when run as root:
 # the machine may be shared with builds; a higher priority keeps their noise out of the
 # figures, and every figure is also given as a ratio to the floor of the same repetition).
-# Servers: floor zocket-hyper zocket-warp socketio jsonrpsee axum, and with
+# Servers: floor zocket-hyper zocket-warp socketio jsonrpsee axum, floor-fws (the floor on
+# fastwebsockets, RPC and idle scenarios only; not in the default list), and with
 # --base-reference PATH (another build of the reference binary, e.g. of an older commit)
-# base-zocket-hyper base-zocket-warp: before/after in the same run.
+# base-zocket-hyper base-zocket-warp: before/after in the same run. --zocket-args "ARGS":
+# extra arguments for zocket-hyper and zocket-warp (e.g. "--message-rate off": the default
+# limit of 10 000 messages/s per connection closes connections of the 50×16 scenario once
+# a server answers more than 500 000 calls/s).
 # Scenarios: rpc1 (50×1) rpc16 (50×16) burst (1000 members × 200) paced (200/s) idle
 set -euo pipefail
 
@@ -36,6 +40,7 @@ if [ "$(id -u)" = 0 ]; then nice_level=-10; else nice_level=0; fi
 rt=0
 duration_opt=""
 base_ref=""
+zocket_args=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; reps=1 ;;
@@ -49,6 +54,7 @@ while [ $# -gt 0 ]; do
     --nice) nice_level="$2"; shift ;;
     --rt) rt=1 ;;
     --base-reference) base_ref="$2"; shift ;;
+    --zocket-args) zocket_args="$2"; shift ;;
     --duration) duration_opt="$2"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -105,8 +111,9 @@ proto_of() {
 server_cmd() {
   case "$1" in
     floor) echo "$bin/floor --addr 127.0.0.1:0" ;;
-    zocket-hyper) echo "$ref --addr 127.0.0.1:0 --adapter hyper" ;;
-    zocket-warp) echo "$ref --addr 127.0.0.1:0 --adapter warp" ;;
+    floor-fws) echo "$bin/floor-fws --addr 127.0.0.1:0" ;;
+    zocket-hyper) echo "$ref --addr 127.0.0.1:0 --adapter hyper $zocket_args" ;;
+    zocket-warp) echo "$ref --addr 127.0.0.1:0 --adapter warp $zocket_args" ;;
     base-zocket-hyper) echo "$base_ref --addr 127.0.0.1:0 --adapter hyper" ;;
     base-zocket-warp) echo "$base_ref --addr 127.0.0.1:0 --adapter warp" ;;
     socketio) echo "$bin/peer-socketio --addr 127.0.0.1:0" ;;
@@ -170,6 +177,8 @@ for rep in $(seq 1 "$reps"); do
       # Rotate the order each repetition so no server always runs first or last.
       name="${server_list[$(( (i + rep - 1) % n_servers ))]}"
       tag="$scenario-$name-$rep"
+      # The fastwebsockets floor serves the RPC and idle scenarios only (no rooms).
+      case "$name:$scenario" in floor-fws:burst|floor-fws:paced) continue ;; esac
       echo "== rep $rep/$reps  $scenario  $name" >&2
       if ! start_server "$name" "$tag"; then
         printf '{"scenario":"%s","server":"%s","rep":%s,"error":"server did not start"}\n' \

@@ -26,8 +26,11 @@
 //! code: nothing a client sends can create a new label value (an unregistered message
 //! name is counted as `unknown`, a client's close code is not used).
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use metrics::{Counter, Histogram};
 
 use crate::context::CloseReason;
 
@@ -324,7 +327,14 @@ impl Stats {
     /// frame did not parse or names no route.
     pub(crate) fn message_in(&self, route: Option<&'static str>) {
         inc(&self.messages_in);
-        metrics::counter!(names::MESSAGES_IN, "type" => route.unwrap_or(UNKNOWN_TYPE)).increment(1);
+        match route {
+            Some(name) => with_route(name, |r| {
+                r.messages_in
+                    .get_or_insert_with(|| metrics::counter!(names::MESSAGES_IN, "type" => name))
+                    .increment(1)
+            }),
+            None => metrics::counter!(names::MESSAGES_IN, "type" => UNKNOWN_TYPE).increment(1),
+        }
     }
 
     /// A frame went into an outbound queue.
@@ -350,9 +360,73 @@ impl Stats {
 
 /// An RPC of the registered route `name` was answered after `elapsed`.
 pub(crate) fn record_rpc(name: &'static str, ok: bool, elapsed: Duration) {
-    let outcome = if ok { "ok" } else { "error" };
-    metrics::histogram!(names::RPC_DURATION, "type" => name, "outcome" => outcome)
+    with_route(name, |r| {
+        let slot = if ok { &mut r.rpc_ok } else { &mut r.rpc_error };
+        slot.get_or_insert_with(|| {
+            let outcome = if ok { "ok" } else { "error" };
+            metrics::histogram!(names::RPC_DURATION, "type" => name, "outcome" => outcome)
+        })
         .record(elapsed.as_secs_f64());
+    });
+}
+
+/// The metric handles of one route, registered with the recorder when first used.
+#[derive(Default)]
+struct RouteMetrics {
+    messages_in: Option<Counter>,
+    rpc_ok: Option<Histogram>,
+    rpc_error: Option<Histogram>,
+}
+
+/// Per thread: the handles of every route seen, and the recorder they came from.
+///
+/// Registering a labelled metric builds its key (a label vector and a hash) on every
+/// call, even with no recorder installed, which cost more per message than the rest of
+/// the dispatch bookkeeping. The handles are kept instead, and dropped when the
+/// recorder in effect changes (a recorder installed later, or a local recorder), so
+/// every message still reaches the recorder that is current when it is recorded.
+/// Bounded by the number of route names (static strings) in the program.
+#[derive(Default)]
+struct RouteCache {
+    /// Address of the recorder the handles came from.
+    recorder: usize,
+    /// By the address of the route's name: a route's name is always the same
+    /// `&'static str` (the router's key).
+    routes: Vec<(usize, RouteMetrics)>,
+}
+
+thread_local! {
+    static ROUTES: RefCell<RouteCache> = RefCell::default();
+}
+
+fn with_route(name: &'static str, f: impl FnOnce(&mut RouteMetrics)) {
+    let recorder = metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize);
+    let key = name.as_ptr() as usize;
+    let mut f = Some(f);
+    // Fails only while the thread exits; a borrow fails only if a recorder re-entered.
+    let _ = ROUTES.try_with(|cache| {
+        let Ok(mut cache) = cache.try_borrow_mut() else {
+            return;
+        };
+        if cache.recorder != recorder {
+            cache.recorder = recorder;
+            cache.routes.clear();
+        }
+        let i = match cache.routes.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                cache.routes.push((key, RouteMetrics::default()));
+                cache.routes.len() - 1
+            }
+        };
+        if let Some(f) = f.take() {
+            f(&mut cache.routes[i].1);
+        }
+    });
+    if let Some(f) = f {
+        // No cache: register and record once.
+        f(&mut RouteMetrics::default());
+    }
 }
 
 /// `n` event frames were queued for local connections.

@@ -13,8 +13,10 @@
 //! - **Writing** ([`FrameWriter`]): frames are encoded as they are fed; small payloads are
 //!   copied next to their header, larger ones are written from their own shared bytes
 //!   (an event fanned out to many connections is never copied per recipient), and a
-//!   flush writes everything with vectored writes. Nothing stays allocated once a flush
-//!   completes. Closing the writer flushes it and shuts down the TCP write side (FIN).
+//!   flush writes everything in one write (vectored when large payloads are among it).
+//!   Nothing stays allocated per connection once a flush completes (the buffer goes
+//!   back to its thread, for the next connection that writes). Closing the writer
+//!   flushes it and shuts down the TCP write side (FIN).
 //! - **Pings** are handed to the engine, which answers them under its outbound byte
 //!   budget ([`PingReplies::Engine`]).
 //!
@@ -28,7 +30,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{self, Cursor, IoSlice};
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
@@ -39,7 +41,7 @@ use futures::{Sink, SinkExt, Stream};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tungstenite::protocol::frame::FrameHeader;
+use tokio::net::TcpStream;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use zocket_core::protocol::{CloseFrame, Text, TransportError, WsFrame};
 use zocket_core::{Accepted, CloseReason, Context, PingReplies};
@@ -51,8 +53,9 @@ pub const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Payloads up to this size are copied next to their frame header; larger ones are
 /// written from their own bytes.
 const COPY_MAX: usize = 1024;
-/// Where the writer starts a new chunk for the headers and small payloads that follow.
-const SMALL_CHUNK: usize = 16 * 1024;
+/// The first allocation of the writer's buffer for headers and small payloads (it
+/// grows as more frames are fed before a flush; freed when the flush completes).
+const SMALL_FIRST: usize = 512;
 /// Buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 /// How long the socket is still read (and discarded) after the TCP write side was shut
@@ -95,9 +98,42 @@ async fn serve_boxed<C: Context>(
             return None;
         }
     };
-    let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-    let mut reader = FrameReader::new(read, max_message_bytes);
-    let mut writer = FrameWriter::new(write);
+    let reason = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // A plain TCP connection (both bundled adapters' own accept loops): read and
+        // write the socket itself, through its two borrowed halves, rather than
+        // through the upgrade's boxed IO and a lock shared by two split halves.
+        Ok(parts) => {
+            let mut tcp = parts.io.into_inner();
+            let (read, write) = tcp.split();
+            let mut reader = FrameReader::new(read, max_message_bytes);
+            // What the HTTP parser read past the request is the start of the stream.
+            reader.buf.extend_from_slice(&parts.read_buf);
+            drop(parts.read_buf);
+            run(accepted, reader, FrameWriter::new(write)).await
+        }
+        // Anything else (TLS): the upgraded connection as it is.
+        Err(upgraded) => {
+            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+            let reader = FrameReader::new(read, max_message_bytes);
+            run(accepted, reader, FrameWriter::new(write)).await
+        }
+    };
+    tracing::debug!(?reason, "websocket connection ended");
+    Some(reason)
+}
+
+/// Serve the connection until it ends, then close the writer and linger (see
+/// [`serve_upgrade`]).
+async fn run<C, R, W>(
+    accepted: Box<Accepted<C>>,
+    mut reader: FrameReader<R>,
+    mut writer: FrameWriter<W>,
+) -> CloseReason
+where
+    C: Context,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let serve = {
         // Moved out of its box here, so the box is freed now, not when this ends.
         let boxed = accepted;
@@ -109,8 +145,51 @@ async fn serve_boxed<C: Context>(
     // Normally done by the engine already (then this returns at once).
     let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, writer.close()).await;
     let _ = tokio::time::timeout(LINGER, reader.discard_until_eof()).await;
-    tracing::debug!(?reason, "websocket connection ended");
-    Some(reason)
+    reason
+}
+
+/// A frame header (RFC 6455 §5.2), as read from the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    is_final: bool,
+    /// Any of the three reserved bits is set.
+    rsv: bool,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    /// Payload length.
+    len: u64,
+    /// Header length (2 to 14 bytes).
+    head_len: usize,
+}
+
+impl Head {
+    /// The header at the start of `b`, or `None` while it is incomplete.
+    fn parse(b: &[u8]) -> Option<Self> {
+        let (&b0, &b1) = (b.first()?, b.get(1)?);
+        let (len, mut at) = match b1 & 0x7F {
+            126 => (
+                u64::from(u16::from_be_bytes(b.get(2..4)?.try_into().ok()?)),
+                4,
+            ),
+            127 => (u64::from_be_bytes(b.get(2..10)?.try_into().ok()?), 10),
+            n => (u64::from(n), 2),
+        };
+        let mask = if b1 & 0x80 != 0 {
+            let m: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+            at += 4;
+            Some(m)
+        } else {
+            None
+        };
+        Some(Self {
+            is_final: b0 & 0x80 != 0,
+            rsv: b0 & 0x70 != 0,
+            opcode: OpCode::from(b0 & 0x0F),
+            mask,
+            len,
+            head_len: at,
+        })
+    }
 }
 
 /// The kind of a (possibly fragmented) data message.
@@ -223,15 +302,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     return Ok(None);
                 }
             }
-            let mut cursor = Cursor::new(&self.buf[..]);
-            let Some((header, len)) =
-                FrameHeader::parse(&mut cursor).map_err(|e| protocol_error(&e.to_string()))?
-            else {
+            let Some(header) = Head::parse(&self.buf) else {
                 return Ok(None);
             };
-            let head_len = cursor.position() as usize;
-            if header.rsv1 || header.rsv2 || header.rsv3 {
+            let (len, head_len) = (header.len, header.head_len);
+            if header.rsv {
                 return Err(protocol_error("reserved bits set without an extension"));
+            }
+            if matches!(
+                header.opcode,
+                OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_))
+            ) {
+                return Err(protocol_error("reserved opcode"));
             }
             let Some(mask) = header.mask else {
                 return Err(protocol_error("unmasked frame from a client"));
@@ -403,11 +485,14 @@ fn close_frame(payload: &[u8]) -> Result<WsFrame, TransportError> {
 #[derive(Debug)]
 pub struct FrameWriter<W> {
     io: W,
-    /// Encoded bytes waiting to be written, in order.
-    chunks: VecDeque<Bytes>,
-    /// Headers and small payloads not yet moved to `chunks`.
-    small: BytesMut,
-    /// Bytes in `chunks` and `small`.
+    /// Encoded headers and small payloads, in order; the large payloads go between
+    /// them at the offsets `large` records.
+    small: Vec<u8>,
+    /// Bytes at the start of `small` already written.
+    written: usize,
+    /// Large payloads, written from their own bytes, each before `small[offset..]`.
+    large: VecDeque<(usize, Bytes)>,
+    /// Bytes fed and not yet written.
     queued: usize,
     shut_down: bool,
 }
@@ -417,8 +502,9 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(io: W) -> Self {
         Self {
             io,
-            chunks: VecDeque::new(),
-            small: BytesMut::new(),
+            small: Vec::new(),
+            written: 0,
+            large: VecDeque::new(),
             queued: 0,
             shut_down: false,
         }
@@ -444,61 +530,121 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             WsFrame::Pong(bytes) => (0xA, bytes),
         };
         let len = payload.len();
-        if self.small.capacity() == self.small.len() {
-            self.small.reserve(if len <= COPY_MAX { 4096 } else { 64 });
-        }
         let (head, head_len) = header(opcode, len);
+        let copied = if len <= COPY_MAX { len } else { 0 };
+        if self.small.capacity() == 0 {
+            self.small = spare::take();
+            self.small.reserve(SMALL_FIRST.max(head_len + copied));
+        }
         self.small.extend_from_slice(&head[..head_len]);
         self.queued += head_len + len;
         if len <= COPY_MAX {
             self.small.extend_from_slice(&payload);
-            if self.small.len() >= SMALL_CHUNK {
-                self.chunks.push_back(self.small.split().freeze());
-            }
         } else {
-            self.chunks.push_back(self.small.split().freeze());
-            self.chunks.push_back(payload);
+            self.large.push_back((self.small.len(), payload));
         }
     }
 
     /// Write everything queued.
     fn poll_write_out(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        if !self.small.is_empty() {
-            self.chunks.push_back(self.small.split().freeze());
-        }
-        while !self.chunks.is_empty() {
-            let mut n = if self.io.is_write_vectored() && self.chunks.len() > 1 {
+        while self.queued > 0 {
+            let n = if self.large.is_empty() {
+                ready!(Pin::new(&mut self.io).poll_write(cx, &self.small[self.written..]))?
+            } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
-                for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
-                    *slot = IoSlice::new(chunk);
+                let mut at = self.written;
+                let mut all = true;
+                for (offset, payload) in &self.large {
+                    if count + 2 > MAX_IOVECS {
+                        // The rest goes in the next write (small bytes after a large
+                        // payload not listed here must wait for it).
+                        all = false;
+                        break;
+                    }
+                    if *offset > at {
+                        slices[count] = IoSlice::new(&self.small[at..*offset]);
+                        count += 1;
+                        at = *offset;
+                    }
+                    slices[count] = IoSlice::new(payload);
+                    count += 1;
+                }
+                if all && at < self.small.len() {
+                    slices[count] = IoSlice::new(&self.small[at..]);
                     count += 1;
                 }
                 ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
-            } else {
-                ready!(Pin::new(&mut self.io).poll_write(cx, &self.chunks[0]))?
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.queued -= n;
-            while n > 0 {
-                let Some(front) = self.chunks.front_mut() else {
-                    break;
-                };
-                if front.len() <= n {
-                    n -= front.len();
-                    self.chunks.pop_front();
-                } else {
-                    front.advance(n);
-                    n = 0;
-                }
+            self.consume(n);
+        }
+        // Written: hold nothing while idle (the buffer goes back to the thread's spare).
+        spare::give_back(std::mem::take(&mut self.small));
+        self.written = 0;
+        self.large = VecDeque::new();
+        Poll::Ready(Ok(()))
+    }
+
+    /// `n` bytes were written: move past them, in order.
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let end = self.large.front().map_or(self.small.len(), |(o, _)| *o);
+            if self.written < end {
+                let k = n.min(end - self.written);
+                self.written += k;
+                n -= k;
+                continue;
+            }
+            let Some((_, payload)) = self.large.front_mut() else {
+                break;
+            };
+            let k = n.min(payload.len());
+            payload.advance(k);
+            n -= k;
+            if payload.is_empty() {
+                self.large.pop_front();
             }
         }
-        // Written: hold nothing while idle.
-        self.chunks = VecDeque::new();
-        self.small = BytesMut::new();
-        Poll::Ready(Ok(()))
+    }
+}
+
+/// One spare write buffer per thread: a writer that starts encoding takes it, and gives
+/// it back when its flush completed, so a busy thread encodes every connection's
+/// frames into the same warm buffer (no allocation and no regrowth per flush), while an
+/// idle connection holds no buffer. At most 64 KiB are kept per thread.
+mod spare {
+    use std::cell::Cell;
+
+    /// The largest buffer kept as a thread's spare.
+    pub(super) const SPARE_MAX: usize = 64 * 1024;
+
+    thread_local! {
+        static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    }
+
+    /// The thread's spare buffer (empty, possibly without capacity).
+    pub(super) fn take() -> Vec<u8> {
+        SPARE.try_with(Cell::take).unwrap_or_default()
+    }
+
+    /// Keep `buf` as the thread's spare, unless it is too large or one is kept already.
+    pub(super) fn give_back(mut buf: Vec<u8>) {
+        if buf.capacity() == 0 || buf.capacity() > SPARE_MAX {
+            return;
+        }
+        buf.clear();
+        let _ = SPARE.try_with(|s| {
+            let kept = s.take();
+            s.set(if kept.capacity() >= buf.capacity() {
+                kept
+            } else {
+                buf
+            });
+        });
     }
 }
 
@@ -750,6 +896,79 @@ mod tests {
         // Closing again is a no-op; sending after it fails.
         writer.close().await.unwrap();
         assert!(writer.send(text("late")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn partial_writes_keep_small_and_large_frames_in_order() {
+        // A pipe of 1000 bytes: every write is partial; more large payloads than one
+        // vectored write takes.
+        let (client, server) = tokio::io::duplex(1000);
+        let (mut client_read, _client_write) = tokio::io::split(client);
+        let mut writer = FrameWriter::new(server);
+        let mut expected = Vec::new();
+        let frames: Vec<Bytes> = (0..150)
+            .map(|i| {
+                let len = if i % 3 == 0 { 1500 + i } else { 10 + i };
+                Bytes::from(vec![b'a' + (i % 26) as u8; len])
+            })
+            .collect();
+        for f in &frames {
+            let (head, n) = header(0x2, f.len());
+            expected.extend_from_slice(&head[..n]);
+            expected.extend_from_slice(f);
+        }
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client_read.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        for f in &frames {
+            writer.feed(WsFrame::Binary(f.clone())).await.unwrap();
+        }
+        writer.close().await.unwrap();
+        assert_eq!(writer.queued(), 0);
+        assert!(writer.large.is_empty() && writer.small.capacity() == 0);
+        drop(writer);
+        let got = reading.await.unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes out of order");
+    }
+
+    #[test]
+    fn frame_headers_parse_like_tungstenite() {
+        let cases: Vec<Vec<u8>> = vec![
+            client_frame(0x81, b"hi"),
+            client_frame(0x01, &[7; 126]),
+            client_frame(0x82, &[1; 70_000]),
+            client_frame(0x89, b""),
+            vec![0x81, 0x05, b'h'],
+            vec![0x82, 0xFE, 0x01, 0x00, 1, 2, 3, 4],
+        ];
+        for bytes in cases {
+            for cut in 0..bytes.len().min(16) {
+                let part = &bytes[..cut];
+                let theirs = tungstenite::protocol::frame::FrameHeader::parse(
+                    &mut std::io::Cursor::new(part),
+                )
+                .unwrap()
+                .map(|(h, len)| {
+                    (
+                        h.is_final,
+                        h.rsv1 || h.rsv2 || h.rsv3,
+                        h.opcode,
+                        h.mask,
+                        len,
+                    )
+                });
+                let ours = Head::parse(part).map(|h| (h.is_final, h.rsv, h.opcode, h.mask, h.len));
+                assert_eq!(ours, theirs, "{part:?}");
+                if let Some(h) = Head::parse(part) {
+                    let mut cursor = std::io::Cursor::new(part);
+                    tungstenite::protocol::frame::FrameHeader::parse(&mut cursor).unwrap();
+                    assert_eq!(h.head_len as u64, cursor.position());
+                }
+            }
+        }
     }
 
     #[test]

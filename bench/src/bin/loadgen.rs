@@ -71,6 +71,12 @@ enum Scenario {
         /// Length of the string in the echoed payload.
         #[arg(long, default_value_t = 16)]
         payload: usize,
+        /// Make exactly this many calls per connection, then stop (no warm-up, no
+        /// duration): for counting the server's instructions or syscalls per call
+        /// (`valgrind --tool=callgrind`, `strace -c`), which are repeatable where time
+        /// is not. Every call is measured.
+        #[arg(long)]
+        calls: Option<u64>,
     },
     /// One room of `members`; a separate sender asks the server to send `messages`
     /// events to it, as fast as possible (burst) or at `rate` per second (paced).
@@ -272,7 +278,11 @@ async fn rpc_conn(
     k: usize,
     payload: Arc<str>,
     phase: Arc<AtomicU8>,
+    calls: Option<u64>,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
+    // Calls still to send (after the first `k`) when the count is fixed.
+    let mut left = calls.map(|c| c.saturating_sub(k as u64));
+    let k = calls.map_or(k, |c| k.min(c as usize));
     let reqs: Vec<Message> = (0..k)
         .map(|i| Message::text(proto.echo(i as u64, &payload)))
         .collect();
@@ -300,7 +310,15 @@ async fn rpc_conn(
                             count += 1;
                         }
                         outstanding -= 1;
-                        if ph != STOP {
+                        let more = match &mut left {
+                            None => ph != STOP,
+                            Some(0) => false,
+                            Some(n) => {
+                                *n -= 1;
+                                true
+                            }
+                        };
+                        if more {
                             start[id] = now;
                             ws.feed(reqs[id].clone()).await?;
                             outstanding += 1;
@@ -324,7 +342,7 @@ async fn rpc_conn(
             }
         }
         ws.flush().await?;
-        if outstanding == 0 && phase.load(Ordering::Relaxed) == STOP {
+        if outstanding == 0 && (left == Some(0) || phase.load(Ordering::Relaxed) == STOP) {
             let _ = ws.close(None).await;
             return Ok((count, hist));
         }
@@ -338,13 +356,19 @@ async fn run_rpc(
     duration: f64,
     warmup: f64,
     payload: usize,
+    calls: Option<u64>,
 ) -> anyhow::Result<Value> {
     let (conns, failed) = connect_many(&args.addr, args.proto, connections, 64).await;
     if failed > 0 {
         bail!("{failed} of {connections} connections failed");
     }
     let payload: Arc<str> = format!(r#"{{"data":"{}"}}"#, pad(payload)).into();
-    let phase = Arc::new(AtomicU8::new(WARMUP));
+    let phase = Arc::new(AtomicU8::new(if calls.is_some() {
+        MEASURE
+    } else {
+        WARMUP
+    }));
+    let cpu0 = calls.map(|_| Cpu::sample(args.pid));
     let mut set = JoinSet::new();
     for ws in conns {
         set.spawn(rpc_conn(
@@ -353,14 +377,25 @@ async fn run_rpc(
             in_flight.max(1),
             payload.clone(),
             phase.clone(),
+            calls,
         ));
     }
-    tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
-    let cpu = Cpu::sample(args.pid);
-    phase.store(MEASURE, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs_f64(duration)).await;
-    phase.store(STOP, Ordering::Relaxed);
-    let (server_ns, own_ns, wall_ns) = cpu.since();
+    let cpu = match cpu0 {
+        Some(cpu) => cpu,
+        None => {
+            tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+            let cpu = Cpu::sample(args.pid);
+            phase.store(MEASURE, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs_f64(duration)).await;
+            phase.store(STOP, Ordering::Relaxed);
+            cpu
+        }
+    };
+    let stopped = if calls.is_none() {
+        Some(cpu.since())
+    } else {
+        None
+    };
     let mut hist = histogram();
     let mut total = 0u64;
     let mut errors = 0usize;
@@ -382,6 +417,7 @@ async fn run_rpc(
             }
         }
     }
+    let (server_ns, own_ns, wall_ns) = stopped.unwrap_or_else(|| cpu.since());
     let secs = wall_ns as f64 / 1e9;
     Ok(json!({
         "scenario": format!("rpc_{connections}x{in_flight}"),
@@ -498,10 +534,10 @@ async fn run_fanout(
         let acks = acks.clone();
         tokio::spawn(async move {
             while let Some(Ok(m)) = rx.next().await {
-                if let Message::Text(t) = m {
-                    if let Incoming::Reply(_) = proto.classify(&t) {
-                        acks.fetch_add(1, Ordering::Relaxed);
-                    }
+                if let Message::Text(t) = m
+                    && let Incoming::Reply(_) = proto.classify(&t)
+                {
+                    acks.fetch_add(1, Ordering::Relaxed);
                 }
             }
         })
@@ -663,7 +699,19 @@ async fn main() -> anyhow::Result<()> {
             duration,
             warmup,
             payload,
-        } => run_rpc(&args, connections, in_flight, duration, warmup, payload).await,
+            calls,
+        } => {
+            run_rpc(
+                &args,
+                connections,
+                in_flight,
+                duration,
+                warmup,
+                payload,
+                calls,
+            )
+            .await
+        }
         Scenario::Fanout {
             members,
             messages,

@@ -224,6 +224,9 @@ where
         let _own = OwnScope::enter(self.machine.outbound());
         self.machine.outbound().shared.register(task.waker());
         let mut reads = READS_PER_POLL;
+        // Set once the stream returned pending in this poll: it holds this task's waker
+        // then, and asking it again before a wake-up would only repeat the pending.
+        let mut read_pending = false;
         let started = Instant::now();
         for _ in 0..TURNS_PER_POLL {
             let now = Instant::now();
@@ -242,7 +245,7 @@ where
             }
             progress |= self.poll_handlers(task, now);
             progress |= self.poll_write(task, now);
-            progress |= self.poll_read(task, now, started, &mut reads);
+            progress |= self.poll_read(task, now, started, &mut reads, &mut read_pending);
             if self.machine.is_done() {
                 return Poll::Ready(());
             }
@@ -337,10 +340,12 @@ where
         now: Instant,
         started: Instant,
         reads: &mut u32,
+        pending: &mut bool,
     ) -> bool {
         let mut progress = false;
-        while *reads > 0 && self.machine.wants_read() {
+        while !*pending && *reads > 0 && self.machine.wants_read() {
             let Poll::Ready(item) = self.stream.poll_next_unpin(task) else {
+                *pending = true;
                 break;
             };
             *reads -= 1;

@@ -68,7 +68,7 @@
 //!
 //! The limits and timings are the server's, shared by all its connections; each holds
 //! only its own state. Measured (x86_64, `cargo test -p zocket-core -- --nocapture
-//! size_of`): the machine is 224 bytes, the shared outbound state 176 bytes (one
+//! size_of`): the machine is 224 bytes, the shared outbound state 184 bytes (one
 //! allocation), the whole future `Accepted::serve` returns 576 bytes with the test
 //! harness's channel transport (the transport's own state comes on top), plus one timer
 //! (112 bytes, boxed) when heartbeats are on.

@@ -28,7 +28,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::task::AtomicWaker;
@@ -84,6 +84,11 @@ pub(crate) struct Shared {
     /// Every byte charged: queued frames, frames being written, control frames owed.
     /// Updated while `queue` is locked or by the engine alone; read without the lock.
     charged: AtomicUsize,
+    /// Frames in `queue`, written while it is locked: the engine looks here before
+    /// locking for a frame (it asks after every batch, mostly in vain).
+    waiting: AtomicUsize,
+    /// A close request is set in `queue` (written while it is locked), likewise.
+    close_asked: AtomicBool,
     /// Wakes the engine when a frame or a close request arrives from outside.
     waker: AtomicWaker,
     budget: usize,
@@ -160,6 +165,8 @@ impl Outbound {
                 id,
                 queue: Mutex::new(Queue::default()),
                 charged: AtomicUsize::new(0),
+                waiting: AtomicUsize::new(0),
+                close_asked: AtomicBool::new(false),
                 waker: AtomicWaker::new(),
                 budget: budget.bytes.max(1),
                 max_pushed_frames: budget.pushed_frames.max(1),
@@ -217,6 +224,7 @@ impl Outbound {
         }
         let wake = q.frames.is_empty() && !is_current(s);
         q.frames.push_back((frame, origin));
+        s.waiting.store(q.frames.len(), Ordering::Relaxed);
         s.charged.fetch_add(cost, Ordering::Relaxed);
         if origin == Origin::Pushed {
             q.pushed_bytes += cost;
@@ -237,6 +245,7 @@ impl Outbound {
         let close = s.policy == SlowConsumerPolicy::Close && q.close_request.is_none();
         if close {
             q.close_request = Some(CloseReason::SlowConsumer);
+            s.close_asked.store(true, Ordering::Relaxed);
         }
         let (bytes, frames) = (q.pushed_bytes, q.pushed_frames);
         drop(q);
@@ -260,6 +269,7 @@ impl Outbound {
             return;
         }
         q.close_request = Some(reason);
+        s.close_asked.store(true, Ordering::Relaxed);
         drop(q);
         s.waker.wake();
     }
@@ -298,8 +308,13 @@ impl Shared {
 
     /// Take the next frame to write; it stays charged until [`release`](Self::release).
     pub(crate) fn pop(&self) -> Option<(Text, Origin)> {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            // A push racing with this wakes the engine (the queue was empty).
+            return None;
+        }
         let mut q = self.lock();
         let frame = q.frames.pop_front();
+        self.waiting.store(q.frames.len(), Ordering::Relaxed);
         if q.frames.is_empty() && q.frames.capacity() > SHRINK_ABOVE {
             // A burst grew the queue: an idle connection does not keep its slots.
             q.frames = VecDeque::new();
@@ -309,7 +324,7 @@ impl Shared {
 
     /// Whether frames are waiting.
     pub(crate) fn has_frames(&self) -> bool {
-        !self.lock().frames.is_empty()
+        self.waiting.load(Ordering::Relaxed) > 0
     }
 
     /// A flush completed: these bytes (of which `pushed` bytes in `pushed_frames`
@@ -334,7 +349,12 @@ impl Shared {
 
     /// A close asked for from outside, if any (taken once).
     pub(crate) fn take_close_request(&self) -> Option<CloseReason> {
+        if !self.close_asked.load(Ordering::Relaxed) {
+            // A request racing with this wakes the engine.
+            return None;
+        }
         let mut q = self.lock();
+        self.close_asked.store(false, Ordering::Relaxed);
         if q.closed {
             return None;
         }
@@ -347,10 +367,12 @@ impl Shared {
         let mut q = self.lock();
         q.closed = true;
         q.close_request = None;
+        self.close_asked.store(false, Ordering::Relaxed);
         if !discard {
             return;
         }
         let frames = std::mem::take(&mut q.frames);
+        self.waiting.store(0, Ordering::Relaxed);
         let mut bytes = 0;
         for (frame, origin) in &frames {
             let c = cost(frame.len());

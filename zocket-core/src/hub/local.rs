@@ -19,7 +19,9 @@ struct Entry {
 #[derive(Default)]
 struct Registry {
     conns: HashMap<ClientId, Entry>,
-    rooms: HashMap<String, HashSet<ClientId>>,
+    /// Each member with its queue (a copy of its entry's), so that a room is delivered
+    /// without a second lookup per member.
+    rooms: HashMap<String, HashMap<ClientId, Option<Outbound>>>,
 }
 
 /// The in-memory hub: one process, every connection in a map, rooms as sets.
@@ -49,14 +51,14 @@ impl LocalHub {
             .read()
             .rooms
             .get(room)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.keys().cloned().collect())
             .unwrap_or_default();
         v.sort();
         v
     }
     /// How many members `room` has on this node.
     pub fn local_member_count(&self, room: &str) -> usize {
-        self.read().rooms.get(room).map_or(0, HashSet::len)
+        self.read().rooms.get(room).map_or(0, HashMap::len)
     }
     /// Whether `id` is a connection of this node.
     pub fn is_local(&self, id: &ClientId) -> bool {
@@ -95,7 +97,7 @@ impl LocalHub {
             return d;
         };
         let st = self.read();
-        for id in st.rooms.get(room).into_iter().flatten() {
+        for id in st.rooms.get(room).into_iter().flat_map(HashMap::keys) {
             if let Some(e) = st.conns.get(id) {
                 if earlier.iter().any(|r| e.rooms.contains(r)) {
                     continue;
@@ -144,10 +146,11 @@ impl Hub for LocalHub {
         if !entry.rooms.insert(room.to_owned()) {
             return false;
         }
+        let out = entry.out.clone();
         st.rooms
             .entry(room.to_owned())
             .or_default()
-            .insert(id.clone());
+            .insert(id.clone(), out);
         true
     }
 
@@ -186,37 +189,33 @@ impl Hub for LocalHub {
     fn deliver(&self, to: &Recipients, frame: &Text) -> Delivery {
         let st = self.read();
         let mut d = Delivery::default();
-        let mut push = |e: &Entry| {
-            if let Some(out) = &e.out {
+        let mut push = |out: Option<&Outbound>| {
+            if let Some(out) = out {
                 d.add(out.push(frame.clone()));
             }
         };
         match to {
-            Recipients::All => st.conns.values().for_each(&mut push),
+            Recipients::All => st.conns.values().for_each(|e| push(e.out.as_ref())),
             Recipients::Clients(ids) => {
                 let mut seen = HashSet::with_capacity(ids.len());
                 for id in ids {
                     if seen.insert(id) {
                         if let Some(e) = st.conns.get(id) {
-                            push(e);
+                            push(e.out.as_ref());
                         }
                     }
                 }
             }
             Recipients::Rooms(rooms) => {
                 if let [room] = rooms.as_slice() {
-                    for id in st.rooms.get(room).into_iter().flatten() {
-                        if let Some(e) = st.conns.get(id) {
-                            push(e);
-                        }
+                    for out in st.rooms.get(room).into_iter().flat_map(HashMap::values) {
+                        push(out.as_ref());
                     }
                 } else {
                     let mut seen = HashSet::new();
-                    for id in rooms.iter().filter_map(|r| st.rooms.get(r)).flatten() {
+                    for (id, out) in rooms.iter().filter_map(|r| st.rooms.get(r)).flatten() {
                         if seen.insert(id) {
-                            if let Some(e) = st.conns.get(id) {
-                                push(e);
-                            }
+                            push(out.as_ref());
                         }
                     }
                 }

@@ -9,27 +9,73 @@ use serde_json::value::RawValue;
 
 use super::frames::{ClientFrame, FrameError, ServerFrame};
 use super::transport::Text;
-use super::{ERROR, RPC_ERR, RPC_RES, VERSION, WELCOME};
+use super::{ERROR, RPC_ERR, VERSION, WELCOME};
 use crate::error::Reject;
 
 #[derive(Deserialize)]
 struct RawClientFrame<'a> {
     #[serde(rename = "type", borrow, default)]
-    kind: Option<&'a RawValue>,
+    kind: StrField<'a>,
     #[serde(borrow, default)]
     payload: Option<&'a RawValue>,
     #[serde(rename = "rpcId", borrow, default)]
-    rpc_id: Option<&'a RawValue>,
+    rpc_id: StrField<'a>,
 }
 
-fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
-    // A string field borrows unless it contains escapes.
-    let s: Cow<'_, str> = serde_json::from_str::<CowStr<'_>>(raw.get()).ok()?.0;
-    Some(s)
+/// A field that should be a string, read in one pass: the string (borrowed unless it
+/// has escapes), `Other` for any other JSON value (skipped), `Absent` when missing or
+/// `null`.
+#[derive(Default)]
+enum StrField<'a> {
+    #[default]
+    Absent,
+    Str(Cow<'a, str>),
+    Other,
 }
 
-#[derive(Deserialize)]
-struct CowStr<'a>(#[serde(borrow)] Cow<'a, str>);
+impl<'de: 'a, 'a> Deserialize<'de> for StrField<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = StrField<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(StrField::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(StrField::Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(StrField::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(StrField::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(StrField::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(StrField::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                // `null` is the same as absent.
+                Ok(StrField::Absent)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(StrField::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(StrField::Other)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
 
 /// Decode a client frame (`{"type":..,"payload":..,"rpcId":..}`), borrowing from `text`.
 pub fn decode_client_frame(text: &str) -> Result<ClientFrame<'_>, FrameError> {
@@ -40,12 +86,13 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame<'_>, FrameError> {
     let raw: RawClientFrame<'_> =
         serde_json::from_str(text).map_err(|e| FrameError::NotAnObject(e.to_string()))?;
     let rpc_id = match raw.rpc_id {
-        None => None,
-        Some(r) => Some(raw_str(r).ok_or(FrameError::BadRpcId)?),
+        StrField::Absent => None,
+        StrField::Str(r) => Some(r),
+        StrField::Other => return Err(FrameError::BadRpcId),
     };
-    let kind = match raw.kind.and_then(raw_str) {
-        Some(k) => k,
-        None => {
+    let kind = match raw.kind {
+        StrField::Str(k) => k,
+        StrField::Absent | StrField::Other => {
             return Err(FrameError::MissingType {
                 rpc_id: rpc_id.map(Cow::into_owned),
             });
@@ -65,16 +112,6 @@ struct EventOut<'a, P: ?Sized> {
     #[serde(rename = "type")]
     kind: &'a str,
     payload: &'a P,
-}
-
-#[derive(Serialize)]
-struct RpcResOut<'a, P: ?Sized> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<&'a P>,
-    #[serde(rename = "rpcId")]
-    rpc_id: &'a str,
 }
 
 #[derive(Serialize)]
@@ -119,6 +156,13 @@ const SCRATCH_KEEP: usize = 64 * 1024;
 /// header besides: two or more allocations per reply.) The copy is of the frame only, a
 /// memcpy next to the serialisation itself.
 fn to_text<T: Serialize + ?Sized>(v: &T) -> Result<Text, serde_json::Error> {
+    with_scratch(|buf| serde_json::to_writer(buf, v))
+}
+
+/// [`to_text`] of whatever `write` puts into the buffer.
+fn with_scratch(
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+) -> Result<Text, serde_json::Error> {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
     }
@@ -126,12 +170,14 @@ fn to_text<T: Serialize + ?Sized>(v: &T) -> Result<Text, serde_json::Error> {
         // A `Serialize` impl that itself encodes a frame would re-enter: it gets a
         // buffer of its own.
         let Ok(mut buf) = cell.try_borrow_mut() else {
-            return serde_json::to_string(v).map(Text::from);
+            let mut own = Vec::new();
+            write(&mut own)?;
+            return Ok(Text(Bytes::from(own)));
         };
         buf.clear();
-        // serde_json writes UTF-8 only (its own `to_string` relies on that too).
-        let result =
-            serde_json::to_writer(&mut *buf, v).map(|()| Text(Bytes::copy_from_slice(&buf)));
+        // serde_json writes UTF-8 only (its own `to_string` relies on that too), and so
+        // does every `write` here.
+        let result = write(&mut buf).map(|()| Text(Bytes::copy_from_slice(&buf)));
         if buf.capacity() > SCRATCH_KEEP {
             // Do not keep a large frame's buffer for the life of the thread.
             *buf = Vec::with_capacity(512);
@@ -140,14 +186,34 @@ fn to_text<T: Serialize + ?Sized>(v: &T) -> Result<Text, serde_json::Error> {
     })
 }
 
+/// Write `s` as a JSON string: as it is between quotes when nothing in it needs an
+/// escape (what serde_json escapes: `"`, backslash and control characters), else by serde_json.
+fn write_str(buf: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(buf, s)
+    }
+}
+
 /// Encode an event frame `{"type":name,"payload":..}`.
+///
+/// The envelope is written directly (the bytes a derived `Serialize` would write);
+/// serde serialises the payload only. Likewise for [`encode_rpc_res`].
 pub fn encode_event<P: Serialize + ?Sized>(
     name: &str,
     payload: &P,
 ) -> Result<Text, serde_json::Error> {
-    to_text(&EventOut {
-        kind: name,
-        payload,
+    with_scratch(|buf| {
+        buf.extend_from_slice(br#"{"type":"#);
+        write_str(buf, name)?;
+        buf.extend_from_slice(br#","payload":"#);
+        serde_json::to_writer(&mut *buf, payload)?;
+        buf.push(b'}');
+        Ok(())
     })
 }
 
@@ -156,10 +222,16 @@ pub fn encode_rpc_res<P: Serialize + ?Sized>(
     rpc_id: &str,
     payload: Option<&P>,
 ) -> Result<Text, serde_json::Error> {
-    to_text(&RpcResOut {
-        kind: RPC_RES,
-        payload,
-        rpc_id,
+    with_scratch(|buf| {
+        buf.extend_from_slice(br#"{"type":"__rpc_res""#);
+        if let Some(payload) = payload {
+            buf.extend_from_slice(br#","payload":"#);
+            serde_json::to_writer(&mut *buf, payload)?;
+        }
+        buf.extend_from_slice(br#","rpcId":"#);
+        write_str(buf, rpc_id)?;
+        buf.push(b'}');
+        Ok(())
     })
 }
 

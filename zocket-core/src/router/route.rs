@@ -95,6 +95,11 @@ fn decode_input<T: DeserializeOwned>(payload: Option<&RawValue>) -> Result<T, Re
 }
 
 fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Reject> {
+    // Without tracking the path first (it costs on every field); only a refusal is
+    // parsed again to say where.
+    if let Ok(value) = serde_json::from_str(text) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -10,6 +10,9 @@
 //! - `--max-connections N`, `--max-connections-per-ip N`: the admission limits
 //!   ([`zocket_core::ServerConfig::max_connections`] and `max_connections_per_ip`;
 //!   defaults 65 536 and 16 384); over them a handshake is answered `503`.
+//! - `--message-rate N|off`: messages per second per connection (also its burst), or no
+//!   limit ([`zocket_core::ServerConfig::message_rate`]; default 10 000); a connection
+//!   over it is closed with 1008. The benchmarks' pipelined scenario goes past the default.
 //! - `--redis URL`: the distributed hub ([`zocket_redis::RedisHub`]): processes with
 //!   the same Redis (and the same key prefix, env `ZOCKET_REDIS_PREFIX`, default
 //!   `zocket`) form one cluster. If Redis does not answer at startup: exit code 1.
@@ -77,6 +80,29 @@ struct Limits {
     /// Connections at once from one IP address (default 16384).
     #[arg(long, value_name = "N")]
     max_connections_per_ip: Option<usize>,
+    /// Messages per second per connection, also the burst (default 10000; over it:
+    /// close 1008), or `off` for no limit.
+    #[arg(long, value_name = "N|off", value_parser = parse_rate)]
+    message_rate: Option<Rate>,
+}
+
+/// A `--message-rate` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rate {
+    Off,
+    PerSecond(u32),
+}
+
+fn parse_rate(value: &str) -> Result<Rate, String> {
+    if value == "off" {
+        return Ok(Rate::Off);
+    }
+    match value.parse::<u32>() {
+        Ok(0) | Err(_) => Err(format!(
+            "`{value}` is not a positive count of messages per second, nor `off`"
+        )),
+        Ok(n) => Ok(Rate::PerSecond(n)),
+    }
 }
 
 impl Limits {
@@ -85,9 +111,18 @@ impl Limits {
         let per_ip = self
             .max_connections_per_ip
             .unwrap_or(config.max_connections_per_ip);
+        let message_rate = match self.message_rate {
+            None => config.message_rate,
+            Some(Rate::Off) => None,
+            Some(Rate::PerSecond(n)) => Some(zocket_core::RateLimit {
+                per_second: n,
+                burst: n,
+            }),
+        };
         config
             .max_connections(max_connections)
             .max_connections_per_ip(per_ip)
+            .message_rate(message_rate)
     }
 }
 
@@ -226,6 +261,25 @@ mod tests {
             (config.max_connections, config.max_connections_per_ip),
             (10, 2)
         );
+        let rate = |a: &[&str]| {
+            parse(a)
+                .unwrap()
+                .limits
+                .apply(zocket_core::ServerConfig::default())
+                .message_rate
+        };
+        assert_eq!(rate(&[]), zocket_core::ServerConfig::default().message_rate);
+        assert_eq!(rate(&["--message-rate", "off"]), None);
+        assert_eq!(
+            rate(&["--message-rate=50"]),
+            Some(zocket_core::RateLimit {
+                per_second: 50,
+                burst: 50
+            })
+        );
+        let e = parse(&["--message-rate", "fast"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("nor `off`"), "{e}");
         let e = parse(&["--max-connections", "many"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ValueValidation);
         assert!(e.to_string().contains("many"), "{e}");
