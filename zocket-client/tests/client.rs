@@ -3,10 +3,10 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{FakeServer, Log, Mode, eventually};
+use common::{FakeServer, Log, Mode};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -530,8 +530,9 @@ async fn reconnects_reruns_hooks_and_fails_pending_calls() {
     let server = FakeServer::start(Mode::Normal).await;
     let addr = server.addr;
     let log = server.log.clone();
-    let hook_runs = Arc::new(AtomicUsize::new(0));
-    let runs = hook_runs.clone();
+    // How often the hook completed, as a watch: the test waits on its changes.
+    let (runs, mut hook_runs) = tokio::sync::watch::channel(0usize);
+    let runs = Arc::new(runs);
     let client = Client::builder(server.url())
         .reconnect(fast_reconnect())
         .heartbeat(Heartbeat::disabled())
@@ -543,18 +544,14 @@ async fn reconnects_reruns_hooks_and_fails_pending_calls() {
                         room_id: "lobby".into(),
                     })
                     .await?;
-                runs.fetch_add(1, Ordering::SeqCst);
+                runs.send_modify(|n| *n += 1);
                 Ok(())
             }
         })
         .connect()
         .await
         .unwrap();
-    assert_eq!(
-        hook_runs.load(Ordering::SeqCst),
-        1,
-        "hook ran before connect returned"
-    );
+    assert_eq!(*hook_runs.borrow(), 1, "hook ran before connect returned");
     assert_eq!(client.client_id(), Some("c1".into()));
     let mut states = client.state_watch();
 
@@ -567,7 +564,7 @@ async fn reconnects_reruns_hooks_and_fails_pending_calls() {
                 .await
         })
     };
-    eventually(WAIT, "slow call reached the server", || {
+    log.wait_until(WAIT, "slow call reached the server", |log| {
         log.frames_of(1).iter().any(|f| f["type"] == "slow.sleep")
     })
     .await;
@@ -609,10 +606,10 @@ async fn reconnects_reruns_hooks_and_fails_pending_calls() {
         .unwrap()
         .unwrap();
     assert_eq!(hello, "Hello, later!");
-    eventually(WAIT, "hook ran again", || {
-        hook_runs.load(Ordering::SeqCst) == 2
-    })
-    .await;
+    tokio::time::timeout(WAIT, hook_runs.wait_for(|n| *n == 2))
+        .await
+        .expect("hook ran again")
+        .unwrap();
     assert_eq!(client.client_id(), Some("c2".into()));
     let second: Vec<Value> = log.frames_of(2);
     assert_eq!(
@@ -788,7 +785,7 @@ async fn heartbeat_detects_a_silent_peer_and_reconnects() {
     );
     // And it reconnects.
     let log = server.log.clone();
-    eventually(WAIT, "a second connection", || {
+    log.wait_until(WAIT, "a second connection", |log| {
         log.connections.load(Ordering::SeqCst) >= 2
     })
     .await;
@@ -858,7 +855,7 @@ async fn close_ends_everything() {
         tokio::spawn(async move { client.call::<Sleep>(SleepIn { ms: 30_000 }).await })
     };
     let log = server.log.clone();
-    eventually(WAIT, "slow call reached the server", || {
+    log.wait_until(WAIT, "slow call reached the server", |log| {
         log.frames_of(1).iter().any(|f| f["type"] == "slow.sleep")
     })
     .await;
@@ -881,7 +878,7 @@ async fn close_ends_everything() {
         client.call::<Log_>("x".into()).await,
         Err(ClientError::Closed)
     ));
-    eventually(WAIT, "server saw the close", || {
+    log.wait_until(WAIT, "server saw the close", |log| {
         log.closed.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -898,7 +895,7 @@ async fn dropping_every_handle_closes_the_connection() {
     clone.call::<Log_>("still here".into()).await.unwrap();
     drop(clone);
     let log = server.log.clone();
-    eventually(WAIT, "server saw the close", || {
+    log.wait_until(WAIT, "server saw the close", |log| {
         log.closed.load(Ordering::SeqCst) == 1
     })
     .await;

@@ -1,25 +1,16 @@
-//! The client against the real `zocket-core` server (handshake and connection driver),
-//! served over tokio-tungstenite by a minimal adapter written here, on 127.0.0.1.
-
-mod common;
+//! The client against the real server (zocket-core's handshake and engine behind
+//! zocket-hyper's accept loop and transport), on 127.0.0.1.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
 use zocket_client::{Client, ConnectError, ConnectionState, Heartbeat, Reconnect};
-use zocket_core::HandshakeRequest;
-use zocket_core::protocol::TransportError;
-use zocket_core::protocol::{CloseFrame, Text, WsFrame};
 use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -175,35 +166,28 @@ fn router() -> Router<User> {
         .on::<Say>(say)
 }
 
-// ---- a minimal tokio-tungstenite adapter ----
+// ---- the real server on a socket (zocket-hyper's accept loop) ----
 
 struct Served {
     addr: SocketAddr,
     server: Server<User>,
     accept: JoinHandle<()>,
-    upgrades: Arc<AtomicUsize>,
 }
 
 impl Served {
     async fn start(addr: SocketAddr, config: ServerConfig) -> Self {
+        // SO_REUSEADDR: the restart test binds the port of the server it just stopped.
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_reuseaddr(true).unwrap();
         socket.bind(addr).unwrap();
         let listener: TcpListener = socket.listen(128).unwrap();
         let addr = listener.local_addr().unwrap();
         let server = Server::builder(router()).config(config).build();
-        let upgrades = Arc::new(AtomicUsize::new(0));
-        let (s, u) = (server.clone(), upgrades.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, peer)) = listener.accept().await {
-                tokio::spawn(serve_one(s.clone(), stream, peer, u.clone()));
-            }
-        });
+        let accept = tokio::spawn(zocket_hyper::serve(listener, server.clone()));
         Self {
             addr,
             server,
             accept,
-            upgrades,
         }
     }
 
@@ -211,106 +195,16 @@ impl Served {
         format!("ws://{}/", self.addr)
     }
 
-    /// Graceful shutdown (close 1001), then free the port.
+    /// Connections upgraded so far (the server's own count).
+    fn upgrades(&self) -> u64 {
+        self.server.stats().connections_total
+    }
+
+    /// Graceful shutdown (close 1001); the accept loop ends with it and frees the port.
     async fn shutdown(self) {
-        self.accept.abort();
-        let _ = self.accept.await;
         self.server.shutdown().await;
+        let _ = self.accept.await;
     }
-}
-
-/// The request head, peeked (not consumed) so tungstenite can still read it.
-async fn peek_head(stream: &TcpStream) -> Option<String> {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = stream.peek(&mut buf).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        if let Some(pos) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            return String::from_utf8(buf[..pos].to_vec()).ok();
-        }
-        if n == buf.len() {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-async fn serve_one(
-    server: Server<User>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    upgrades: Arc<AtomicUsize>,
-) {
-    let Some(head) = peek_head(&stream).await else {
-        return;
-    };
-    let mut lines = head.split("\r\n");
-    let target = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .unwrap_or("/")
-        .to_owned();
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-        None => (target, None),
-    };
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let req = HandshakeRequest::new(path)
-        .query(query)
-        .headers(headers)
-        .remote_addr(peer);
-    let accepted = match server.handshake(req).await {
-        Ok(a) => a,
-        Err(e) => {
-            let body = e.body();
-            let resp = format!(
-                "HTTP/1.1 {} Refused\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
-                e.status(),
-                body.len(),
-                body
-            );
-            let _ = stream.write_all(resp.as_bytes()).await;
-            let _ = stream.shutdown().await;
-            return;
-        }
-    };
-    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
-        return;
-    };
-    upgrades.fetch_add(1, Ordering::SeqCst);
-    let (sink, stream) = ws.split();
-    let stream = stream.filter_map(|m| async move {
-        match m {
-            Ok(WsMessage::Text(t)) => Some(Ok(WsFrame::Text(Text::from(t.as_str())))),
-            Ok(WsMessage::Binary(b)) => Some(Ok(WsFrame::Binary(b))),
-            Ok(WsMessage::Ping(b)) => Some(Ok(WsFrame::Ping(b))),
-            Ok(WsMessage::Pong(b)) => Some(Ok(WsFrame::Pong(b))),
-            Ok(WsMessage::Close(c)) => Some(Ok(WsFrame::Close(c.map(|c| CloseFrame {
-                code: c.code.into(),
-                reason: c.reason.to_string().into(),
-            })))),
-            Ok(WsMessage::Frame(_)) => None,
-            Err(e) => Some(Err(TransportError::Other(e.to_string()))),
-        }
-    });
-    let sink = sink.with(|f: WsFrame| async move {
-        Ok::<_, tokio_tungstenite::tungstenite::Error>(match f {
-            WsFrame::Text(t) => WsMessage::text(t.as_str().to_owned()),
-            WsFrame::Binary(b) => WsMessage::Binary(b),
-            WsFrame::Ping(b) => WsMessage::Ping(b),
-            WsFrame::Pong(b) => WsMessage::Pong(b),
-            WsFrame::Close(c) => WsMessage::Close(c.map(|c| TCloseFrame {
-                code: c.code.into(),
-                reason: c.reason.to_string().into(),
-            })),
-        })
-    });
-    accepted.serve(Box::pin(stream), Box::pin(sink)).await;
 }
 
 async fn start() -> Served {
@@ -441,7 +335,7 @@ async fn handshake_rejections_from_the_real_server() {
         }
         other => panic!("expected a 400 rejection, got {other:?}"),
     }
-    assert_eq!(served.upgrades.load(Ordering::SeqCst), 0);
+    assert_eq!(served.upgrades(), 0);
     served.shutdown().await;
 }
 
@@ -449,8 +343,9 @@ async fn handshake_rejections_from_the_real_server() {
 async fn room_events_and_rejoin_after_a_server_restart() {
     let served = start().await;
     let addr = served.addr;
-    let joins = Arc::new(AtomicUsize::new(0));
-    let j = joins.clone();
+    // Completed joins, as a watch: the test waits on its changes.
+    let (j, mut joins) = tokio::sync::watch::channel(0usize);
+    let j = Arc::new(j);
     let listener = Client::builder(served.url())
         .header("userName", "Bob")
         .reconnect(
@@ -466,7 +361,7 @@ async fn room_events_and_rejoin_after_a_server_restart() {
                         room_id: "lobby".into(),
                     })
                     .await?;
-                j.fetch_add(1, Ordering::SeqCst);
+                j.send_modify(|n| *n += 1);
                 Ok(())
             }
         })
@@ -521,7 +416,10 @@ async fn room_events_and_rejoin_after_a_server_restart() {
         .await
         .unwrap()
         .unwrap();
-    common::eventually(WAIT, "re-joined", || joins.load(Ordering::SeqCst) == 2).await;
+    tokio::time::timeout(WAIT, joins.wait_for(|n| *n == 2))
+        .await
+        .expect("re-joined")
+        .unwrap();
     speak(served.url()).await;
     let got = tokio::time::timeout(WAIT, messages.next())
         .await
@@ -548,6 +446,6 @@ async fn server_pings_are_answered() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(client.state(), ConnectionState::Open);
     client.call::<Log>("alive".into()).await.unwrap();
-    assert_eq!(served.upgrades.load(Ordering::SeqCst), 1);
+    assert_eq!(served.upgrades(), 1);
     served.shutdown().await;
 }

@@ -54,9 +54,34 @@ pub struct Log {
     pub connections: AtomicUsize,
     /// Connections whose socket ended (client closed or dropped).
     pub closed: AtomicUsize,
+    /// Woken after every change above, so tests wait on events, not on a poll.
+    changed: tokio::sync::Notify,
 }
 
 impl Log {
+    fn changed(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Wait until `cond` holds of this log, re-checked after each change; panics after
+    /// `limit` (which bounds the wait only).
+    pub async fn wait_until(&self, limit: Duration, what: &str, cond: impl Fn(&Log) -> bool) {
+        let wait = async {
+            loop {
+                let notified = self.changed.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                if cond(self) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(limit, wait).await.is_err() {
+            panic!("timed out waiting for: {what}");
+        }
+    }
+
     pub fn handshake_count(&self) -> usize {
         self.handshakes.lock().unwrap().len()
     }
@@ -157,6 +182,7 @@ async fn serve(
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
                 .collect(),
         });
+        hs_log.changed();
         match &reject {
             Some((status, body)) => {
                 let mut r = ErrorResponse::new(Some(body.clone()));
@@ -172,6 +198,7 @@ async fn serve(
         return;
     };
     let conn = log.connections.fetch_add(1, Ordering::SeqCst) + 1;
+    log.changed();
     let (mut sink, mut stream) = ws.split();
     let welcome =
         json!({"type":"__welcome","payload":{"clientId":format!("c{conn}"),"version":"1"}});
@@ -199,9 +226,11 @@ async fn serve(
             continue;
         };
         log.frames.lock().unwrap().push((conn, frame.clone()));
+        log.changed();
         handle(frame, &tx);
     }
     log.closed.fetch_add(1, Ordering::SeqCst);
+    log.changed();
 }
 
 fn send(tx: &mpsc::UnboundedSender<Message>, v: Value) {
@@ -295,16 +324,5 @@ fn handle(frame: Value, tx: &mpsc::UnboundedSender<Message>) {
             &format!("no message `{kind}`"),
             None,
         ),
-    }
-}
-
-/// Wait until `cond` holds, polling; panics after `limit` (bounds the wait only).
-pub async fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = tokio::time::Instant::now();
-    while !cond() {
-        if start.elapsed() > limit {
-            panic!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
