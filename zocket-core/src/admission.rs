@@ -134,6 +134,8 @@ pub(crate) struct Slots {
     max_per_ip: usize,
     state: Mutex<SlotState>,
     stats: Arc<Stats>,
+    /// Woken whenever the last slot is freed (see [`Slots::idle`]).
+    idle: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -156,6 +158,7 @@ impl Slots {
             max_per_ip,
             state: Mutex::new(SlotState::default()),
             stats,
+            idle: tokio::sync::Notify::new(),
         })
     }
 
@@ -198,6 +201,19 @@ impl Slots {
     pub(crate) fn ips(&self) -> usize {
         self.lock().per_ip.len()
     }
+
+    /// Resolves once no slot is held (at once if none is).
+    pub(crate) async fn idle(&self) {
+        loop {
+            let freed = self.idle.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.total() == 0 {
+                return;
+            }
+            freed.await;
+        }
+    }
 }
 
 /// One admitted connection's place in the limits; freed on drop.
@@ -218,6 +234,11 @@ impl Drop for Slot {
                     st.per_ip.remove(&ip);
                 }
             }
+        }
+        let last = st.total == 0;
+        drop(st);
+        if last {
+            self.slots.idle.notify_waiters();
         }
     }
 }
@@ -350,5 +371,31 @@ mod tests {
         drop((s2, s3, s4));
         assert_eq!((slots.total(), slots.ips()), (0, 0));
         assert_eq!(stats.snapshot().admission_full, 2);
+    }
+
+    #[tokio::test]
+    async fn idle_resolves_when_the_last_slot_is_freed() {
+        use futures::FutureExt;
+        let slots = Slots::new(3, 2, Arc::new(Stats::default()));
+        assert!(
+            slots.idle().now_or_never().is_some(),
+            "no slot: idle at once"
+        );
+        let s1 = slots.acquire(None).unwrap();
+        let s2 = slots.acquire(None).unwrap();
+        let waiter = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.idle().await }
+        });
+        // Current-thread runtime: let the waiter start waiting before the frees.
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(s1);
+        assert!(slots.idle().now_or_never().is_none(), "one slot still held");
+        drop(s2);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken by the last free")
+            .unwrap();
     }
 }

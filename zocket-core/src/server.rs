@@ -546,6 +546,15 @@ impl<C: Context> Server<C> {
         (self.inner.slots.total(), self.inner.slots.ips())
     }
 
+    /// Resolves once no connection holds an admission slot (at once if none does):
+    /// every connection, in its handshake or open, has ended. A connection frees its
+    /// slot last, after its disconnect hook and its removal from the hub, so then
+    /// [`ServerHandle::local_connections`] is 0 as well. New connections may arrive
+    /// right after; bound the wait with `tokio::time::timeout`.
+    pub async fn idle(&self) {
+        self.inner.slots.idle().await
+    }
+
     /// Check a handshake, before the upgrade: shutting down and the connection limits
     /// (`503`), origin, headers, connect hook (within
     /// [`ServerConfig::handshake_timeout`]). The adapters check the HTTP request itself
