@@ -74,8 +74,13 @@ const BUCKETS: usize = 32;
 pub struct ClientReport {
     /// Sessions (connections) opened.
     pub sessions: u64,
-    /// Connections that could not be opened (refused, timed out).
+    /// Connections that could not be opened (refused, or not within
+    /// [`SoakConfig::reply_bound`]).
     pub connect_failures: u64,
+    /// Connections (TCP and WebSocket handshake) that took longer than [`SLOW_AFTER`].
+    pub slow_connects: u64,
+    /// The slowest connection set-up, in µs.
+    pub max_connect_us: u64,
     /// RPCs sent and waited for.
     pub calls: u64,
     /// RPC replies received for them.
@@ -156,6 +161,8 @@ impl ClientReport {
 struct Totals {
     sessions: AtomicU64,
     connect_failures: AtomicU64,
+    slow_connects: AtomicU64,
+    max_connect_us: AtomicU64,
     calls: AtomicU64,
     replies: AtomicU64,
     abandoned: AtomicU64,
@@ -197,6 +204,8 @@ impl Totals {
         ClientReport {
             sessions: self.sessions.load(Relaxed),
             connect_failures: self.connect_failures.load(Relaxed),
+            slow_connects: self.slow_connects.load(Relaxed),
+            max_connect_us: self.max_connect_us.load(Relaxed),
             calls: self.calls.load(Relaxed),
             replies: self.replies.load(Relaxed),
             abandoned: self.abandoned.load(Relaxed),
@@ -298,6 +307,9 @@ pub struct Counts {
     pub tasks: usize,
 }
 
+/// The listen backlog of the soak's server (the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 8192;
+
 /// The reference server on 127.0.0.1 (warp or hyper adapter), with its hub at hand.
 pub struct SoakServer {
     server: Server<RefCtx>,
@@ -314,7 +326,12 @@ impl SoakServer {
             .config(ServerConfig::default())
             .hub(hub.clone())
             .build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        // A listen backlog above the clients that may connect at once: with the default
+        // (1 024, tokio's), a busy server's accept queue overflows, the kernel drops SYNs
+        // and a connect waits for SYN retransmits (1 s, 3 s, 7 s, ... 63 s).
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(([127, 0, 0, 1], 0).into())?;
+        let listener = socket.listen(LISTEN_BACKLOG)?;
         let addr = listener.local_addr()?;
         let http = if hyper {
             tokio::spawn(zocket_hyper::serve(listener, server.clone()))
@@ -605,8 +622,18 @@ async fn session(
         .read_buffer_size(CLIENT_READ_BUFFER)
         .write_buffer_size(0);
     let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    let started = Instant::now();
     let ws = match tokio::time::timeout(bound, connect).await {
-        Ok(Ok((ws, _))) => ws,
+        Ok(Ok((ws, _))) => {
+            let took = started.elapsed();
+            totals
+                .max_connect_us
+                .fetch_max(took.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+            if took > SLOW_AFTER {
+                totals.slow_connects.fetch_add(1, Relaxed);
+            }
+            ws
+        }
         Ok(Err(e)) => {
             totals.connect_failures.fetch_add(1, Relaxed);
             return Err(format!("connect: {e}"));

@@ -257,7 +257,7 @@ async fn server_side(args: &Args) -> Result<bool, String> {
         println!(
             "round {n}: {:.1} s, {} sessions, {} calls, {} replies, lost {} (on close {}, on transport error {}, unanswered within the bound {}), \
              slow (> {:?}) {}, latency p50 <= {} us, p99 <= {} us, p99.9 <= {} us, max {} us, {} unexpected replies, {} rpc errors, \
-             {} abandoned calls, {} room events, {} outside their room, server closes {:?}, {} connect failures, {} failures",
+             {} abandoned calls, {} room events, {} outside their room, server closes {:?}, {} connect failures, {} slow connects (max {} us), {} failures",
             r.elapsed.as_secs_f64(),
             r.sessions,
             r.calls,
@@ -279,6 +279,8 @@ async fn server_side(args: &Args) -> Result<bool, String> {
             r.outside_room,
             r.server_closes,
             r.connect_failures,
+            r.slow_connects,
+            r.max_connect_us,
             r.failures,
         );
         println!(
