@@ -121,14 +121,14 @@ pub fn run(world: &World, data: &[u8]) {
         let waited = tokio::time::timeout(
             WAIT,
             client.wait_frame(|f| {
-                if let Ok(sf) = decode_server_frame(f) {
-                    if matches!(&*sf.kind, "__rpc_res" | "__rpc_err") {
-                        let id = sf.rpc_id.as_deref().unwrap_or_default().to_owned();
-                        let n = got.entry(id.clone()).or_default();
-                        *n += 1;
-                        if want.get(&id) == Some(n) {
-                            missing -= 1;
-                        }
+                if let Ok(sf) = decode_server_frame(f)
+                    && matches!(&*sf.kind, "__rpc_res" | "__rpc_err")
+                {
+                    let id = sf.rpc_id.as_deref().unwrap_or_default().to_owned();
+                    let n = got.entry(id.clone()).or_default();
+                    *n += 1;
+                    if want.get(&id) == Some(n) {
+                        missing -= 1;
                     }
                 }
                 missing == 0

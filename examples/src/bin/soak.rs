@@ -149,11 +149,9 @@ fn main() -> ExitCode {
         .init();
     if let Some(addr) = args.drive {
         // The client process.
-        if let Some(cpu) = args.client_cpu {
-            if let Err(e) = pin(cpu) {
-                eprintln!("soak clients: {e}");
-                return ExitCode::from(2);
-            }
+        if let Some(Err(e)) = args.client_cpu.map(pin) {
+            eprintln!("soak clients: {e}");
+            return ExitCode::from(2);
         }
         let report = runtime().block_on(soak::drive(addr, &args.cfg));
         match serde_json::to_string(&report) {
@@ -165,11 +163,9 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    if let Some(cpu) = args.server_cpu {
-        if let Err(e) = pin(cpu) {
-            eprintln!("soak: {e}");
-            return ExitCode::from(2);
-        }
+    if let Some(Err(e)) = args.server_cpu.map(pin) {
+        eprintln!("soak: {e}");
+        return ExitCode::from(2);
     }
     match runtime().block_on(server_side(&args)) {
         Ok(true) => ExitCode::SUCCESS,
