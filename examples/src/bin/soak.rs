@@ -16,8 +16,10 @@
 //! the server listens and no client has connected; *peak* the highest value sampled
 //! every 100 ms during the round; *after* once every connection has ended
 //! (`Server::idle`); *trimmed* after that and `malloc_trim(0)` (glibc hands its free
-//! memory back to the kernel; what remains is memory still in use). A leak grows the
-//! trimmed figure round after round; allocator retention does not.
+//! memory back to the kernel; what remains is memory in use plus fragmentation). *Heap in
+//! use* is the allocator's own count of live bytes over every arena (glibc `malloc_info`,
+//! after the trim), free of retention and fragmentation. A leak grows both round after round; allocator
+//! retention grows neither.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -107,6 +109,51 @@ fn malloc_trim() -> bool {
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         false
+    }
+}
+
+/// Bytes the allocator has handed out and not got back, over every arena (glibc's
+/// `malloc_info`: system bytes minus free chunks, plus mmapped chunks): the live heap,
+/// whatever the allocator retains or fragmentation costs. `None` elsewhere.
+fn heap_in_use() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let mut buf: *mut libc::c_char = std::ptr::null_mut();
+        let mut len: libc::size_t = 0;
+        // SAFETY: open_memstream writes the buffer pointer and length, which stay valid
+        // until we free the buffer; malloc_info writes to the stream; fclose flushes it.
+        let xml = unsafe {
+            let f = libc::open_memstream(&mut buf, &mut len);
+            if f.is_null() {
+                return None;
+            }
+            let ok = libc::malloc_info(0, f) == 0;
+            libc::fclose(f);
+            let text = ok.then(|| {
+                String::from_utf8_lossy(std::slice::from_raw_parts(buf as *const u8, len))
+                    .into_owned()
+            });
+            libc::free(buf.cast());
+            text?
+        };
+        // The totals over every arena follow the last `</heap>`.
+        let totals = &xml[xml.rfind("</heap>").map_or(0, |i| i + 7)..];
+        let field = |tag: &str| -> Option<u64> {
+            let at = totals.find(tag)? + tag.len();
+            let rest = &totals[at..];
+            let size = rest.find("size=\"")? + 6;
+            let end = rest[size..].find('"')? + size;
+            rest[size..end].parse().ok()
+        };
+        let current = field("<system type=\"current\"")?;
+        let fast = field("<total type=\"fast\"")?;
+        let free = field("<total type=\"rest\"")?;
+        let mmap = field("<total type=\"mmap\"")?;
+        Some((current + mmap).saturating_sub(fast + free))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
     }
 }
 
@@ -226,6 +273,10 @@ async fn server_side(args: &Args) -> Result<bool, String> {
         .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
     let before = server.counts();
     let rss_before = soak::rss_kib();
+    // Live bytes are counted after a trim (the allocator's top chunk, free but not in a
+    // bin, would otherwise count as in use).
+    malloc_trim();
+    let heap_before = heap_in_use();
     let c = &args.cfg;
     println!(
         "soak: {} clients, {} adapter, {} s per round, {} rooms, {} rounds, server cpu {:?}, client cpu {:?}, reply bound {:?}",
@@ -248,6 +299,7 @@ async fn server_side(args: &Args) -> Result<bool, String> {
         let rss_after = soak::rss_kib();
         let trimmed = malloc_trim();
         let rss_trimmed = soak::rss_kib();
+        let heap_after = heap_in_use();
         let round_ok = r.ok() && settled && soak::back_to_baseline(&before, &after);
         ok &= round_ok;
         println!(
@@ -280,8 +332,10 @@ async fn server_side(args: &Args) -> Result<bool, String> {
             r.failures,
         );
         println!(
-            "round {n} after: settled {settled}; {}; RSS KiB before {rss_before} / peak {peak} / after {rss_after} / after malloc_trim {rss_trimmed} (released: {trimmed}); {}",
+            "round {n} after: settled {settled}; {}; RSS KiB before {rss_before} / peak {peak} / after {rss_after} / after malloc_trim {rss_trimmed} (released: {trimmed}); heap in use KiB before {:?} / after {:?}; {}",
             show_counts(&after),
+            heap_before.map(|b| b / 1024),
+            heap_after.map(|b| b / 1024),
             if round_ok { "ok" } else { "FAILED" },
         );
         for e in &r.errors {
