@@ -48,6 +48,9 @@ pub struct SoakConfig {
     /// How long a client waits for one reply before counting it lost (it reads all the
     /// while). Replies later than [`SLOW_AFTER`] are counted as slow.
     pub reply_bound: Duration,
+    /// Sessions each client runs at least, however long they take (then it goes on until
+    /// `duration` has passed).
+    pub min_sessions: usize,
 }
 
 impl Default for SoakConfig {
@@ -59,6 +62,7 @@ impl Default for SoakConfig {
             rooms: 50,
             hyper: false,
             reply_bound: Duration::from_secs(60),
+            min_sessions: 1,
         }
     }
 }
@@ -260,8 +264,9 @@ impl Rng {
     }
 }
 
-/// The clients' side: `cfg.clients` clients against the server at `addr` until
-/// `cfg.duration` has passed (each finishes the session it is in).
+/// The clients' side: `cfg.clients` clients against the server at `addr`, each for at
+/// least `cfg.min_sessions` sessions and until `cfg.duration` has passed (finishing the
+/// session it is in).
 pub async fn drive(addr: SocketAddr, cfg: &SoakConfig) -> ClientReport {
     let totals = Arc::new(Totals::default());
     let started = Instant::now();
@@ -269,10 +274,12 @@ pub async fn drive(addr: SocketAddr, cfg: &SoakConfig) -> ClientReport {
     let mut tasks = Vec::with_capacity(cfg.clients);
     for n in 0..cfg.clients {
         let totals = totals.clone();
-        let (rooms, bound) = (cfg.rooms, cfg.reply_bound);
+        let (rooms, bound, min) = (cfg.rooms, cfg.reply_bound, cfg.min_sessions);
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((n as u64 + 1) * 0x2545_F491));
-            while Instant::now() < deadline {
+            let mut done = 0;
+            while done < min || Instant::now() < deadline {
+                done += 1;
                 totals.sessions.fetch_add(1, Relaxed);
                 if let Err(e) = session(addr, n, rooms, bound, &mut rng, &totals).await {
                     // A failed client stops: every failure is counted, none hidden by

@@ -18,6 +18,8 @@ async fn a_short_soak_keeps_every_invariant_on_both_adapters() {
             rooms: 10,
             hyper,
             reply_bound: Duration::from_secs(30),
+            // However slow the machine: every client reconnects at least twice.
+            min_sessions: 3,
         })
         .await;
         let c = &report.clients;
@@ -38,8 +40,8 @@ async fn a_short_soak_keeps_every_invariant_on_both_adapters() {
         assert_eq!(report.after.hub_rooms, 0, "hyper={hyper}: {report:#?}");
         assert!(report.ok(), "hyper={hyper}: {report:#?}");
         // The run did what it claims: sessions ended and started again, rooms got events,
-        // sockets were dropped with calls in flight.
-        assert!(c.sessions > 200 && c.room_events > 0, "{report:#?}");
+        // sockets were dropped with calls in flight (1 session in 8; 600 or more sessions).
+        assert!(c.sessions >= 600 && c.room_events > 0, "{report:#?}");
         assert!(c.abandoned > 0, "{report:#?}");
     }
 }
