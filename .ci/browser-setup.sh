@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the chat example's browser test (examples/tests/chat_browser.rs) needs,
+# Installs what the chat example's browser test (examples/chat/tests/browser.rs) needs,
 # and nothing else. Idempotent: each step runs only when its result is missing.
 #
 #   - Debian's Chromium at /usr/bin/chromium (`apt-get install -y chromium`); the test
 #     never uses a browser downloaded by npm.
-#   - The npm packages of examples/browser (playwright-core only), exactly as locked in
-#     examples/browser/package-lock.json (`npm ci`, install scripts disabled).
+#   - The npm packages of examples/chat/browser (playwright-core only), exactly as locked in
+#     examples/chat/browser/package-lock.json (`npm ci`, install scripts disabled).
 #
 # Needs root (or sudo) for apt-get, and node + npm on PATH.
 set -euo pipefail
@@ -41,12 +41,12 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   exit 1
 fi
 
-lock=examples/browser/package-lock.json
-installed=examples/browser/node_modules/.package-lock.json
-if [ -f examples/browser/node_modules/playwright-core/package.json ] \
+lock=examples/chat/browser/package-lock.json
+installed=examples/chat/browser/node_modules/.package-lock.json
+if [ -f examples/chat/browser/node_modules/playwright-core/package.json ] \
   && [ -f "$installed" ] && [ "$installed" -nt "$lock" ]; then
-  log "examples/browser/node_modules up to date"
+  log "examples/chat/browser/node_modules up to date"
 else
-  log "npm ci --prefix examples/browser"
-  npm ci --prefix examples/browser --ignore-scripts --no-audit --no-fund
+  log "npm ci --prefix examples/chat/browser"
+  npm ci --prefix examples/chat/browser --ignore-scripts --no-audit --no-fund
 fi

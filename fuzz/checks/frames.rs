@@ -24,9 +24,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use zocket_core::Server;
+use zocket_core::hub::LocalHub;
 use zocket_core::protocol::{FrameError, decode_client_frame, decode_server_frame};
 use zocket_core::testing::{ConnectOptions, TestError, TestServer};
-use zocket_core::{LocalHub, Server};
 use zocket_examples::reference::{self, RefCtx};
 
 /// The sentinel RPC sent after the input's frames.
@@ -165,7 +166,7 @@ pub fn run(world: &World, data: &[u8]) {
         drop(client);
         // Reset: this input's connection has ended before the next input starts, and
         // left nothing behind.
-        tokio::time::timeout(WAIT, world.app.server().idle())
+        tokio::time::timeout(WAIT, world.app.server().wait_until(|s| s.admitted().0 == 0))
             .await
             .expect("the connection ends once the client closed");
         assert_eq!(world.app.server().handle().local_connections(), 0);

@@ -14,8 +14,8 @@
 //! admission slot.
 #![allow(dead_code)]
 
-use zocket_core::admission::{HttpVersion, UpgradeRequest, validate};
 use zocket_core::{HandshakeError, HandshakeRequest, Server};
+use zocket_core::{HttpVersion, UpgradeRequest, validate_upgrade as validate};
 use zocket_examples::reference::{self, RefCtx};
 
 /// Built once per process.
@@ -104,12 +104,10 @@ pub fn run(world: &World, data: &[u8]) {
         check_refusal(&e);
         return;
     }
-    let request = HandshakeRequest {
-        path,
-        query,
-        headers,
-        remote_addr: remote,
-    };
+    let request = HandshakeRequest::new(path)
+        .query(query)
+        .headers(headers)
+        .remote_addr(remote);
     world.rt.block_on(async {
         match world.server.handshake(request).await {
             Ok(accepted) => drop(accepted),

@@ -1,149 +1,75 @@
-//! The [`Client`] handle, its builder and its connection state.
+//! The public API: the [`Client`] handle and its [`ClientBuilder`]. The machinery lives
+//! elsewhere: pending calls in `calls`, the outbound queues in `outbound`, the
+//! connection task in `driver`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use zocket_core::protocol::{WireError, encode_client_frame};
-use zocket_core::{Event, Message};
+use zocket_core::{ClientId, Event, Message};
 
-use crate::config::{Config, Heartbeat, Reconnect};
-use crate::driver::{Driver, Target};
+use crate::calls::{Reply, lock};
+use crate::config::{ClientConfig, Heartbeat, Reconnect};
+use crate::driver::{AfterConnect, Driver, Endpoint, HookRun, is_secret_header};
 use crate::error::{ClientError, ConnectError};
-use crate::subscription::{Registry, Subscription};
+use crate::outbound::{Lane, QueuedFrame, Track, outbox};
+use crate::shared::Shared;
+use crate::state::ConnectionState;
+use crate::subscription::Subscription;
 
-/// The state of the connection, as seen through [`Client::state_watch`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnectionState {
-    /// The first connection is being made (or [`Client::connect`] was not called yet).
-    Connecting,
-    /// Connected: messages are written to the socket.
-    Open,
-    /// The connection dropped; waiting for (or making) reconnect attempt `attempt`
-    /// (1-based). Messages are buffered, up to the outbound buffer.
-    Reconnecting {
-        /// The number of the attempt, starting at 1 after each drop.
-        attempt: u32,
-    },
-    /// Closed for good: closed by the user, every handle dropped, the handshake was
-    /// rejected, or reconnecting gave up. Calls fail with [`ClientError::Closed`].
-    Closed,
-}
-
-impl fmt::Display for ConnectionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Connecting => f.write_str("connecting"),
-            Self::Open => f.write_str("open"),
-            Self::Reconnecting { attempt } => write!(f, "reconnecting (attempt {attempt})"),
-            Self::Closed => f.write_str("closed"),
-        }
-    }
-}
-
-/// A frame waiting to be written.
-pub(crate) struct Outgoing {
-    pub(crate) text: String,
-    pub(crate) track: Track,
-}
-
-/// Who learns what became of an outgoing frame.
-pub(crate) enum Track {
-    /// An RPC: its pending entry (the reply comes from the reader).
-    Rpc(u64),
-    /// An emit: told once the frame is written (`Reply::Ok`) or cannot be.
-    Emit(oneshot::Sender<Reply>),
-}
-
-impl Outgoing {
-    /// This frame will never be written: tell its caller why.
-    pub(crate) fn fail(self, shared: &Shared, reply: Reply) {
-        match self.track {
-            Track::Rpc(id) => {
-                let removed = lock(&shared.pending).remove(&id);
-                if let Some(p) = removed {
-                    let _ = p.tx.send(reply);
-                }
-            }
-            Track::Emit(ack) => {
-                let _ = ack.send(reply);
-            }
-        }
-    }
-}
-
-/// What the reader (or the driver) answers to a pending RPC.
-pub(crate) enum Reply {
-    Ok(Option<Box<RawValue>>),
-    Err(WireError),
-    Disconnected,
-    Closed,
-}
-
-pub(crate) struct Pending {
-    pub(crate) tx: oneshot::Sender<Reply>,
-    /// The connection generation it was written on; `None` while still buffered.
-    pub(crate) sent_on: Option<u64>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// State shared by every handle and the driver task.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) main_tx: mpsc::Sender<Outgoing>,
-    pub(crate) prio_tx: mpsc::Sender<Outgoing>,
-    pub(crate) pending: Mutex<HashMap<u64, Pending>>,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) state_tx: watch::Sender<ConnectionState>,
-    pub(crate) client_id_tx: watch::Sender<Option<String>>,
-    pub(crate) close_reason: Mutex<Option<Arc<ConnectError>>>,
-    next_id: AtomicU64,
-}
-
-impl Shared {
-    /// Answer every pending RPC that matches `pred` (and forget it).
-    pub(crate) fn fail_pending(&self, pred: impl Fn(&Pending) -> bool, reply: fn() -> Reply) {
-        let failed: Vec<Pending> = {
-            let mut pending = lock(&self.pending);
-            let ids: Vec<u64> = pending
-                .iter()
-                .filter(|(_, p)| pred(p))
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter().filter_map(|id| pending.remove(id)).collect()
-        };
-        for p in failed {
-            let _ = p.tx.send(reply());
-        }
-    }
-}
-
-pub(crate) type HookFn = Arc<
+/// An after-connect hook, as [`ClientBuilder::on_connect`] stores it.
+type HookFn = Arc<
     dyn Fn(Client) -> Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>> + Send + Sync,
 >;
 
-pub(crate) struct ClientInner {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) shutdown: CancellationToken,
+/// What every clone of a [`Client`] shares.
+struct ClientInner {
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    /// The driver until [`Client::connect`] starts it.
     driver: Mutex<Option<Driver>>,
+    hooks: Arc<[HookFn]>,
     url: String,
 }
 
 impl Drop for ClientInner {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// The hooks as the driver runs them: each run gets a handle on the priority lane.
+/// Holds the client weakly, so the driver does not keep it alive.
+struct HookRunner {
+    hooks: Arc<[HookFn]>,
+    client: Weak<ClientInner>,
+}
+
+impl AfterConnect for HookRunner {
+    fn is_empty(&self) -> bool {
+        self.hooks.is_empty()
+    }
+
+    fn run(&self) -> Option<HookRun> {
+        let client = Client {
+            inner: self.client.upgrade()?,
+            lane: Lane::Priority,
+        };
+        let hooks = self.hooks.clone();
+        Some(Box::pin(async move {
+            for hook in hooks.iter() {
+                hook(client.clone()).await?;
+            }
+            Ok(())
+        }))
     }
 }
 
@@ -154,9 +80,9 @@ impl Drop for ClientInner {
 /// [crate documentation](crate) for an example.
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) inner: Arc<ClientInner>,
+    inner: Arc<ClientInner>,
     /// Handles given to after-connect hooks write ahead of buffered messages.
-    pub(crate) priority: bool,
+    lane: Lane,
 }
 
 impl fmt::Debug for Client {
@@ -169,35 +95,25 @@ impl fmt::Debug for Client {
     }
 }
 
-/// Removes a pending RPC when the call ends in any way (reply, timeout, cancellation).
-struct PendingGuard<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        lock(&self.shared.pending).remove(&self.id);
-    }
-}
-
 impl Client {
     /// Start configuring a client for `url` (`ws://host:port/path`).
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), zocket_client::ConnectError> {
-    /// let client = zocket_client::Client::builder("ws://127.0.0.1:3000/")
+    /// ```
+    /// # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let url = doc::doc_server().await;
+    /// let client = zocket_client::Client::builder(url) // e.g. "ws://127.0.0.1:3000/"
     ///     .header("userName", "Ada")
     ///     .connect()
     ///     .await?;
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
     pub fn builder(url: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             url: url.into(),
             headers: Vec::new(),
             http_only: Vec::new(),
-            config: Config::default(),
+            config: ClientConfig::default(),
             hooks: Vec::new(),
         }
     }
@@ -214,14 +130,18 @@ impl Client {
         let driver = lock(&self.inner.driver)
             .take()
             .ok_or(ConnectError::AlreadyStarted)?;
+        let hooks = HookRunner {
+            hooks: self.inner.hooks.clone(),
+            client: Arc::downgrade(&self.inner),
+        };
         let (tx, rx) = oneshot::channel();
-        tokio::spawn(driver.run(Arc::downgrade(&self.inner), tx));
+        tokio::spawn(driver.run(Box::new(hooks), tx));
         rx.await.unwrap_or(Err(ConnectError::Closed))
     }
 
     /// Call `M` and wait for its typed result, with the default RPC timeout.
     ///
-    /// ```no_run
+    /// ```
     /// # use serde::{Deserialize, Serialize};
     /// # use zocket_client::{Client, ClientError, Message};
     /// # #[derive(Serialize, Deserialize)] pub struct GreetIn { pub name: String }
@@ -231,10 +151,12 @@ impl Client {
     ///     type Input = GreetIn;
     ///     type Output = String;
     /// }
-    /// # async fn demo(client: Client) -> Result<(), ClientError> {
+    /// # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let client = Client::builder(doc::doc_server().await).connect().await?;
     /// let hello = client.call::<Greet>(GreetIn { name: "Ada".into() }).await?;
     /// assert_eq!(hello, "Hello, Ada!");
-    /// # Ok(()) }
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
     ///
     /// Errors: [`ClientError::Rejected`] when the server answers `__rpc_err`,
@@ -324,7 +246,7 @@ impl Client {
     /// `E::Payload`. Several subscriptions of one event each get every event; dropping
     /// one unsubscribes it. See [`Subscription`].
     ///
-    /// ```no_run
+    /// ```
     /// # use futures::StreamExt;
     /// # use zocket_client::{Client, Event};
     /// pub enum Broadcast {}
@@ -332,15 +254,17 @@ impl Client {
     ///     const NAME: &'static str = "message";
     ///     type Payload = String;
     /// }
-    /// # async fn demo(client: Client) {
+    /// # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let client = Client::builder(doc::doc_server().await).connect().await?;
     /// let mut messages = client.subscribe::<Broadcast>();
-    /// while let Some(item) = messages.next().await {
-    ///     match item {
-    ///         Ok(text) => eprintln!("message: {text}"),
-    ///         Err(e) => eprintln!("bad event: {e}"),
-    ///     }
+    /// # client.call_raw("shout", serde_json::json!("hello")).await?; // the server broadcasts it
+    /// match messages.next().await {
+    ///     Some(Ok(text)) => eprintln!("message: {text}"),
+    ///     Some(Err(e)) => eprintln!("bad event (or missed events): {e}"),
+    ///     None => eprintln!("the client is closed"),
     /// }
-    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
     pub fn subscribe<E: Event>(&self) -> Subscription<E::Payload> {
         self.subscribe_as::<E::Payload>(E::NAME)
@@ -374,17 +298,21 @@ impl Client {
 
     /// The current connection state.
     pub fn state(&self) -> ConnectionState {
-        *self.inner.shared.state_tx.borrow()
+        self.inner.shared.state()
     }
 
     /// A watch of the connection state, e.g. to wait for a state:
     ///
-    /// ```no_run
+    /// ```
     /// # use zocket_client::{Client, ConnectionState};
-    /// # async fn demo(client: Client) {
+    /// # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let client = Client::builder(doc::doc_server().await).build()?;
     /// let mut state = client.state_watch();
-    /// let _ = state.wait_for(|s| *s == ConnectionState::Open).await;
-    /// # }
+    /// # let connecting = tokio::spawn({ let client = client.clone(); async move { client.connect().await } });
+    /// state.wait_for(|s| *s == ConnectionState::Open).await?;
+    /// # connecting.await??;
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
     pub fn state_watch(&self) -> watch::Receiver<ConnectionState> {
         self.inner.shared.state_tx.subscribe()
@@ -393,12 +321,12 @@ impl Client {
     /// The client id the server assigned to the current connection (from `__welcome`);
     /// `None` while disconnected or when the server sent no welcome. A new connection
     /// gets a new id.
-    pub fn client_id(&self) -> Option<String> {
+    pub fn client_id(&self) -> Option<ClientId> {
         self.inner.shared.client_id_tx.borrow().clone()
     }
 
-    /// A watch of the client id.
-    pub fn client_id_watch(&self) -> watch::Receiver<Option<String>> {
+    /// A watch of the client id (`None` while disconnected).
+    pub fn client_id_watch(&self) -> watch::Receiver<Option<ClientId>> {
         self.inner.shared.client_id_tx.subscribe()
     }
 
@@ -410,6 +338,11 @@ impl Client {
     /// returned that error).
     pub fn close_reason(&self) -> Option<Arc<ConnectError>> {
         lock(&self.inner.shared.close_reason).clone()
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.shared.config
     }
 
     /// The URL this client connects to (without the header query parameters).
@@ -440,7 +373,7 @@ impl Client {
         rpc: bool,
     ) -> Result<(u64, String), ClientError> {
         let id = if rpc {
-            self.inner.shared.next_id.fetch_add(1, Ordering::Relaxed)
+            self.inner.shared.calls.next_id()
         } else {
             0
         };
@@ -461,14 +394,11 @@ impl Client {
         text: String,
         timeout: Duration,
     ) -> Result<Option<Box<RawValue>>, ClientError> {
-        let shared = &*self.inner.shared;
-        let (tx, rx) = oneshot::channel();
-        lock(&shared.pending).insert(id, Pending { tx, sent_on: None });
-        let _guard = PendingGuard { shared, id };
+        let (_guard, rx) = self.inner.shared.calls.register(id);
         let exchange = async {
             self.enqueue(
                 name,
-                Outgoing {
+                QueuedFrame {
                     text,
                     track: Track::Rpc(id),
                 },
@@ -502,7 +432,7 @@ impl Client {
         let exchange = async {
             self.enqueue(
                 name,
-                Outgoing {
+                QueuedFrame {
                     text,
                     track: Track::Emit(tx),
                 },
@@ -526,43 +456,12 @@ impl Client {
         }
     }
 
-    async fn enqueue(&self, name: &str, out: Outgoing) -> Result<(), ClientError> {
+    async fn enqueue(&self, name: &str, out: QueuedFrame) -> Result<(), ClientError> {
         let shared = &*self.inner.shared;
-        let tx = if self.priority {
-            &shared.prio_tx
-        } else {
-            &shared.main_tx
-        };
-        let state = *shared.state_tx.borrow();
-        match state {
-            ConnectionState::Open => tx.send(out).await.map_err(|_| ClientError::Closed),
-            ConnectionState::Closed => Err(ClientError::Closed),
-            ConnectionState::Connecting | ConnectionState::Reconnecting { .. } => {
-                let capacity = shared.config.outbound_buffer;
-                if capacity == 0 {
-                    return Err(ClientError::NotConnected {
-                        name: name.to_owned(),
-                    });
-                }
-                tx.try_send(out).map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => ClientError::BufferFull {
-                        name: name.to_owned(),
-                        capacity,
-                    },
-                    mpsc::error::TrySendError::Closed(_) => ClientError::Closed,
-                })
-            }
-        }
-    }
-}
-
-impl Shared {
-    /// Final state: closed for good.
-    pub(crate) fn mark_closed(&self) {
-        self.state_tx.send_replace(ConnectionState::Closed);
-        self.client_id_tx.send_replace(None);
-        self.fail_pending(|_| true, || Reply::Closed);
-        self.registry.close_all();
+        shared
+            .outbox
+            .enqueue(self.lane, shared.state(), name, out)
+            .await
     }
 }
 
@@ -580,12 +479,14 @@ fn decode_reply<T: DeserializeOwned>(
 
 /// Configures and connects a [`Client`]; created by [`Client::builder`].
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use zocket_client::{Client, Heartbeat, Reconnect};
 ///
-/// # async fn demo() -> Result<(), zocket_client::ConnectError> {
-/// let client = Client::builder("ws://127.0.0.1:3000/")
+/// # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # let url = doc::doc_server().await;
+/// let client = Client::builder(url) // e.g. "ws://127.0.0.1:3000/"
 ///     .header("userName", "Ada")
 ///     .header("userRole", "admin")
 ///     .rpc_timeout(Duration::from_secs(5))
@@ -599,14 +500,14 @@ fn decode_reply<T: DeserializeOwned>(
 ///     })
 ///     .connect()
 ///     .await?;
-/// # Ok(()) }
+/// # Ok::<(), zocket_client::ConnectError>(()) }).unwrap();
 /// ```
 #[must_use = "a builder does nothing until `connect` or `build` is called"]
 pub struct ClientBuilder {
     url: String,
     headers: Vec<(String, String)>,
     http_only: Vec<String>,
-    config: Config,
+    config: ClientConfig,
     hooks: Vec<HookFn>,
 }
 
@@ -659,6 +560,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Replace the whole configuration (timeouts, reconnect, heartbeat, buffers, TLS) with
+    /// `config`; the setters below change one option each.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
     /// The default timeout of [`Client::call`] (10 s unless set).
     pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
         self.config.rpc_timeout = timeout;
@@ -697,7 +605,7 @@ impl ClientBuilder {
     /// How many events each subscription may hold before it starts dropping (and
     /// reporting [`ClientError::Lagged`]); 1024 unless set.
     pub fn subscription_buffer(mut self, events: usize) -> Self {
-        self.config.subscription_buffer = events.max(1);
+        self.config = self.config.subscription_buffer(events);
         self
     }
 
@@ -770,40 +678,20 @@ impl ClientBuilder {
     /// Build the client without connecting, e.g. to subscribe before the first event can
     /// arrive; then call [`Client::connect`]. Fails only for an invalid URL.
     pub fn build(self) -> Result<Client, ConnectError> {
-        let target = Target::new(&self.url, &self.headers, &self.http_only)?;
-        let capacity = self.config.outbound_buffer.max(1);
-        let (main_tx, main_rx) = mpsc::channel(capacity);
-        let (prio_tx, prio_rx) = mpsc::channel(capacity);
-        let (state_tx, _) = watch::channel(ConnectionState::Connecting);
-        let (client_id_tx, _) = watch::channel(None);
-        let shared = Arc::new(Shared {
-            config: self.config,
-            main_tx,
-            prio_tx,
-            pending: Mutex::new(HashMap::new()),
-            registry: Arc::new(Registry::default()),
-            state_tx,
-            client_id_tx,
-            close_reason: Mutex::new(None),
-            next_id: AtomicU64::new(1),
-        });
+        let endpoint = Endpoint::new(&self.url, &self.headers, &self.http_only)?;
+        let (outbox, outbox_rx) = outbox(self.config.outbound_buffer);
+        let shared = Arc::new(Shared::new(self.config, outbox));
         let shutdown = CancellationToken::new();
-        let driver = Driver::new(
-            shared.clone(),
-            target,
-            main_rx,
-            prio_rx,
-            self.hooks,
-            shutdown.clone(),
-        );
+        let driver = Driver::new(shared.clone(), endpoint, outbox_rx, shutdown.clone());
         Ok(Client {
             inner: Arc::new(ClientInner {
                 shared,
                 shutdown,
                 driver: Mutex::new(Some(driver)),
+                hooks: self.hooks.into(),
                 url: self.url,
             }),
-            priority: false,
+            lane: Lane::Main,
         })
     }
 
@@ -813,13 +701,6 @@ impl ClientBuilder {
         client.connect().await?;
         Ok(client)
     }
-}
-
-/// Whether a header's value is a secret: never logged, never shown by `Debug`.
-pub(crate) fn is_secret_header(name: &str) -> bool {
-    ["token", "authorization", "proxy-authorization", "cookie"]
-        .iter()
-        .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 fn redacted(headers: &[(String, String)]) -> Vec<(&str, &str)> {

@@ -1,4 +1,5 @@
-//! Connection policies: [`Reconnect`] and [`Heartbeat`].
+//! The client's configuration: [`ClientConfig`], with its [`Reconnect`] policy and
+//! [`Heartbeat`].
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -193,25 +194,119 @@ impl Heartbeat {
     }
 }
 
-/// Everything the builder collected (private).
+/// Everything a [`Client`](crate::Client) is configured with except its URL, headers and
+/// hooks: timeouts, the [`Reconnect`] policy, the [`Heartbeat`], buffer sizes and TLS.
+///
+/// Usually set through [`ClientBuilder`](crate::ClientBuilder)'s methods of the same
+/// names; build one to share it between clients, and pass it with
+/// [`ClientBuilder::config`](crate::ClientBuilder::config). New options may be added
+/// (hence `#[non_exhaustive]`): start from [`ClientConfig::default`] and use the setters
+/// or assign the fields.
+///
+/// ```
+/// use std::time::Duration;
+/// use zocket_client::{ClientConfig, Heartbeat, Reconnect};
+///
+/// let config = ClientConfig::default()
+///     .rpc_timeout(Duration::from_secs(5))
+///     .heartbeat(Heartbeat::new(Duration::from_secs(10), Duration::from_secs(5)))
+///     .reconnect(Reconnect::default().max_attempts(3));
+/// assert_eq!(config.rpc_timeout, Duration::from_secs(5));
+/// assert_eq!(config.outbound_buffer, 1024);
+/// let client = zocket_client::Client::builder("ws://127.0.0.1:3000/")
+///     .config(config)
+///     .build()?;
+/// assert_eq!(client.config().heartbeat.timeout(), Some(Duration::from_secs(5)));
+/// # Ok::<(), zocket_client::ConnectError>(())
+/// ```
 #[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) rpc_timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) reconnect: Reconnect,
-    pub(crate) heartbeat: Heartbeat,
-    pub(crate) outbound_buffer: usize,
-    pub(crate) subscription_buffer: usize,
-    pub(crate) welcome_timeout: Option<Duration>,
-    pub(crate) retry_initial_connect: bool,
-    pub(crate) max_message_size: Option<usize>,
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The default timeout of [`Client::call`](crate::Client::call) and
+    /// [`Client::emit`](crate::Client::emit). Default 10 s.
+    pub rpc_timeout: Duration,
+    /// How long one connection attempt (TCP and handshake) may take. Default 10 s.
+    pub connect_timeout: Duration,
+    /// When to reconnect. Default [`Reconnect::default`]: on, forever.
+    pub reconnect: Reconnect,
+    /// Client-side pings. Default [`Heartbeat::default`]: every 15 s, 10 s to answer.
+    pub heartbeat: Heartbeat,
+    /// How many messages may wait to be sent, also while disconnected (`0`: none are
+    /// buffered while disconnected). Default 1024.
+    pub outbound_buffer: usize,
+    /// How many events each subscription holds before it reports
+    /// [`ClientError::Lagged`](crate::ClientError::Lagged) (at least 1). Default 1024.
+    pub subscription_buffer: usize,
+    /// How long to wait for the server's `__welcome`; `None` does not wait (Zocket v1
+    /// servers send none). Default 5 s.
+    pub welcome_timeout: Option<Duration>,
+    /// Retry the first connection by the reconnect policy too. Default off.
+    pub retry_initial_connect: bool,
+    /// The largest incoming message accepted; `None` for no limit. Default 16 MiB.
+    pub max_message_size: Option<usize>,
+    /// The TLS configuration of `wss://` connections; `None`: rustls with the webpki
+    /// roots and the `ring` provider. Default `None`.
     #[cfg(feature = "tls")]
-    pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
-impl std::fmt::Debug for Config {
+impl ClientConfig {
+    /// Set [`rpc_timeout`](Self::rpc_timeout).
+    pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.rpc_timeout = timeout;
+        self
+    }
+    /// Set [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+    /// Set [`reconnect`](Self::reconnect).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.reconnect = policy;
+        self
+    }
+    /// Set [`heartbeat`](Self::heartbeat).
+    pub fn heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+    /// Set [`outbound_buffer`](Self::outbound_buffer).
+    pub fn outbound_buffer(mut self, messages: usize) -> Self {
+        self.outbound_buffer = messages;
+        self
+    }
+    /// Set [`subscription_buffer`](Self::subscription_buffer) (raised to at least 1).
+    pub fn subscription_buffer(mut self, events: usize) -> Self {
+        self.subscription_buffer = events.max(1);
+        self
+    }
+    /// Set [`welcome_timeout`](Self::welcome_timeout).
+    pub fn welcome_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.welcome_timeout = timeout;
+        self
+    }
+    /// Set [`retry_initial_connect`](Self::retry_initial_connect).
+    pub fn retry_initial_connect(mut self, retry: bool) -> Self {
+        self.retry_initial_connect = retry;
+        self
+    }
+    /// Set [`max_message_size`](Self::max_message_size).
+    pub fn max_message_size(mut self, bytes: Option<usize>) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+    /// Set [`tls`](Self::tls).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut d = f.debug_struct("Config");
+        let mut d = f.debug_struct("ClientConfig");
         d.field("rpc_timeout", &self.rpc_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("reconnect", &self.reconnect)
@@ -227,7 +322,8 @@ impl std::fmt::Debug for Config {
     }
 }
 
-impl Default for Config {
+impl Default for ClientConfig {
+    /// The defaults listed on each field.
     fn default() -> Self {
         Self {
             rpc_timeout: Duration::from_secs(10),

@@ -259,3 +259,26 @@ impl ConnectError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_bodies() {
+        let r = HandshakeRejection::from_response(
+            400,
+            Some(br#"{"error":"INVALID_HEADERS","message":"bad","issues":[{"path":"userRole","message":"unknown variant"}]}"#),
+        );
+        assert_eq!(r.code, "INVALID_HEADERS");
+        assert_eq!(r.issues.len(), 1);
+        assert_eq!(r.issues[0].path, "userRole");
+        let r = HandshakeRejection::from_response(401, Some(b"nope"));
+        assert_eq!(
+            (r.status, r.code.as_str(), r.message.as_str()),
+            (401, "UNAUTHORIZED", "nope")
+        );
+        let r = HandshakeRejection::from_response(403, None);
+        assert_eq!(r.code, "FORBIDDEN");
+    }
+}

@@ -6,7 +6,7 @@
 //! with ping/pong heartbeats, times out RPCs, and buffers (boundedly) what is sent while
 //! disconnected.
 //!
-//! ```no_run
+//! ```
 //! use futures::StreamExt;
 //! use serde::{Deserialize, Serialize};
 //! use zocket_client::{Client, Event, Message};
@@ -21,12 +21,20 @@
 //!     type Output = String;
 //! }
 //! #[derive(Serialize, Deserialize)]
-//! pub struct JoinIn { #[serde(rename = "roomId")] pub room_id: String }
+//! pub struct RoomIn { #[serde(rename = "roomId")] pub room_id: String }
 //! pub enum Join {}
 //! impl Message for Join {
 //!     const NAME: &'static str = "rooms.join";
-//!     type Input = JoinIn;
+//!     type Input = RoomIn;
 //!     type Output = Vec<String>;
+//! }
+//! #[derive(Serialize, Deserialize)]
+//! pub struct SayIn { #[serde(rename = "roomId")] pub room_id: String, pub content: String }
+//! pub enum Say {}
+//! impl Message for Say {
+//!     const NAME: &'static str = "rooms.say";
+//!     type Input = SayIn;
+//!     type Output = ();
 //! }
 //! #[derive(Debug, Serialize, Deserialize)]
 //! pub struct RoomMsg { #[serde(rename = "roomId")] pub room_id: String, #[serde(rename = "userName")] pub user_name: String, pub content: String }
@@ -36,12 +44,15 @@
 //!     type Payload = RoomMsg;
 //! }
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = Client::builder("ws://127.0.0.1:3000/")
+//! # mod doc { include!(concat!(env!("CARGO_MANIFEST_DIR"), "/doc/server.rs")); }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! # let url = doc::doc_server().await; // a real server on a free port
+//! // url: e.g. "ws://127.0.0.1:3000/"
+//! let client = Client::builder(url)
 //!     .header("userName", "Ada")
 //!     // after every (re)connect: re-join the room
 //!     .on_connect(|client| async move {
-//!         client.call::<Join>(JoinIn { room_id: "lobby".into() }).await?;
+//!         client.call::<Join>(RoomIn { room_id: "lobby".into() }).await?;
 //!         Ok(())
 //!     })
 //!     .connect()
@@ -51,12 +62,16 @@
 //! let mut messages = client.subscribe::<RoomMessage>();
 //! let hello: String = client.call::<Greet>(GreetIn { name: "Ada".into() }).await?;
 //! assert_eq!(hello, "Hello, Ada!");
+//! client.call::<Say>(SayIn { room_id: "lobby".into(), content: "hi".into() }).await?;
 //!
-//! while let Some(msg) = messages.next().await {
-//!     let msg = msg?; // a payload that does not decode is an error, not dropped
+//! // `None` once the client is closed; a payload that does not decode is an error.
+//! if let Some(msg) = messages.next().await {
+//!     let msg = msg?;
 //!     println!("{} {}: {}", msg.room_id, msg.user_name, msg.content);
+//!     assert_eq!((msg.user_name.as_str(), msg.content.as_str()), ("Ada", "hi"));
 //! }
-//! # Ok(()) }
+//! client.close().await;
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 //!
 //! ## Behaviour
@@ -80,23 +95,30 @@
 //!
 //! The reader task only routes frames into channels; it never waits for user code, so a
 //! slow subscriber cannot stall replies to calls.
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
+// The public API.
 mod client;
 mod config;
-mod driver;
 mod error;
+mod state;
 mod subscription;
+// The machinery behind it.
+mod calls;
+mod driver;
+mod outbound;
+mod shared;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use client::{Client, ClientBuilder, ConnectionState};
-pub use config::{Heartbeat, Reconnect};
+pub use client::{Client, ClientBuilder};
+pub use config::{ClientConfig, Heartbeat, Reconnect};
 pub use error::{ClientError, ConnectError, HandshakeRejection, HeaderIssue, Reject};
 /// The rustls version `wss://` uses (for [`ClientBuilder::tls_config`] and
 /// [`ClientBuilder::tls_root_certificates`]).
 #[cfg(feature = "tls")]
 pub use rustls;
+pub use state::ConnectionState;
 pub use subscription::Subscription;
 pub use zocket_core::protocol::WireError;
-pub use zocket_core::{Event, Message};
+pub use zocket_core::{ClientId, Event, Message};

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ClientError;
 
 /// What the reader hands to a subscriber.
-enum Delivery {
+enum QueueItem {
     /// The payload's JSON text (`null` when the frame had none).
     Event(Arc<str>),
     /// This many events were dropped because the queue was full.
@@ -22,7 +22,7 @@ enum Delivery {
 }
 
 struct QueueState {
-    items: VecDeque<Delivery>,
+    items: VecDeque<QueueItem>,
     waker: Option<Waker>,
     closed: bool,
 }
@@ -56,13 +56,13 @@ impl Queue {
             return;
         }
         if st.items.len() >= self.capacity {
-            if let Some(Delivery::Lagged(n)) = st.items.back_mut() {
+            if let Some(QueueItem::Lagged(n)) = st.items.back_mut() {
                 *n += 1;
             } else {
-                st.items.push_back(Delivery::Lagged(1));
+                st.items.push_back(QueueItem::Lagged(1));
             }
         } else {
-            st.items.push_back(Delivery::Event(payload.clone()));
+            st.items.push_back(QueueItem::Event(payload.clone()));
         }
         if let Some(w) = st.waker.take() {
             w.wake();
@@ -203,13 +203,13 @@ impl<T: DeserializeOwned> Stream for Subscription<T> {
         };
         // Decoding happens here, in the subscriber's task, never in the reader.
         Poll::Ready(Some(match next {
-            Delivery::Event(text) => {
+            QueueItem::Event(text) => {
                 serde_json::from_str(&text).map_err(|source| ClientError::Decode {
                     name: this.name.to_string(),
                     source,
                 })
             }
-            Delivery::Lagged(missed) => Err(ClientError::Lagged { missed }),
+            QueueItem::Lagged(missed) => Err(ClientError::Lagged { missed }),
         }))
     }
 }

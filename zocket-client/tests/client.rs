@@ -144,7 +144,7 @@ async fn typed_call_roundtrip_and_handshake_headers() {
         .await
         .unwrap();
     assert_eq!(client.state(), ConnectionState::Open);
-    assert_eq!(client.client_id().as_deref(), Some("c1"));
+    assert_eq!(client.client_id(), Some("c1".into()));
 
     let hello = client
         .call::<Greet>(GreetIn { name: "Ada".into() })
@@ -555,7 +555,7 @@ async fn reconnects_reruns_hooks_and_fails_pending_calls() {
         1,
         "hook ran before connect returned"
     );
-    assert_eq!(client.client_id().as_deref(), Some("c1"));
+    assert_eq!(client.client_id(), Some("c1".into()));
     let mut states = client.state_watch();
 
     // A call in flight when the server dies fails with Disconnected, it does not hang.
@@ -613,7 +613,7 @@ async fn reconnects_reruns_hooks_and_fails_pending_calls() {
         hook_runs.load(Ordering::SeqCst) == 2
     })
     .await;
-    assert_eq!(client.client_id().as_deref(), Some("c2"));
+    assert_eq!(client.client_id(), Some("c2".into()));
     let second: Vec<Value> = log.frames_of(2);
     assert_eq!(
         second[0]["type"], "rooms.join",

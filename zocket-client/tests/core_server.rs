@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as TCloseFrame;
 use zocket_client::{Client, ConnectError, ConnectionState, Heartbeat, Reconnect};
+use zocket_core::HandshakeRequest;
+use zocket_core::protocol::TransportError;
 use zocket_core::protocol::{CloseFrame, Text, WsFrame};
-use zocket_core::server::{HandshakeRequest, TransportError};
 use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -259,12 +260,10 @@ async fn serve_one(
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    let req = HandshakeRequest {
-        path,
-        query,
-        headers,
-        remote_addr: Some(peer),
-    };
+    let req = HandshakeRequest::new(path)
+        .query(query)
+        .headers(headers)
+        .remote_addr(peer);
     let accepted = match server.handshake(req).await {
         Ok(a) => a,
         Err(e) => {
@@ -535,11 +534,10 @@ async fn room_events_and_rejoin_after_a_server_restart() {
 
 #[tokio::test]
 async fn server_pings_are_answered() {
-    let config = ServerConfig {
-        heartbeat_interval: Some(Duration::from_millis(30)),
-        heartbeat_timeout: Duration::from_millis(200),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().heartbeat(zocket_core::Heartbeat::new(
+        Duration::from_millis(30),
+        Duration::from_millis(200),
+    ));
     let served = Served::start("127.0.0.1:0".parse().unwrap(), config).await;
     let client = Client::builder(served.url())
         .heartbeat(Heartbeat::disabled())

@@ -229,6 +229,7 @@ impl Reject {
 
 /// A decoded `error` object of an `__rpc_err` / `__error` frame, as the client and the
 /// test harness receive it.
+#[cfg(feature = "protocol")]
 impl From<crate::protocol::WireError> for Reject {
     fn from(e: crate::protocol::WireError) -> Self {
         Self {
@@ -241,8 +242,10 @@ impl From<crate::protocol::WireError> for Reject {
 }
 
 /// The internal error and its sources, `outer: cause: root`, bounded in length; for logs.
-pub(crate) struct Chain<'a>(pub &'a (dyn StdError + 'static));
-impl fmt::Display for Chain<'_> {
+#[cfg(feature = "server")]
+pub(crate) struct SourceChain<'a>(pub &'a (dyn StdError + 'static));
+#[cfg(feature = "server")]
+impl fmt::Display for SourceChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MAX: usize = 2048;
         let mut text = String::new();
@@ -273,14 +276,17 @@ impl fmt::Display for Chain<'_> {
 
 /// Log an `INTERNAL` rejection's server-side error with its source chain (at ERROR: the
 /// server failed, the client only learns "Internal server error").
+#[cfg(feature = "server")]
 pub(crate) fn log_internal(rej: &Reject, what: &str) {
     if let Some(e) = rej.internal_error() {
-        tracing::error!(error = %Chain(e), "{what} failed; answered INTERNAL");
+        tracing::error!(error = %SourceChain(e), "{what} failed; answered INTERNAL");
     }
 }
 
 /// Displayed as the code only; used in logs.
+#[cfg(feature = "server")]
 pub(crate) struct CodeOnly<'a>(pub &'a Reject);
+#[cfg(feature = "server")]
 impl fmt::Display for CodeOnly<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0.code)

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 pub struct ClientId(Arc<str>);
 
 impl ClientId {
-    /// A fresh random id.
+    /// A fresh random id (feature `server`).
+    #[cfg(feature = "server")]
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4().simple().to_string().into())
     }

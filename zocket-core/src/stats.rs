@@ -29,9 +29,9 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::hub::CloseReason;
+use crate::context::CloseReason;
 
-/// Metric names (see the [module docs](self) for types and labels).
+/// Metric names (types and labels: [the crate docs](crate#metrics)).
 pub mod names {
     /// Gauge: connections open now.
     pub const CONNECTIONS_OPEN: &str = "zocket_connections_open";
@@ -89,12 +89,45 @@ pub fn describe_metrics() {
     );
 }
 
+impl<C: crate::Context> crate::Server<C> {
+    /// Waits until `cond` holds for this server, e.g. for its [`stats`](Self::stats)
+    /// or its [`admitted`](Self::admitted) connections: checked now, then again after
+    /// every change of the connection counts (a connection admitted, opened, closed,
+    /// or its admission slot freed). An event wait, no polling; bound it with
+    /// `tokio::time::timeout`.
+    ///
+    /// ```
+    /// # use zocket_core::{Connect, Context, Reject, Router, Server};
+    /// # struct User;
+    /// # impl Context for User {
+    /// #     type Headers = std::collections::HashMap<String, String>;
+    /// #     type State = ();
+    /// #     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let server = Server::new(Router::<User>::new());
+    /// // Resolves once every connection has ended and freed its slot.
+    /// server.wait_until(|s| s.admitted().0 == 0).await;
+    /// # });
+    /// ```
+    pub async fn wait_until(&self, mut cond: impl FnMut(&Self) -> bool) {
+        let stats = self.handle().stats;
+        // Subscribed before the first check, so a change in between is not missed.
+        let mut changes = stats.changes.subscribe();
+        while !cond(self) {
+            if changes.changed().await.is_err() {
+                return; // unreachable: `stats` holds the sender
+            }
+        }
+    }
+}
+
 /// The `type` label of a message that is not a registered route.
-pub const UNKNOWN_TYPE: &str = "unknown";
+pub(crate) const UNKNOWN_TYPE: &str = "unknown";
 
 /// Live counters of a server. Read them with [`crate::Server::stats`].
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub(crate) connections_open: AtomicU64,
     pub(crate) connections_total: AtomicU64,
     pub(crate) handshakes_rejected: AtomicU64,
@@ -113,9 +146,13 @@ pub struct Stats {
     pub(crate) rate_limit_closes: AtomicU64,
     pub(crate) read_pauses: AtomicU64,
     pub(crate) close_timeouts: AtomicU64,
+    /// Bumped whenever a connection is admitted, opened, unregistered or closed, or
+    /// frees its admission slot: what [`Server::wait_until`](crate::Server::wait_until)
+    /// waits on.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
-/// A point-in-time copy of [`Stats`].
+/// A point-in-time copy of the server's counters ([`crate::Server::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
@@ -168,7 +205,7 @@ pub struct StatsSnapshot {
     pub close_timeouts: u64,
 }
 
-/// The counters a [`crate::Hub`] keeps itself ([`crate::Hub::stats`]); the server adds
+/// The counters a [`Hub`](crate::hub::Hub) keeps itself ([`Hub::stats`](crate::hub::Hub::stats)); the server adds
 /// them into its [`StatsSnapshot`]. All zero for the in-memory hub.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -194,7 +231,7 @@ impl HubStats {
 
 impl Stats {
     /// Copy every counter.
-    pub fn snapshot(&self) -> StatsSnapshot {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             connections_open: self.connections_open.load(Relaxed),
             connections_total: self.connections_total.load(Relaxed),
@@ -249,12 +286,20 @@ impl Stats {
         inc(&self.connections_total);
         metrics::gauge!(names::CONNECTIONS_OPEN).increment(1.0);
         metrics::counter!(names::CONNECTIONS_TOTAL).increment(1);
+        self.changed();
     }
 
     /// A connection left the hub: it is no longer open.
     pub(crate) fn connection_unregistered(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
         metrics::gauge!(names::CONNECTIONS_OPEN).decrement(1.0);
+        self.changed();
+    }
+
+    /// Wake whoever waits in [`Server::wait_until`](crate::Server::wait_until): the
+    /// connection counts or the admission slots changed.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// How a connection ended (`zocket_closes_total`), after its disconnect hook.
@@ -263,8 +308,10 @@ impl Stats {
             Some(code) => std::borrow::Cow::Owned(code.to_string()),
             None => std::borrow::Cow::Borrowed("none"),
         };
+        tracing::trace!(%code, reason = close_label(reason), "close recorded");
         metrics::counter!(names::CLOSES, "code" => code, "reason" => close_label(reason))
             .increment(1);
+        self.changed();
     }
 
     /// A handshake was refused with this HTTP status.

@@ -512,10 +512,7 @@ async fn slow_handler_does_not_delay_a_fast_one_and_replies_match_ids() {
 
 #[tokio::test(start_paused = true)]
 async fn strictly_sequential_mode_runs_one_at_a_time() {
-    let app = app_with(ServerConfig {
-        max_in_flight: 1,
-        ..Default::default()
-    });
+    let app = app_with(ServerConfig::default().max_in_flight(1));
     let c = Arc::new(app.connect([("userName", "a")]).await.unwrap());
     let slow = {
         let c = c.clone();
@@ -538,10 +535,12 @@ async fn strictly_sequential_mode_runs_one_at_a_time() {
 
 #[tokio::test]
 async fn flood_of_protocol_errors_closes_1008() {
-    let app = app_with(ServerConfig {
-        max_protocol_errors: 5,
-        ..Default::default()
-    });
+    let app = app_with(
+        ServerConfig::default().protocol_errors(zocket_core::ProtocolErrorLimit {
+            max: 5,
+            ..Default::default()
+        }),
+    );
     let bad = app.connect([("userName", "a")]).await.unwrap();
     let good = app.connect([("userName", "b")]).await.unwrap();
     for _ in 0..6 {
@@ -557,10 +556,7 @@ async fn flood_of_protocol_errors_closes_1008() {
 
 #[tokio::test]
 async fn oversize_message_closes_1009() {
-    let app = app_with(ServerConfig {
-        max_message_bytes: 1000,
-        ..Default::default()
-    });
+    let app = app_with(ServerConfig::default().max_message_bytes(1000));
     let c = app.connect([("userName", "a")]).await.unwrap();
     let other = app.connect([("userName", "b")]).await.unwrap();
     c.send_raw(format!(
@@ -580,10 +576,7 @@ async fn oversize_message_closes_1009() {
 // stuck client here are pushed by others (the server handle), as in a room fan-out.
 #[tokio::test]
 async fn slow_consumer_is_closed_1013_and_others_keep_receiving() {
-    let app = app_with(ServerConfig {
-        outbound_queue: 8,
-        ..Default::default()
-    });
+    let app = app_with(ServerConfig::default().outbound_queue(8));
     let stuck = app
         .connect_with(
             [("userName", "stuck")],
@@ -615,11 +608,9 @@ async fn slow_consumer_is_closed_1013_and_others_keep_receiving() {
 // `Flood` overflowed its queue); events pushed by others are, under `DropFrame`.
 #[tokio::test]
 async fn drop_frame_policy_keeps_the_connection_and_counts() {
-    let config = ServerConfig {
-        outbound_queue: 4,
-        slow_consumer: SlowConsumerPolicy::DropFrame,
-        ..Default::default()
-    };
+    let config = ServerConfig::default()
+        .outbound_queue(4)
+        .slow_consumer(SlowConsumerPolicy::DropFrame);
     let app = app_with(config);
     let c = app
         .connect_with(
@@ -656,11 +647,10 @@ async fn drop_frame_policy_keeps_the_connection_and_counts() {
 
 #[tokio::test(start_paused = true)]
 async fn peer_that_stops_answering_pings_is_dropped_and_hook_runs_once() {
-    let config = ServerConfig {
-        heartbeat_interval: Some(Duration::from_millis(50)),
-        heartbeat_timeout: Duration::from_millis(50),
-        ..Default::default()
-    };
+    let config = ServerConfig::default().heartbeat(zocket_core::Heartbeat::new(
+        Duration::from_millis(50),
+        Duration::from_millis(50),
+    ));
     let app = app_with(config);
     let alive = app.connect([("userName", "alive")]).await.unwrap();
     let dead = app
@@ -778,10 +768,7 @@ fn reserved_names_panic_at_build_time() {
 
 #[tokio::test]
 async fn origin_allow_list_is_checked_before_anything_else() {
-    let config = ServerConfig {
-        allowed_origins: Some(vec!["https://app.example".into()]),
-        ..Default::default()
-    };
+    let config = ServerConfig::default().allowed_origins(Some(vec!["https://app.example".into()]));
     let app = app_with(config);
     let origin = |o: &str| ConnectOptions {
         http_headers: vec![("Origin".into(), o.into())],
@@ -812,7 +799,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use futures::channel::mpsc as fmpsc;
 use futures::{SinkExt, StreamExt};
-use zocket_core::{CloseReason, HandshakeRequest, PingReplies, RateLimit, TransportError};
+use zocket_core::protocol::TransportError;
+use zocket_core::{CloseReason, HandshakeRequest, PingReplies, RateLimit};
 
 type Inbound = Result<WsFrame, TransportError>;
 
@@ -837,11 +825,7 @@ async fn raw_with(
     replies: PingReplies,
 ) -> Raw {
     let accepted = server
-        .handshake(HandshakeRequest {
-            path: "/".into(),
-            query: Some(format!("userName={name}")),
-            ..Default::default()
-        })
+        .handshake(HandshakeRequest::new("/").query(format!("userName={name}")))
         .await
         .unwrap()
         .ping_replies(replies);
@@ -899,10 +883,7 @@ fn call(name: &str, payload: &str, rpc_id: usize) -> String {
 #[tokio::test(start_paused = true)]
 async fn pipelined_burst_of_5000_calls_with_a_slow_reader_gets_every_reply_exactly_once() {
     for budget in [16 * 1024, ServerConfig::default().outbound_budget] {
-        let server = server_with(ServerConfig {
-            outbound_budget: budget,
-            ..Default::default()
-        });
+        let server = server_with(ServerConfig::default().outbound_budget(budget));
         let mut c = raw(&server, "burst", 4).await;
         for i in 0..5000 {
             c.send(call("hello", r#"{"name":"x"}"#, i));
@@ -975,11 +956,11 @@ async fn pipelined_burst_of_5000_calls_through_the_harness() {
 /// budget they pause reading, never a 1013, never dropped.
 #[tokio::test(start_paused = true)]
 async fn own_events_over_the_budget_pause_reading_and_all_arrive() {
-    let app = app_with(ServerConfig {
-        outbound_budget: 8 * 1024,
-        outbound_queue: 8,
-        ..Default::default()
-    });
+    let app = app_with(
+        ServerConfig::default()
+            .outbound_budget(8 * 1024)
+            .outbound_queue(8),
+    );
     let c = app
         .connect_with(
             [("userName", "own")],
@@ -1006,11 +987,11 @@ async fn own_events_over_the_budget_pause_reading_and_all_arrive() {
 /// its counters, while the reading members of the room get every event.
 #[tokio::test(start_paused = true)]
 async fn pushed_events_over_the_byte_budget_close_a_non_reader_1013() {
-    let server = server_with(ServerConfig {
-        outbound_budget: 4096,
-        close_timeout: Duration::from_secs(2),
-        ..Default::default()
-    });
+    let server = server_with(
+        ServerConfig::default()
+            .outbound_budget(4096)
+            .close_timeout(Duration::from_secs(2)),
+    );
     let mut stuck = raw(&server, "stuck", 1).await;
     let app = TestServer::from_server(server.clone());
     let fine = app.connect([("userName", "fine")]).await.unwrap();
@@ -1048,10 +1029,12 @@ async fn pushed_events_over_the_byte_budget_close_a_non_reader_1013() {
 /// reason, because the server keeps reading (and discarding) until the client's close.
 #[tokio::test(start_paused = true)]
 async fn flood_while_still_sending_receives_1008_and_the_server_drains_until_the_close() {
-    let server = server_with(ServerConfig {
-        max_protocol_errors: 5,
-        ..Default::default()
-    });
+    let server = server_with(ServerConfig::default().protocol_errors(
+        zocket_core::ProtocolErrorLimit {
+            max: 5,
+            ..Default::default()
+        },
+    ));
     let mut c = raw(&server, "flooder", 64).await;
     for _ in 0..2000 {
         c.send("garbage");
@@ -1111,11 +1094,14 @@ fn server() -> Server<User> {
 /// the sink is closed anyway.
 #[tokio::test(start_paused = true)]
 async fn close_timeout_ends_a_peer_that_never_answers_the_close() {
-    let server = server_with(ServerConfig {
-        max_protocol_errors: 0,
-        close_timeout: Duration::from_secs(3),
-        ..Default::default()
-    });
+    let server = server_with(
+        ServerConfig::default()
+            .protocol_errors(zocket_core::ProtocolErrorLimit {
+                max: 0,
+                ..Default::default()
+            })
+            .close_timeout(Duration::from_secs(3)),
+    );
     let mut c = raw(&server, "mute", 64).await;
     c.send("garbage");
     let t0 = tokio::time::Instant::now();
@@ -1135,13 +1121,10 @@ async fn close_timeout_ends_a_peer_that_never_answers_the_close() {
 /// Over the message rate: 1008 `rate limit`.
 #[tokio::test(start_paused = true)]
 async fn message_rate_over_the_limit_closes_1008_rate_limit() {
-    let app = app_with(ServerConfig {
-        message_rate: Some(RateLimit {
-            per_second: 1,
-            burst: 10,
-        }),
-        ..Default::default()
-    });
+    let app = app_with(ServerConfig::default().message_rate(Some(RateLimit {
+        per_second: 1,
+        burst: 10,
+    })));
     let c = app.connect([("userName", "fast")]).await.unwrap();
     for _ in 0..11 {
         c.emit::<Unit>(json!(null)).unwrap();
@@ -1163,11 +1146,12 @@ async fn message_rate_over_the_limit_closes_1008_rate_limit() {
 #[tokio::test(start_paused = true)]
 async fn never_reading_pinger_is_bounded_and_dropped() {
     for replies in [PingReplies::Transport, PingReplies::Engine] {
-        let server = server_with(ServerConfig {
-            heartbeat_interval: Some(Duration::from_secs(10)),
-            heartbeat_timeout: Duration::from_secs(5),
-            ..Default::default()
-        });
+        let server = server_with(
+            ServerConfig::default().heartbeat(zocket_core::Heartbeat::new(
+                Duration::from_secs(10),
+                Duration::from_secs(5),
+            )),
+        );
         let c = raw_with(&server, "pinger", 1, replies).await;
         // A few frames of its own fill its (never read) socket.
         c.send(call("flood", "10", 1));
@@ -1180,7 +1164,7 @@ async fn never_reading_pinger_is_bounded_and_dropped() {
         let read = c.read.load(Relaxed);
         let budget = ServerConfig::default().outbound_budget;
         assert!(
-            read <= budget / zocket_core::connection::FRAME_OVERHEAD + 64,
+            read <= budget / zocket_core::hub::FRAME_OVERHEAD + 64,
             "{replies:?}: read {read} pings"
         );
         assert!(server.stats().read_pauses >= 1);
@@ -1191,11 +1175,12 @@ async fn never_reading_pinger_is_bounded_and_dropped() {
 /// never be written; pongs it sends unasked do not keep it alive.
 #[tokio::test(start_paused = true)]
 async fn heartbeat_drops_a_peer_whose_writes_are_stuck() {
-    let server = server_with(ServerConfig {
-        heartbeat_interval: Some(Duration::from_secs(10)),
-        heartbeat_timeout: Duration::from_secs(5),
-        ..Default::default()
-    });
+    let server = server_with(
+        ServerConfig::default().heartbeat(zocket_core::Heartbeat::new(
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+        )),
+    );
     let c = raw(&server, "full", 1).await;
     // Its own events fill the (never read) socket.
     c.send(call("flood", "50", 1));
@@ -1221,10 +1206,7 @@ async fn heartbeat_drops_a_peer_whose_writes_are_stuck() {
 /// read until one finishes.
 #[tokio::test(start_paused = true)]
 async fn in_flight_limit_pauses_reading_until_a_handler_finishes() {
-    let server = server_with(ServerConfig {
-        max_in_flight: 2,
-        ..Default::default()
-    });
+    let server = server_with(ServerConfig::default().max_in_flight(2));
     let mut c = raw(&server, "busy", 64).await;
     c.send(call("sleep", "1000", 1));
     c.send(call("sleep", "1000", 2));

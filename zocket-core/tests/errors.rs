@@ -112,15 +112,52 @@ impl Write for Logs {
         Ok(())
     }
 }
+thread_local! {
+    /// Where this thread's log lines go (`None`: nowhere).
+    static CAPTURE: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes to the capture of the thread that logs.
+struct ThisThread;
+impl Write for ThisThread {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| match &mut *c.borrow_mut() {
+            Some(logs) => logs.write(buf),
+            None => Ok(buf.len()),
+        })
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// This thread's capture; removed on drop.
+struct Installed;
+impl Drop for Installed {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
 impl Logs {
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let logs = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+    /// Capture what this thread logs. One process-wide subscriber (installed once)
+    /// writes each line to the capture of the thread that logs it. (A subscriber per
+    /// test lost lines now and then: tracing caches each callsite's interest for the
+    /// whole process, and that races with the other tests' subscribers coming and
+    /// going.)
+    fn install(&self) -> Installed {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ThisThread)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::DEBUG)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("the only subscriber of this test binary");
+        });
+        CAPTURE.with(|c| *c.borrow_mut() = Some(self.clone()));
+        Installed
     }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()

@@ -5,11 +5,12 @@
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
+use zocket_core::hub::LocalHub;
 use zocket_core::protocol::{self, CloseFrame};
 use zocket_core::testing::{TestClient, TestServer};
 use zocket_core::{
-    ClientId, CloseReason, Connect, Context, Cx, Disconnect, Event, HubError, LocalHub, Message,
-    Reject, Router, Server,
+    ClientId, CloseReason, Connect, Context, Cx, Disconnect, Event, HubError, Message, Reject,
+    Router, Server,
 };
 
 enum Join {}

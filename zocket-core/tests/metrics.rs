@@ -11,8 +11,8 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::{CompositeKey, MetricKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use zocket_core::metric_names as names;
 use zocket_core::protocol::{CloseFrame, WsFrame};
-use zocket_core::stats::names;
 use zocket_core::testing::{ConnectOptions, TestServer};
 use zocket_core::{Connect, Context, Cx, Event, Message, Reject, Router, Server, ServerConfig};
 
@@ -240,11 +240,11 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
     // dropped, and it is closed with 1013.
     let app2 = TestServer::from_server(
         Server::builder(router())
-            .config(ServerConfig {
-                outbound_queue: 2,
-                close_timeout: std::time::Duration::from_millis(100),
-                ..Default::default()
-            })
+            .config(
+                ServerConfig::default()
+                    .outbound_queue(2)
+                    .close_timeout(std::time::Duration::from_millis(100)),
+            )
             .build(),
     );
     let stuck = app2

@@ -41,8 +41,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tungstenite::protocol::frame::FrameHeader;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
-use zocket_core::protocol::{CloseFrame, Text, WsFrame};
-use zocket_core::{Accepted, CloseReason, Context, PingReplies, TransportError};
+use zocket_core::protocol::{CloseFrame, Text, TransportError, WsFrame};
+use zocket_core::{Accepted, CloseReason, Context, PingReplies};
 
 /// Bytes asked for in one read from the socket (into a scratch buffer on the stack).
 pub const READ_CHUNK: usize = 16 * 1024;

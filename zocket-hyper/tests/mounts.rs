@@ -4,77 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use zocket_core::{Connect, Context, Cx, Message, Reject, Router, Server};
+use zocket_core::testing::conformance::{self, Peer, peer_seen_by_the_server, who_am_i};
+use zocket_core::{Server, ServerConfig};
 use zocket_hyper::ZocketService;
 
-#[derive(Serialize, Deserialize)]
-struct WhoIn {}
-enum Who {}
-impl Message for Who {
-    const NAME: &'static str = "who";
-    type Input = WhoIn;
-    type Output = String;
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Headers {
-    user_name: String,
-}
-
-struct User {
-    name: String,
-    remote: Option<SocketAddr>,
-}
-impl Context for User {
-    type Headers = Headers;
-    type State = ();
-    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
-        let (headers, info) = (conn.headers, conn.info);
-        if headers.user_name == "mallory" {
-            return Err(Reject::forbidden("not you"));
-        }
-        Ok(User {
-            name: headers.user_name,
-            remote: info.remote_addr,
-        })
-    }
-}
-
-async fn who(cx: Cx<User>, _: WhoIn) -> Result<String, Reject> {
-    Ok(format!("{} from {:?}", cx.name, cx.remote.map(|a| a.ip())))
-}
-
-fn server() -> Server<User> {
-    Server::new(Router::<User>::new().on::<Who>(who))
-}
-
-/// Connect, read `__welcome`, call `who`, return the answer.
-async fn who_am_i(url: &str) -> String {
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let welcome = ws.next().await.unwrap().unwrap();
-    assert!(
-        welcome.to_text().unwrap().contains("__welcome"),
-        "{welcome}"
-    );
-    ws.send(WsMessage::text(
-        r#"{"type":"who","payload":{},"rpcId":"1"}"#,
-    ))
-    .await
-    .unwrap();
-    let reply = ws.next().await.unwrap().unwrap();
-    let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
-    assert_eq!(reply["type"], "__rpc_res", "{reply}");
-    reply["payload"].as_str().unwrap().to_owned()
+/// The conformance kit's router: `whoami` answers "NAME from REMOTE IP"; the
+/// `userName` header is required (else 400) and `mallory` is refused (403).
+fn server() -> Server<Peer> {
+    conformance::server(ServerConfig::default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +24,7 @@ async fn mounts_in_axum_next_to_other_routes() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    // No remote address under axum unless a `SocketAddr` extension is added.
+    // Served without `ConnectInfo`, axum knows no peer address.
     assert_eq!(
         who_am_i(&format!("ws://{addr}/ws?userName=ada")).await,
         "ada from None"
@@ -114,6 +51,46 @@ async fn mounts_in_axum_next_to_other_routes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_connect_info_is_the_peer_address_of_the_handshake() {
+    let server = server();
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .route_service("/ws", ZocketService::new(server.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, make_service).await.unwrap() });
+
+    let (me, seen) = peer_seen_by_the_server(addr, "/ws").await;
+    assert_eq!(
+        seen,
+        Some(me),
+        "the handshake sees the client's own address and port"
+    );
+    // A second client, from another port, is told apart.
+    let (other, seen) = peer_seen_by_the_server(addr, "/ws").await;
+    assert_ne!(other, me);
+    assert_eq!(seen, Some(other));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_mock_connect_info_reaches_the_handshake() {
+    use axum::extract::connect_info::MockConnectInfo;
+    let server = server();
+    let fake: SocketAddr = "203.0.113.7:4242".parse().unwrap();
+    let app = axum::Router::new()
+        .route_service("/ws", ZocketService::new(server.clone()))
+        .layer(MockConnectInfo(fake));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (_, seen) = peer_seen_by_the_server(addr, "/ws").await;
+    assert_eq!(seen, Some(fake));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_passes_the_peer_address_and_stops_on_shutdown() {
     let server = server();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -123,6 +100,8 @@ async fn serve_passes_the_peer_address_and_stops_on_shutdown() {
         who_am_i(&format!("ws://{addr}/?userName=bob")).await,
         "bob from Some(127.0.0.1)"
     );
+    let (me, seen) = peer_seen_by_the_server(addr, "/").await;
+    assert_eq!(seen, Some(me));
     server.shutdown().await;
     tokio::time::timeout(Duration::from_secs(10), accept_loop)
         .await

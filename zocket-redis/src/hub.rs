@@ -11,9 +11,11 @@ use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use zocket_core::hub::{HubFuture, check_close};
+use zocket_core::ClientId;
+use zocket_core::hub::{
+    Delivery, Hub, HubError, HubFuture, HubStats, LocalHub, Outbound, Recipients, check_close,
+};
 use zocket_core::protocol::Text;
-use zocket_core::{ClientId, Delivery, Hub, HubError, HubStats, LocalHub, Outbound, Target};
 
 use crate::config::RedisHubConfig;
 use crate::envelope::{self, Decoded, Instance, Kind};
@@ -460,14 +462,14 @@ impl Shared {
                 match frame(f) {
                     Ok(t) => {
                         self.local
-                            .deliver(&Target::Clients(vec![ClientId::from(id)]), &t);
+                            .deliver(&Recipients::Clients(vec![ClientId::from(id)]), &t);
                     }
                     Err(_) => self.bad_envelope(channel, &"frame is not UTF-8"),
                 }
             }
             Decoded::All(f) => match frame(f) {
                 Ok(t) => {
-                    self.local.deliver(&Target::All, &t);
+                    self.local.deliver(&Recipients::All, &t);
                 }
                 Err(_) => self.bad_envelope(channel, &"frame is not UTF-8"),
             },
@@ -557,15 +559,15 @@ impl Hub for RedisHub {
         self.shared.local.rooms_of(id)
     }
 
-    fn deliver(&self, target: &Target, frame: &Text) -> Delivery {
+    fn deliver(&self, target: &Recipients, frame: &Text) -> Delivery {
         let s = &self.shared;
         let d = s.local.deliver(target, frame);
         match target {
-            Target::All => {
+            Recipients::All => {
                 let e = envelope::event(&s.instance, Kind::All, frame.as_bytes());
                 s.publish(s.names.all.clone(), e);
             }
-            Target::Clients(ids) => {
+            Recipients::Clients(ids) => {
                 let mut seen = HashSet::with_capacity(ids.len());
                 let mut env = None;
                 for id in ids {
@@ -580,7 +582,7 @@ impl Hub for RedisHub {
                     s.publish(s.names.client_channel(id.as_str()), e);
                 }
             }
-            Target::Rooms(rooms) => {
+            Recipients::Rooms(rooms) => {
                 let mut unique: Vec<String> = Vec::with_capacity(rooms.len());
                 for r in rooms {
                     if !unique.contains(r) {

@@ -18,10 +18,11 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use serde::Deserialize;
+use zocket_core::hub::Hub;
 use zocket_core::protocol::CloseFrame;
 use zocket_core::testing::{TestClient, TestServer};
 use zocket_core::{
-    ClientId, Connect, Context, Cx, Event, Hub, HubError, Message, Reject, Router, Server,
+    ClientId, Connect, Context, Cx, Event, HubError, Message, Reject, Router, Server,
 };
 use zocket_redis::{RedisHub, RedisHubConfig};
 

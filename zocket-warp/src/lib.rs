@@ -108,8 +108,11 @@
 //!     r#"{"type":"__rpc_res","payload":"Hello, Ada!","rpcId":"1"}"#
 //! );
 //!
+//! # // The client reads on, so it answers the server's close frame at once.
+//! # let reading = tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
 //! // Graceful shutdown: open sockets are closed with 1001, then HTTP stops.
 //! server.shutdown().await;
+//! # reading.await.unwrap();
 //! let _ = stop.send(());
 //! http.await.unwrap();
 //! # }
@@ -125,8 +128,10 @@ use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::ws::Ws;
 use warp::{Filter, Rejection, Reply};
-use zocket_core::admission::{HttpVersion, UpgradeRequest};
-use zocket_core::{Context, HandshakeError, HandshakeRequest, Server};
+use zocket_core::{
+    Context, HandshakeError, HandshakeRequest, HttpVersion, Server, UpgradeRequest,
+    validate_upgrade,
+};
 
 mod serve;
 pub use serve::serve;
@@ -134,27 +139,46 @@ pub use serve::serve;
 pub use serve::serve_tls;
 /// The rustls version [`serve_tls`] uses.
 #[cfg(feature = "tls")]
-pub use tokio_rustls::rustls;
+pub use zocket_hyper::rustls;
 
 /// A warp filter that serves Zocket WebSocket connections with `server`.
 ///
 /// It takes every request whose remaining path is empty, checks it with
-/// [`admission::validate`](zocket_core::admission::validate) (RFC 6455: `GET`, `Host`,
+/// [`validate_upgrade`] (RFC 6455: `GET`, `Host`,
 /// `Upgrade: websocket`, `Connection: upgrade`, a 16-byte `Sec-WebSocket-Key`, version
 /// 13; HTTP/1.1 or later when served by [`serve`]), runs the handshake
 /// ([`Server::handshake`]) and answers either `101 Switching Protocols` (the connection
 /// is then driven by [`zocket_core::Accepted::serve`] until it ends) or the refusal's status, headers
 /// and JSON body (`content-type: application/json`), the same as the hyper adapter's.
 ///
-/// ```no_run
+/// ```
 /// # use warp::Filter;
-/// # async fn run(server: zocket_core::Server<impl zocket_core::Context>) {
-/// // at /ws
-/// let ws = warp::path("ws").and(zocket_warp::upgrade(server.clone()));
-/// // or at the root: zocket_warp::upgrade(server)
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
-/// zocket_warp::serve(listener, ws, server).await;
+/// # use zocket_core::{Connect, Context, Reject, Router, Server};
+/// # struct User;
+/// # impl Context for User {
+/// #     type Headers = serde_json::Value;
+/// #     type State = ();
+/// #     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
 /// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = Server::new(Router::<User>::new());
+/// // at /ws, next to another route
+/// let ws = warp::path("ws").and(zocket_warp::upgrade(server.clone()));
+/// let health = warp::path("health").map(|| "ok");
+/// // or at the root: zocket_warp::upgrade(server)
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let addr = listener.local_addr()?;
+/// let serving = tokio::spawn(zocket_warp::serve(listener, ws.or(health), server.clone()));
+/// # use futures::StreamExt;
+/// # let (mut client, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
+/// # let welcome = client.next().await.unwrap()?;
+/// # assert!(welcome.to_text()?.contains("__welcome"));
+/// # drop(client);
+/// // `serve` returns once the shutdown begins.
+/// server.shutdown().await;
+/// serving.await?;
+/// # Ok(()) }
 /// ```
 pub fn upgrade<C: Context>(
     server: Server<C>,
@@ -220,7 +244,7 @@ async fn handle<C: Context>(
         version,
         headers: &pairs,
     };
-    if let Err(refused) = zocket_core::admission::validate(&upgrade) {
+    if let Err(refused) = validate_upgrade(&upgrade) {
         tracing::debug!(error = %refused, remote = ?remote_addr, "not a valid WebSocket upgrade");
         return refusal(&refused);
     }
@@ -238,12 +262,10 @@ async fn handle<C: Context>(
             "a WebSocket upgrade needs HTTP/1.1 or later",
         ));
     };
-    let request = HandshakeRequest {
-        path: path.as_str().to_owned(),
-        query,
-        headers: pairs,
-        remote_addr,
-    };
+    let request = HandshakeRequest::new(path.as_str())
+        .query(query)
+        .headers(pairs)
+        .remote_addr(remote_addr);
     match server.handshake(request).await {
         Err(refused) => refusal(&refused),
         Ok(accepted) => {

@@ -1,11 +1,7 @@
 //! An accept loop for warp filters with the handshake timeout, TLS, HTTP-version
 //! checks and client-caused errors logged at DEBUG.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tower_service::Service as _;
 use warp::{Filter, Reply};
@@ -37,12 +33,16 @@ where
     F: Filter<Error = warp::Rejection> + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
-    serve_inner(listener, routes, server, None).await
+    serve_inner(listener, routes, server, zocket_hyper::Listener::plain()).await
 }
 
 /// [`serve`] over TLS (`wss://`): each accepted connection first completes a TLS
 /// handshake with `tls` (within the handshake timeout; a failed or slow one is dropped
 /// and logged at DEBUG). Needs the `tls` feature (on by default).
+///
+/// Not run as a doc test (it needs a certificate and a TLS client);
+/// `examples/tests/e2e_tls.rs` serves and connects over `wss://` with a certificate made
+/// at test time.
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -61,25 +61,14 @@ pub async fn serve_tls<F, C>(
     listener: TcpListener,
     routes: F,
     server: Server<C>,
-    tls: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    tls: std::sync::Arc<zocket_hyper::rustls::ServerConfig>,
 ) where
     C: Context,
     F: Filter<Error = warp::Rejection> + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
-    serve_inner(
-        listener,
-        routes,
-        server,
-        Some(tokio_rustls::TlsAcceptor::from(tls)),
-    )
-    .await
+    serve_inner(listener, routes, server, zocket_hyper::Listener::tls(tls)).await
 }
-
-#[cfg(feature = "tls")]
-type Acceptor = tokio_rustls::TlsAcceptor;
-#[cfg(not(feature = "tls"))]
-type Acceptor = std::convert::Infallible;
 
 async fn not_found(rejection: warp::Rejection) -> Result<warp::reply::Response, warp::Rejection> {
     if rejection.is_not_found() {
@@ -98,92 +87,23 @@ async fn serve_inner<F, C>(
     listener: TcpListener,
     routes: F,
     server: Server<C>,
-    tls: Option<Acceptor>,
+    how: zocket_hyper::Listener,
 ) where
     C: Context,
     F: Filter<Error = warp::Rejection> + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
-    let timeout = server.config().handshake_timeout;
     let service = warp::service(routes.recover(not_found));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(timeout);
-    loop {
-        let (stream, remote_addr) = tokio::select! {
-            _ = server.shutdown_started() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    zocket_hyper::serve_with(listener, server, how, move |remote_addr| {
         let service = service.clone();
-        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let peer = Peer {
                 remote_addr,
                 version: req.version(),
             };
             req.extensions_mut().insert(peer);
             service.clone().call(req)
-        });
-        let http = http.clone();
-        let server = server.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => {
-                    serve_connection(TokioIo::new(stream), svc, &http, &server, remote_addr).await
-                }
-                #[cfg(feature = "tls")]
-                Some(acceptor) => {
-                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(TokioIo::new(stream), svc, &http, &server, remote_addr)
-                                .await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, %remote_addr, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(%remote_addr, "TLS handshake timed out"),
-                    }
-                }
-                #[cfg(not(feature = "tls"))]
-                Some(never) => match never {},
-            }
-        });
-    }
-    tracing::debug!("shutdown started: no longer accepting connections");
-}
-
-async fn serve_connection<C, IO, S>(
-    io: IO,
-    service: S,
-    http: &hyper::server::conn::http1::Builder,
-    server: &Server<C>,
-    remote_addr: SocketAddr,
-) where
-    C: Context,
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::Service<hyper::Request<Incoming>, Response = warp::reply::Response>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Future: Send + 'static,
-{
-    let conn = http.serve_connection(io, service).with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = server.shutdown_started() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        // Client-caused (an aborted or slow handshake, a malformed request): DEBUG.
-        tracing::debug!(error = %e, %remote_addr, "HTTP connection ended with an error");
-    }
+        })
+    })
+    .await
 }

@@ -4,79 +4,18 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use warp::Filter;
-use zocket_core::{Connect, Context, Cx, Message, Reject, Router, Server};
+use zocket_core::testing::conformance::{self, Peer, who_am_i};
+use zocket_core::{Server, ServerConfig};
 
-#[derive(Serialize, Deserialize)]
-struct WhoIn {}
-enum Who {}
-impl Message for Who {
-    const NAME: &'static str = "who";
-    type Input = WhoIn;
-    type Output = String;
+/// The conformance kit's router: `whoami` answers "NAME from REMOTE IP"; the
+/// `userName` header is required (else 400) and `mallory` is refused (403).
+fn server() -> Server<Peer> {
+    conformance::server(ServerConfig::default())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Headers {
-    user_name: String,
-}
-
-struct User {
-    name: String,
-    remote: Option<SocketAddr>,
-}
-impl Context for User {
-    type Headers = Headers;
-    type State = ();
-    async fn connect(conn: Connect<'_, Self>) -> Result<Self, Reject> {
-        let (headers, info) = (conn.headers, conn.info);
-        if headers.user_name == "mallory" {
-            return Err(Reject::forbidden("not you"));
-        }
-        Ok(User {
-            name: headers.user_name,
-            remote: info.remote_addr,
-        })
-    }
-}
-
-async fn who(cx: Cx<User>, _: WhoIn) -> Result<String, Reject> {
-    Ok(format!("{} from {:?}", cx.name, cx.remote.map(|a| a.ip())))
-}
-
-fn server() -> Server<User> {
-    Server::new(Router::<User>::new().on::<Who>(who))
-}
-
-/// Connect, read `__welcome`, call `who`, return the answer.
-async fn who_am_i(url: &str) -> String {
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let welcome = ws.next().await.unwrap().unwrap();
-    assert!(
-        welcome.to_text().unwrap().contains("__welcome"),
-        "{welcome}"
-    );
-    ws.send(WsMessage::text(
-        r#"{"type":"who","payload":{},"rpcId":"1"}"#,
-    ))
-    .await
-    .unwrap();
-    let reply = ws.next().await.unwrap().unwrap();
-    let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
-    assert_eq!(reply["type"], "__rpc_res", "{reply}");
-    reply["payload"].as_str().unwrap().to_owned()
-}
-
-async fn start(server: Server<User>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn start(server: Server<Peer>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let health = warp::path("health").map(|| "ok");
     let ws = warp::path("ws").and(zocket_warp::upgrade(server));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -129,12 +68,7 @@ async fn mounts_under_a_path_next_to_other_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_messages_close_with_1009() {
-    let server = Server::builder(Router::<User>::new().on::<Who>(who))
-        .config(zocket_core::ServerConfig {
-            max_message_bytes: 1024,
-            ..Default::default()
-        })
-        .build();
+    let server = conformance::server(ServerConfig::default().max_message_bytes(1024));
     let (addr, stop) = start(server.clone()).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?userName=ada"))
         .await

@@ -16,10 +16,9 @@ use futures::task::AtomicWaker;
 use futures::{Sink, Stream};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use zocket_core::protocol::{Text, WsFrame};
+use zocket_core::protocol::{Text, TransportError, WsFrame};
 use zocket_core::{
     Connect, Context, Cx, Event, HandshakeRequest, Message, Reject, Router, Server, ServerConfig,
-    TransportError,
 };
 
 /// The benches' connection context (no headers).
@@ -76,10 +75,7 @@ pub struct TickPayload {
 /// message-rate limit (the benches send far more than a client may).
 pub fn server() -> Server<Ctx> {
     Server::builder(router())
-        .config(ServerConfig {
-            message_rate: None,
-            ..ServerConfig::default()
-        })
+        .config(ServerConfig::default().message_rate(None))
         .build()
 }
 
@@ -205,10 +201,7 @@ impl Sink<WsFrame> for Outbox {
 /// Open one in-memory connection: handshake, spawn the driver, return its two ends.
 pub async fn open(server: &Server<Ctx>, outbox: Outbox) -> Inbox {
     let accepted = server
-        .handshake(HandshakeRequest {
-            path: "/".into(),
-            ..Default::default()
-        })
+        .handshake(HandshakeRequest::new("/"))
         .await
         .expect("handshake");
     let inbox = Inbox::default();

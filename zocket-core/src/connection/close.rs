@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::hub::CloseReason;
+use crate::context::CloseReason;
 use crate::protocol::CloseFrame;
 
 /// How long closing the sink may take after the close timeout passed.
-pub const SINK_CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const SINK_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The longest reason a close frame holds (RFC 6455 §5.5: 125 bytes of payload, 2 of
 /// them the code).

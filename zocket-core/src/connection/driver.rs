@@ -16,13 +16,14 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 
 use super::{Budget, Connection, Outbound, OwnScope, PingReplies};
+use crate::context::CloseReason;
 use crate::context::{Context, Disconnect, DisconnectInfo};
 use crate::cx::{Conn, Cx};
-use crate::hub::CloseReason;
 use crate::ids::ClientId;
+use crate::protocol::TransportError;
 use crate::protocol::{self, Text, WsFrame};
 use crate::router::dispatch;
-use crate::server::{Server, TransportError};
+use crate::server::Server;
 
 /// Frames read in one poll before the driver yields to other tasks.
 const READS_PER_POLL: u32 = 64;
@@ -68,7 +69,7 @@ where
         out.clone(),
         server.hub_ref().clone(),
         server.stats_ref().clone(),
-        crate::cx::Limits::from_config(cfg),
+        crate::cx::HandlerLimits::from_config(cfg),
     ));
     let mut driver = Driver {
         machine: Connection::new(

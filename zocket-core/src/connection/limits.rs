@@ -12,8 +12,8 @@ use tokio::time::Instant;
 ///
 /// ```
 /// use zocket_core::{RateLimit, ServerConfig};
-/// let strict = ServerConfig { message_rate: Some(RateLimit { per_second: 50, burst: 100 }), ..Default::default() };
-/// let off = ServerConfig { message_rate: None, ..Default::default() };
+/// let strict = ServerConfig::default().message_rate(RateLimit { per_second: 50, burst: 100 });
+/// let off = ServerConfig::default().message_rate(None);
 /// assert_eq!(ServerConfig::default().message_rate, Some(RateLimit::default()));
 /// # let _ = (strict, off);
 /// ```

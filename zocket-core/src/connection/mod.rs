@@ -87,16 +87,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::context::CloseReason;
 use crate::error::Reject;
-use crate::hub::CloseReason;
+use crate::protocol::TransportError;
 use crate::protocol::{self, Text, WsFrame};
-use crate::server::{ServerConfig, TransportError};
+use crate::server::ServerConfig;
 use crate::stats::inc;
 
-pub use close::SINK_CLOSE_GRACE;
+pub(crate) use close::SINK_CLOSE_GRACE;
 pub use limits::RateLimit;
 pub use outbound::{FRAME_OVERHEAD, Outbound, Push};
-pub use writer::{MAX_BATCH_BYTES, MAX_BATCH_FRAMES, PingReplies};
+#[cfg(test)]
+use writer::MAX_BATCH_FRAMES;
+pub use writer::PingReplies;
 
 pub(crate) use outbound::{Budget, OwnScope};
 
@@ -135,13 +138,14 @@ impl Settings {
         Self {
             max_message_bytes: cfg.max_message_bytes,
             max_in_flight: cfg.max_in_flight,
-            heartbeat: cfg.heartbeat_interval.map(|interval| Timing {
-                interval,
-                timeout: cfg.heartbeat_timeout,
-            }),
+            heartbeat: cfg
+                .heartbeat
+                .interval()
+                .zip(cfg.heartbeat.timeout())
+                .map(|(interval, timeout)| Timing { interval, timeout }),
             flood: Flood {
-                max: cfg.max_protocol_errors,
-                window: cfg.protocol_error_window,
+                max: cfg.protocol_errors.max,
+                window: cfg.protocol_errors.window,
             },
             rate: cfg.message_rate.map(Rate::from),
             close_timeout: cfg.close_timeout,

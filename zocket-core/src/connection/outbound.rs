@@ -33,9 +33,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::task::AtomicWaker;
 
-use crate::hub::{CloseReason, SlowConsumerPolicy};
+use crate::context::CloseReason;
 use crate::ids::ClientId;
 use crate::protocol::Text;
+use crate::server::SlowConsumerPolicy;
 use crate::stats::{Dropped, Stats, inc};
 
 /// Bytes charged per queued frame on top of its length: the queue slot and the shared
@@ -121,7 +122,7 @@ fn is_current(shared: &Shared) -> bool {
     CURRENT.with(|c| std::ptr::eq(c.get(), shared))
 }
 
-/// One connection's outbound queue, as the [`crate::Hub`] and handlers hold it: queue
+/// One connection's outbound queue, as the [`Hub`](crate::hub::Hub) and handlers hold it: queue
 /// frames with [`push`](Self::push), ask for a close with [`close`](Self::close). Cheap
 /// to clone (one reference count).
 #[derive(Debug, Clone)]
@@ -176,7 +177,7 @@ impl Outbound {
     /// Queue a frame without waiting. Called from the connection's own engine (its
     /// handlers) the frame is own and always queued; from anywhere else it is a pushed
     /// event, and a connection whose pushed events exceed the budget is a slow consumer
-    /// (see [`crate::connection`]). Every frame not queued is counted and logged.
+    /// (see [`crate::protocol`]). Every frame not queued is counted and logged.
     pub fn push(&self, frame: Text) -> Push {
         let origin = if is_current(&self.shared) {
             Origin::Own
@@ -251,7 +252,7 @@ impl Outbound {
     }
 
     /// Ask the connection to close with the given reason (the first reason wins). It
-    /// runs its closing sequence: see [`crate::connection`].
+    /// runs its closing sequence: see [`crate::protocol`].
     pub fn close(&self, reason: CloseReason) {
         let s = &*self.shared;
         let mut q = s.lock();

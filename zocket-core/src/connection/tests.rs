@@ -8,9 +8,9 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::*;
-use crate::hub::SlowConsumerPolicy;
 use crate::ids::ClientId;
 use crate::protocol::CloseFrame;
+use crate::server::SlowConsumerPolicy;
 use crate::stats::Stats;
 
 const S: Duration = Duration::from_secs(1);

@@ -16,9 +16,9 @@ use bytes::Bytes;
 use super::outbound::{Origin, Shared, cost};
 
 /// Frames fed to the sink before a flush.
-pub const MAX_BATCH_FRAMES: u32 = 64;
+pub(crate) const MAX_BATCH_FRAMES: u32 = 64;
 /// Bytes fed to the sink before a flush (a batch may exceed it by one frame).
-pub const MAX_BATCH_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// Who answers the peer's pings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

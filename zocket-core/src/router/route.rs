@@ -1,0 +1,142 @@
+//! One registered route, its types erased: decoding and validating the payload, the
+//! middleware chain, the handler and the reply's encoding.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use smol_str::SmolStr;
+
+use super::chain::Chain;
+use super::handler::Handler;
+use super::middleware::Input;
+use crate::contract::Message;
+use crate::cx::Cx;
+use crate::error::Reject;
+use crate::protocol::{self, Text};
+
+/// Runs after decoding: middleware chain, handler, reply encoding.
+pub(crate) trait ErasedRoute<C, S>: Send + Sync {
+    /// Decode and validate the payload (synchronously: the frame text is borrowed), then
+    /// return the future of the rest. `rpc_id: Some` encodes a reply frame.
+    fn start(
+        &self,
+        cx: Cx<C, S>,
+        payload: Option<&RawValue>,
+        rpc_id: Option<SmolStr>,
+    ) -> Result<BoxFuture<'static, Result<Option<Text>, Reject>>, Reject>;
+}
+
+pub(super) struct TypedRoute<M, H, Ch> {
+    pub(super) handler: Arc<H>,
+    pub(super) chain: Arc<Ch>,
+    pub(super) _m: PhantomData<fn() -> M>,
+}
+
+impl<C, S, M, H, Ch> ErasedRoute<C, S> for TypedRoute<M, H, Ch>
+where
+    C: Send + Sync + 'static,
+    S: Send + Sync + 'static,
+    M: Message,
+    Ch: Chain<C, S>,
+    H: Handler<M, Ch::Out, S>,
+{
+    fn start(
+        &self,
+        cx: Cx<C, S>,
+        payload: Option<&RawValue>,
+        rpc_id: Option<SmolStr>,
+    ) -> Result<BoxFuture<'static, Result<Option<Text>, Reject>>, Reject> {
+        let input: M::Input = decode_input(payload)?;
+        M::validate(&input)?;
+        let handler = self.handler.clone();
+        let chain = self.chain.clone();
+        Ok(Box::pin(async move {
+            let narrowed = chain.apply(cx, &Input::of::<M>(&input)).await?;
+            let output = handler.call(narrowed, input).await?;
+            let Some(rpc_id) = rpc_id else {
+                return Ok(None);
+            };
+            let unit = TypeId::of::<M::Output>() == TypeId::of::<()>();
+            let frame = if unit {
+                protocol::encode_rpc_res::<()>(&rpc_id, None)
+            } else {
+                protocol::encode_rpc_res(&rpc_id, Some(&output))
+            };
+            frame.map(Some).map_err(|e| {
+                tracing::error!(message = M::NAME, error = %e, "RPC output failed to serialise");
+                Reject::internal()
+            })
+        }))
+    }
+}
+
+/// Deserialise a payload into an input type. An absent payload is `null`; if the type
+/// does not accept `null`, `{}` is tried, so all-optional inputs accept no argument.
+/// When both fail, the answer names the first missing field if `{}` got that far (an
+/// object input: `name: missing field`), else the type's refusal of `null`.
+fn decode_input<T: DeserializeOwned>(payload: Option<&RawValue>) -> Result<T, Reject> {
+    match payload {
+        Some(raw) => parse(raw.get()),
+        None => parse("null").or_else(|first| {
+            parse("{}").map_err(|second| {
+                let names_a_field = second
+                    .data()
+                    .and_then(|d| d["issues"][0]["path"].as_str())
+                    .is_some_and(|p| !p.is_empty());
+                if names_a_field { second } else { first }
+            })
+        }),
+    }
+}
+
+fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Reject> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let (path, reason) = input_issue(&path, e.inner());
+        Reject::invalid_field(path, reason)
+    })
+}
+
+/// The field path and the reason of a payload that did not deserialise: serde's message
+/// without its " at line 1 column 2" (meaningless to a caller), and for a missing field
+/// the path of the field itself (serde reports it at the enclosing object): `name`,
+/// `items[2].id`; empty for the payload as a whole.
+fn input_issue(path: &str, error: &serde_json::Error) -> (String, String) {
+    let full = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    let reason = full.strip_suffix(&position).unwrap_or(&full).to_owned();
+    let parent = if path == "." { "" } else { path };
+    let missing = reason
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'));
+    let path = match missing {
+        Some(field) if parent.is_empty() => field.to_owned(),
+        Some(field) => format!("{parent}.{field}"),
+        None => parent.to_owned(),
+    };
+    (path, reason)
+}
+
+pub(super) type Routes<C, S> = HashMap<&'static str, Arc<dyn ErasedRoute<C, S>>>;
+
+pub(super) fn insert<C, S>(
+    routes: &mut Routes<C, S>,
+    name: &'static str,
+    route: Arc<dyn ErasedRoute<C, S>>,
+) {
+    assert!(!name.is_empty(), "zocket: a message name must not be empty");
+    assert!(
+        !name.starts_with("__"),
+        "zocket: message name `{name}` starts with `__`, which is reserved for the protocol"
+    );
+    assert!(
+        routes.insert(name, route).is_none(),
+        "zocket: message `{name}` is registered twice"
+    );
+}
