@@ -2,12 +2,20 @@
 //! real Redis: room, private and broadcast delivery exactly once whichever node the
 //! sender and recipients are on, order, cluster-wide membership, disconnect by id,
 //! expiry of a crashed node, and a Redis outage (kill, restart on the same port).
+//!
+//! What happens in Redis (a heartbeat refreshing a record, a record expiring, a member
+//! removed) is waited for through Redis keyspace notifications ([`Keyspace`]), each wait
+//! bounded, never with a fixed sleep or a polling loop.
 
 #[path = "support/redis.rs"]
 mod redis_support;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
 
 use serde::Deserialize;
 use zocket_core::hub::Hub;
@@ -139,6 +147,108 @@ async fn assert_nothing_more(nodes: &[Node], clients: &[&TestClient]) {
     }
 }
 
+/// Redis keyspace notifications for the keys under one test's prefix: `(key, event)`
+/// as Redis reports them (`set`, `expire`, `sadd`, `srem`, `expired`, ...), so that a
+/// test waits for what Redis did instead of sleeping. Turns the notifications on
+/// (adding the classes it needs to whatever the server has: `K` keyspace, `g` generic,
+/// `$` string, `s` set, `x` expired).
+struct Keyspace {
+    rx: mpsc::UnboundedReceiver<(String, String)>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Keyspace {
+    async fn watch(prefix: &str) -> Keyspace {
+        let client = redis::Client::open(redis_support::shared()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connects");
+        let current: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("notify-keyspace-events")
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG GET notify-keyspace-events (the tests need keyspace notifications)");
+        let mut flags = current.get(1).cloned().unwrap_or_default();
+        for f in ['K', 'g', '$', 's', 'x'] {
+            if !flags.contains(f) {
+                flags.push(f);
+            }
+        }
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg(&flags)
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG SET notify-keyspace-events (the tests need keyspace notifications)");
+        let mut pubsub = client.get_async_pubsub().await.expect("redis pub/sub");
+        // Subscribed once this returns: nothing after it is missed.
+        pubsub
+            .psubscribe(format!("__keyspace@*__:{prefix}:*"))
+            .await
+            .expect("PSUBSCRIBE keyspace");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut stream = pubsub.into_on_message();
+            while let Some(msg) = stream.next().await {
+                let channel = msg.get_channel_name();
+                let key = channel.split_once("__:").map_or(channel, |(_, k)| k);
+                let event: String = msg.get_payload().unwrap_or_default();
+                if tx.send((key.to_owned(), event)).is_err() {
+                    return;
+                }
+            }
+        });
+        Keyspace { rx, _task: task }
+    }
+
+    /// Take notifications until `done(key, event)` says so; panics (naming `what`) if
+    /// that takes longer than `within`.
+    async fn wait(
+        &mut self,
+        what: &str,
+        within: Duration,
+        mut done: impl FnMut(&str, &str) -> bool,
+    ) {
+        let r = tokio::time::timeout(within, async {
+            while let Some((key, event)) = self.rx.recv().await {
+                if done(&key, &event) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        match r {
+            Ok(true) => {}
+            Ok(false) => panic!("keyspace notifications ended before: {what}"),
+            Err(_) => panic!("not within {within:?}: {what}"),
+        }
+    }
+}
+
+/// The one key matching `pattern` (a test's own prefix), e.g. a node's members record.
+async fn only_key(pattern: &str) -> String {
+    let client = redis::Client::open(redis_support::shared()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connects");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    assert_eq!(keys.len(), 1, "keys matching {pattern}: {keys:?}");
+    keys.into_iter().next().unwrap_or_default()
+}
+
+/// A generous bound for things Redis does on its own clock (heartbeats, expiry): a
+/// failure deadline, never waited out when the test passes.
+const REDIS_WAIT: Duration = Duration::from_secs(10);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_events_reach_every_member_once_on_every_node() {
     let nodes = cluster("rooms", 3).await;
@@ -168,6 +278,8 @@ async fn room_events_reach_every_member_once_on_every_node() {
         assert_eq!(c.next::<Tick>().await.unwrap(), 7);
     }
     assert_nothing_more(&nodes, &[&a0, &ab1, &b2, &ab2, &none1]).await;
+    // The marker's publish too.
+    nodes[0].hub.flush().await;
     let st = nodes[0].app.server().stats();
     assert!(st.cluster_published >= 3, "{st:?}");
     assert!(nodes[2].app.server().stats().cluster_received >= 3);
@@ -207,7 +319,12 @@ async fn private_messages_and_broadcasts_cross_nodes_once_and_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_is_cluster_wide_and_disconnect_reaches_the_right_node() {
-    let nodes = cluster("members", 2).await;
+    let prefix = redis_support::unique_prefix("members");
+    let mut keyspace = Keyspace::watch(&prefix).await;
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        nodes.push(Node::start(config(&prefix, &format!("n{i}"))).await);
+    }
     let h0 = nodes[0].app.server().handle();
     let a = nodes[0].client(&["r"]).await;
     let b = nodes[1].client(&["r", "s"]).await;
@@ -246,15 +363,17 @@ async fn membership_is_cluster_wide_and_disconnect_reaches_the_right_node() {
         h0.disconnect(&ClientId::from("nobody"), 1000, "").await,
         Ok(false)
     );
-    // b is gone everywhere once node 1 has unregistered it.
-    let h1 = nodes[1].app.server().handle();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while h1.local_connections() != 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("node 1 unregisters b");
+    // b is gone everywhere once node 1 has unregistered it: locally first, then its
+    // record (the only client record removed in this test).
+    let clients = format!("{prefix}:clients:");
+    keyspace
+        .wait(
+            "node 1 removes b's client record",
+            REDIS_WAIT,
+            |key, event| key.starts_with(&clients) && event == "srem",
+        )
+        .await;
+    assert_eq!(nodes[1].app.server().handle().local_connections(), 1);
     nodes[1].ready().await;
     assert!(!h0.is_connected(&b.client_id()).await.unwrap());
     assert_eq!(h0.members("s").await.unwrap(), Vec::<ClientId>::new());
@@ -264,42 +383,94 @@ async fn membership_is_cluster_wide_and_disconnect_reaches_the_right_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_nodes_members_expire_within_the_ttl() {
     let prefix = redis_support::unique_prefix("expiry");
-    let ttl = Duration::from_millis(600);
+    let mut keyspace = Keyspace::watch(&prefix).await;
+    let (heartbeat, ttl) = (Duration::from_millis(100), Duration::from_millis(600));
     let cfg = |name: &str| {
         config(&prefix, name)
-            .heartbeat(Duration::from_millis(100))
+            .heartbeat(heartbeat)
             .membership_ttl(ttl)
     };
     let n0 = Node::start(cfg("n0")).await;
-    let n1 = Node::start(cfg("n1")).await;
-    let b = n1.client(&["r"]).await;
-    n1.ready().await;
+    // Node 1 runs on a runtime of its own, so that it can crash: dropping that runtime
+    // stops every task of the node at once, with nothing more sent to Redis.
+    let node1 = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let n1_cfg = cfg("n1");
+    // (`block_on` on a blocking thread: `TestServer::connect`'s future is not `Send`.)
+    let (node1, n1, b) = tokio::task::spawn_blocking(move || {
+        let (n1, b) = node1.block_on(async move {
+            let n1 = Node::start(n1_cfg).await;
+            let b = n1.client(&["r"]).await;
+            n1.ready().await;
+            (n1, b)
+        });
+        (node1, n1, b)
+    })
+    .await
+    .unwrap();
     let h0 = n0.app.server().handle();
     assert_eq!(h0.member_count("r").await.unwrap(), 1);
-    // A heartbeat or two later the records are still there (refreshed, not expired).
-    tokio::time::sleep(ttl * 2).await;
+    // Node 1's records: its liveness key, its clients, its members of `r`.
+    let members = only_key(&format!("{prefix}:members:*:r")).await;
+    let instance = members
+        .strip_prefix(&format!("{prefix}:members:"))
+        .and_then(|k| k.strip_suffix(":r"))
+        .expect("members key layout")
+        .to_owned();
+    let records = [
+        format!("{prefix}:node:{instance}"),
+        format!("{prefix}:clients:{instance}"),
+        members.clone(),
+    ];
+
+    // Heartbeats refresh the records: after more than two TTLs' worth of refreshes
+    // (each at least one heartbeat after the last), they are still there.
+    let mut refreshes = 0;
+    let want = (2 * ttl.as_millis() / heartbeat.as_millis()) as usize + 1;
+    keyspace
+        .wait(
+            "heartbeats refresh the members record",
+            ttl * 2 + REDIS_WAIT,
+            |key, event| {
+                refreshes += usize::from(key == members && event == "expire");
+                refreshes >= want
+            },
+        )
+        .await;
     assert_eq!(h0.member_count("r").await.unwrap(), 1);
     assert!(h0.is_connected(&b.client_id()).await.unwrap());
 
-    // "Crash" node 1: its hub's tasks stop with no goodbye (the records stay in Redis).
+    // Crash node 1: its runtime stops, no goodbye, no unregistration reaches Redis. Its
+    // records stay until their TTL runs out; Redis reports each expiry.
     let crashed = Instant::now();
-    let Node { hub, app } = n1;
-    drop(app);
-    drop(hub);
-    drop(b);
-    let deadline = ttl + Duration::from_millis(500);
-    loop {
-        let n = h0.member_count("r").await.unwrap();
-        if n == 0 {
-            break;
-        }
+    node1.shutdown_background();
+    drop((n1, b));
+    let mut expired: HashMap<String, Duration> = HashMap::new();
+    keyspace
+        .wait(
+            "the crashed node's records expire",
+            ttl + REDIS_WAIT,
+            |key, event| {
+                if event == "expired" && records.iter().any(|r| r == key) {
+                    expired.insert(key.to_owned(), crashed.elapsed());
+                }
+                expired.len() == records.len()
+            },
+        )
+        .await;
+    for (key, after) in &expired {
+        // At most one TTL after the last heartbeat, plus Redis's expiry cycle (100 ms at
+        // its default hz) and a margin for a loaded machine.
         assert!(
-            crashed.elapsed() < deadline,
-            "the crashed node's member is still listed after {:?}",
-            crashed.elapsed()
+            *after <= ttl + Duration::from_millis(1500),
+            "{key} expired {after:?} after the crash (ttl {ttl:?})"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(h0.member_count("r").await.unwrap(), 0);
+    assert_eq!(h0.members("r").await.unwrap(), Vec::<ClientId>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,13 +559,28 @@ async fn redis_outage_local_delivery_goes_on_failures_counted_then_it_resumes() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_subscriber_keeps_its_connection_across_keepalive_pings() {
     let prefix = redis_support::unique_prefix("pings");
+    let mut keyspace = Keyspace::watch(&prefix).await;
     let cfg = |name: &str| config(&prefix, name).heartbeat(Duration::from_millis(20));
     let n0 = Node::start(cfg("n0")).await;
     let n1 = Node::start(cfg("n1")).await;
     let b = n1.client(&["r"]).await;
     n1.ready().await;
-    // Let a dozen keepalive pings and heartbeats go by (time passing is the point here).
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // A dozen heartbeats of each node go by (each rewrites the node's liveness key; the
+    // subscriber pings on the same interval): time passing is the point here.
+    let node = format!("{prefix}:node:");
+    let mut beats: HashMap<String, usize> = HashMap::new();
+    keyspace
+        .wait(
+            "a dozen heartbeats of each node",
+            REDIS_WAIT,
+            |key, event| {
+                if key.starts_with(&node) && event == "set" {
+                    *beats.entry(key.to_owned()).or_default() += 1;
+                }
+                beats.len() == 2 && beats.values().all(|n| *n >= 12)
+            },
+        )
+        .await;
     let a = n0.client(&[]).await;
     a.call::<ToRooms>((vec!["r".into()], 5)).await.unwrap();
     assert_eq!(b.next::<Tick>().await.unwrap(), 5);
