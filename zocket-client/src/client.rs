@@ -654,8 +654,8 @@ impl ClientBuilder {
     }
 
     /// The largest incoming message accepted (16 MiB unless set; `None` for no limit).
-    pub fn max_message_size(mut self, bytes: Option<usize>) -> Self {
-        self.config.max_message_size = bytes;
+    pub fn max_message_bytes(mut self, bytes: Option<usize>) -> Self {
+        self.config.max_message_bytes = bytes;
         self
     }
 

@@ -243,7 +243,7 @@ pub struct ClientConfig {
     /// Retry the first connection by the reconnect policy too. Default off.
     pub retry_initial_connect: bool,
     /// The largest incoming message accepted; `None` for no limit. Default 16 MiB.
-    pub max_message_size: Option<usize>,
+    pub max_message_bytes: Option<usize>,
     /// The TLS configuration of `wss://` connections; `None`: rustls with the webpki
     /// roots and the `ring` provider. Default `None`.
     #[cfg(feature = "tls")]
@@ -291,9 +291,9 @@ impl ClientConfig {
         self.retry_initial_connect = retry;
         self
     }
-    /// Set [`max_message_size`](Self::max_message_size).
-    pub fn max_message_size(mut self, bytes: Option<usize>) -> Self {
-        self.max_message_size = bytes;
+    /// Set [`max_message_bytes`](Self::max_message_bytes).
+    pub fn max_message_bytes(mut self, bytes: Option<usize>) -> Self {
+        self.max_message_bytes = bytes;
         self
     }
     /// Set [`tls`](Self::tls).
@@ -315,7 +315,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("subscription_buffer", &self.subscription_buffer)
             .field("welcome_timeout", &self.welcome_timeout)
             .field("retry_initial_connect", &self.retry_initial_connect)
-            .field("max_message_size", &self.max_message_size);
+            .field("max_message_bytes", &self.max_message_bytes);
         #[cfg(feature = "tls")]
         d.field("custom_tls", &self.tls.is_some());
         d.finish()
@@ -334,7 +334,7 @@ impl Default for ClientConfig {
             subscription_buffer: 1024,
             welcome_timeout: Some(Duration::from_secs(5)),
             retry_initial_connect: false,
-            max_message_size: Some(16 << 20),
+            max_message_bytes: Some(16 << 20),
             #[cfg(feature = "tls")]
             tls: None,
         }

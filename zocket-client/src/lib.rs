@@ -96,6 +96,7 @@
 //! The reader task only routes frames into channels; it never waits for user code, so a
 //! slow subscriber cannot stall replies to calls.
 #![warn(missing_docs, unreachable_pub)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 // The public API.
 mod client;

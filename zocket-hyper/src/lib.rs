@@ -216,7 +216,8 @@
 //! ```
 //!
 //! [`ConnInfo::remote_addr`]: zocket_core::ConnInfo::remote_addr
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod listener;
 mod response;

@@ -117,7 +117,8 @@
 //! http.await.unwrap();
 //! # }
 //! ```
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::net::SocketAddr;
 

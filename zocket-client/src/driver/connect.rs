@@ -17,8 +17,8 @@ pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub(crate) async fn open(endpoint: &Endpoint, config: &ClientConfig) -> Result<Ws, ConnectError> {
     let request = endpoint.request()?;
     let ws_config = WebSocketConfig::default()
-        .max_message_size(config.max_message_size)
-        .max_frame_size(config.max_message_size);
+        .max_message_size(config.max_message_bytes)
+        .max_frame_size(config.max_message_bytes);
     #[cfg(feature = "tls")]
     let connector = if endpoint.tls {
         Some(crate::tls::connector(config.tls.as_ref()))

@@ -54,12 +54,12 @@ pub(crate) struct Timing {
 
 /// One connection's heartbeat state (its timings are passed in: they are the server's).
 #[derive(Debug, Clone)]
-pub(crate) struct Heartbeat {
+pub(crate) struct PingTimer {
     next_ping: Instant,
     state: State,
 }
 
-impl Heartbeat {
+impl PingTimer {
     pub(crate) fn new(t: Timing, now: Instant) -> Self {
         Self {
             next_ping: now + t.interval,
@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn ping_pong_cycle() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(T, t0);
+        let mut h = PingTimer::new(T, t0);
         assert_eq!(h.poll_timeout(), t0 + 10 * S);
         assert_eq!(h.handle_timeout(T, t0 + 9 * S, false), Verdict::Fine);
         assert!(!h.take_ping());
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn any_frame_after_the_ping_left_answers_it() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(T, t0);
+        let mut h = PingTimer::new(T, t0);
         h.handle_timeout(T, t0 + 10 * S, false);
         h.take_ping();
         h.on_flushed(T, t0 + 10 * S);
@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn no_pong_is_dead() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(T, t0);
+        let mut h = PingTimer::new(T, t0);
         h.handle_timeout(T, t0 + 10 * S, false);
         assert!(h.take_ping());
         h.on_flushed(T, t0 + 10 * S);
@@ -214,7 +214,7 @@ mod tests {
     #[test]
     fn pong_before_the_ping_left_does_not_count() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(T, t0);
+        let mut h = PingTimer::new(T, t0);
         h.handle_timeout(T, t0 + 10 * S, true);
         h.on_frame();
         assert!(h.take_ping());
@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn owed_ping_during_a_stuck_write_runs_the_deadline_from_the_tick() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(T, t0);
+        let mut h = PingTimer::new(T, t0);
         h.handle_timeout(T, t0 + 10 * S, true);
         assert!(h.ping_owed());
         assert_eq!(h.poll_timeout(), t0 + 15 * S);
@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn owed_ping_sent_late_gets_the_full_timeout() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(T, t0);
+        let mut h = PingTimer::new(T, t0);
         h.handle_timeout(T, t0 + 10 * S, true);
         // The stuck write completes at 14 s; the ping goes then.
         assert!(h.take_ping());
@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn a_pause_with_write_progress_is_forgiven_without_progress_not() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(T, t0);
+        let mut h = PingTimer::new(T, t0);
         h.handle_timeout(T, t0 + 10 * S, false);
         h.take_ping();
         h.on_flushed(T, t0 + 10 * S);
@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn progress_before_the_pause_does_not_count() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(T, t0);
+        let mut h = PingTimer::new(T, t0);
         h.handle_timeout(T, t0 + 10 * S, false);
         h.take_ping();
         h.on_flushed(T, t0 + 10 * S);
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn a_pause_of_the_servers_doing_is_forgiven() {
         let t0 = Instant::now();
-        let mut h = Heartbeat::new(T, t0);
+        let mut h = PingTimer::new(T, t0);
         h.handle_timeout(T, t0 + 10 * S, false);
         h.take_ping();
         h.on_flushed(T, t0 + 10 * S);

@@ -104,7 +104,7 @@ pub use writer::PingReplies;
 pub(crate) use outbound::{Budget, OwnScope};
 
 use close::{Closing, Policy};
-use heartbeat::{Heartbeat, Timing, Verdict};
+use heartbeat::{PingTimer, Timing, Verdict};
 use limits::{Flood, FloodWindow, Rate, RateLimiter};
 use ordering::Ordering;
 use writer::Writer;
@@ -161,7 +161,7 @@ pub(crate) struct Connection {
     out: Outbound,
     ordering: Ordering,
     writer: Writer,
-    heartbeat: Option<Heartbeat>,
+    heartbeat: Option<PingTimer>,
     flood: FloodWindow,
     rate: Option<RateLimiter>,
     phase: Phase,
@@ -179,7 +179,7 @@ impl Connection {
         Self {
             ordering: Ordering::new(settings.max_in_flight),
             writer: Writer::new(replies),
-            heartbeat: settings.heartbeat.map(|t| Heartbeat::new(t, now)),
+            heartbeat: settings.heartbeat.map(|t| PingTimer::new(t, now)),
             flood: FloodWindow::new(now),
             rate: settings.rate.map(|_| RateLimiter::new(now)),
             phase: Phase::Open,
@@ -383,7 +383,7 @@ impl Connection {
 
     /// When [`handle_timeout`](Self::handle_timeout) is due next.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let hb = self.heartbeat.as_ref().map(Heartbeat::poll_timeout);
+        let hb = self.heartbeat.as_ref().map(PingTimer::poll_timeout);
         match &self.phase {
             Phase::Open => hb,
             Phase::Draining { until } => Some(hb.map_or(*until, |h| h.min(*until))),
@@ -442,7 +442,7 @@ impl Connection {
                 if let Some(pong) = self.writer.take_pong() {
                     return Some(WsFrame::Pong(pong));
                 }
-                if self.heartbeat.as_mut().is_some_and(Heartbeat::take_ping) {
+                if self.heartbeat.as_mut().is_some_and(PingTimer::take_ping) {
                     self.writer.add_ping(&self.out.shared);
                     return Some(WsFrame::Ping(Bytes::new()));
                 }

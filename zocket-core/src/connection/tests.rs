@@ -628,8 +628,8 @@ fn per_connection_state_is_small() {
     let shared = std::mem::size_of::<outbound::Shared>();
     println!("size_of Connection = {machine} B, outbound Shared = {shared} B");
     println!(
-        "size_of Heartbeat = {}, Writer = {}, Phase = {}, FloodWindow = {}, RateLimiter = {}, Sleep = {}, shutdown future = {}",
-        std::mem::size_of::<Option<Heartbeat>>(),
+        "size_of PingTimer = {}, Writer = {}, Phase = {}, FloodWindow = {}, RateLimiter = {}, Sleep = {}, shutdown future = {}",
+        std::mem::size_of::<Option<PingTimer>>(),
         std::mem::size_of::<Writer>(),
         std::mem::size_of::<Phase>(),
         std::mem::size_of::<FloodWindow>(),
