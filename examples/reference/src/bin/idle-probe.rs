@@ -31,53 +31,38 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+/// Measures the `reference` server's RSS per idle connection, or its peak RSS under a
+/// ping flood from a client that never reads.
+#[derive(Debug, clap::Parser)]
+#[command(name = "idle-probe")]
 struct Args {
-    server: PathBuf,
+    /// The `reference` binary (default: next to this one).
+    #[arg(long, value_name = "PATH")]
+    server: Option<PathBuf>,
+    /// The server's adapter.
+    #[arg(long, value_name = "warp|hyper", default_value = "warp")]
     adapter: String,
+    /// Idle connections to open, each counted once its `__welcome` frame arrived.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     connections: usize,
-    batch: usize,
+    /// Connections opened at a time.
+    #[arg(long, value_name = "B", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
+    /// Instead: one client that sends N pings and never reads.
+    #[arg(long, value_name = "N")]
     pings: Option<u64>,
-    ping_bytes: usize,
+    /// Each ping's payload (a control frame: at most 125).
+    #[arg(long, value_name = "B", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=125))]
+    ping_bytes: u8,
+    /// Measure a server that is already running (e.g. under a heap profiler).
+    #[arg(long, value_name = "ADDR,PID", value_parser = parse_attach)]
     attach: Option<(String, u32)>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        server: std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .with_file_name("reference"),
-        adapter: "warp".into(),
-        connections: 10_000,
-        batch: 200,
-        pings: None,
-        ping_bytes: 0,
-        attach: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--server" => args.server = value()?.into(),
-            "--adapter" => args.adapter = value()?,
-            "--connections" => args.connections = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--batch" => args.batch = value()?.parse().map_err(|e| format!("{e}"))?,
-            "--pings" => args.pings = Some(value()?.parse().map_err(|e| format!("{e}"))?),
-            "--ping-bytes" => {
-                args.ping_bytes = value()?.parse().map_err(|e| format!("{e}"))?;
-                if args.ping_bytes > 125 {
-                    return Err("--ping-bytes: at most 125 (a control frame)".into());
-                }
-            }
-            "--attach" => {
-                let v = value()?;
-                let (addr, pid) = v.split_once(',').ok_or("--attach ADDR,PID")?;
-                args.attach = Some((addr.to_owned(), pid.parse().map_err(|e| format!("{e}"))?));
-            }
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    args.batch = args.batch.max(1);
-    Ok(args)
+fn parse_attach(v: &str) -> Result<(String, u32), String> {
+    let (addr, pid) = v.split_once(',').ok_or("expected ADDR,PID")?;
+    let pid = pid.parse().map_err(|e| format!("PID `{pid}`: {e}"))?;
+    Ok((addr.to_owned(), pid))
 }
 
 /// The server's resident set size in KiB.
@@ -92,14 +77,20 @@ fn rss_kib(pid: u32) -> std::io::Result<u64> {
 
 /// Start the server on a free port; returns it and its address.
 async fn start_server(args: &Args) -> Result<(Child, String), String> {
-    let mut child = Command::new(&args.server)
+    let server = match &args.server {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("reference"),
+    };
+    let mut child = Command::new(&server)
         .args(["--addr", "127.0.0.1:0", "--adapter", &args.adapter])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", args.server.display()))?;
+        .map_err(|e| format!("cannot start {}: {e}", server.display()))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
     BufReader::new(stdout)
@@ -152,7 +143,7 @@ async fn idle(args: &Args, pid: u32, addr: &str) -> Result<(), String> {
     let started = Instant::now();
     let mut open = Vec::with_capacity(args.connections);
     while open.len() < args.connections {
-        let n = args.batch.min(args.connections - open.len());
+        let n = (args.batch as usize).min(args.connections - open.len());
         let batch: Vec<_> = (0..n)
             .map(|_| {
                 let addr = addr.to_owned();
@@ -198,7 +189,7 @@ async fn ping_flood(args: &Args, pid: u32, addr: &str, pings: u64) -> Result<(),
     let before = rss_kib(pid).map_err(|e| e.to_string())?;
     let mut peak = before;
     let started = Instant::now();
-    let ping = ping_frame(args.ping_bytes);
+    let ping = ping_frame(usize::from(args.ping_bytes));
     let chunk: Vec<u8> = ping
         .iter()
         .copied()
@@ -238,13 +229,8 @@ async fn ping_flood(args: &Args, pid: u32, addr: &str, pings: u64) -> Result<(),
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("idle-probe: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // `--help` prints the usage; a bad argument says what is wrong (exit 2).
+    let args = <Args as clap::Parser>::parse();
     let result = async {
         if let Some((addr, pid)) = args.attach.clone() {
             return match args.pings {

@@ -26,6 +26,46 @@ use std::time::Duration;
 
 use zocket_examples::soak::{self, ClientReport, Counts, SoakConfig, SoakServer};
 
+/// The soak run: the reference server here, thousands of clients in a child process, in
+/// rounds; exit code 1 when an invariant failed.
+#[derive(Debug, clap::Parser)]
+#[command(name = "soak")]
+struct Cli {
+    /// Concurrent clients.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    clients: usize,
+    /// How long clients keep starting sessions, per round.
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    secs: u64,
+    /// Rooms to pick from.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    rooms: u64,
+    /// The server's adapter.
+    #[arg(long, value_enum, default_value = "warp")]
+    adapter: AdapterArg,
+    /// Rounds, each with a fresh client process.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// Pin the server process to this core.
+    #[arg(long, value_name = "CPU")]
+    server_cpu: Option<usize>,
+    /// Pin the client process to this core.
+    #[arg(long, value_name = "CPU")]
+    client_cpu: Option<usize>,
+    /// How long a client waits for one reply before counting it lost (it reads all the while).
+    #[arg(long, value_name = "S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    reply_bound_secs: u64,
+    /// Internal: run the clients against this address and print their report.
+    #[arg(long, value_name = "ADDR", hide = true)]
+    drive: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AdapterArg {
+    Warp,
+    Hyper,
+}
+
 struct Args {
     cfg: SoakConfig,
     rounds: usize,
@@ -35,46 +75,24 @@ struct Args {
     drive: Option<std::net::SocketAddr>,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        cfg: SoakConfig::default(),
-        rounds: 2,
-        server_cpu: None,
-        client_cpu: None,
-        drive: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().unwrap_or_default();
-        let number = || {
-            value
-                .parse::<u64>()
-                .map_err(|e| format!("{flag} `{value}`: {e}"))
+impl From<Cli> for Args {
+    fn from(cli: Cli) -> Self {
+        let cfg = SoakConfig {
+            clients: cli.clients,
+            duration: Duration::from_secs(cli.secs),
+            rooms: usize::try_from(cli.rooms).unwrap_or(usize::MAX),
+            hyper: cli.adapter == AdapterArg::Hyper,
+            reply_bound: Duration::from_secs(cli.reply_bound_secs),
+            ..SoakConfig::default()
         };
-        match flag.as_str() {
-            "--clients" => a.cfg.clients = number()? as usize,
-            "--secs" => a.cfg.duration = Duration::from_secs(number()?),
-            "--rooms" => a.cfg.rooms = number()?.max(1) as usize,
-            "--reply-bound-secs" => a.cfg.reply_bound = Duration::from_secs(number()?.max(1)),
-            "--rounds" => a.rounds = number()?.max(1) as usize,
-            "--server-cpu" => a.server_cpu = Some(number()? as usize),
-            "--client-cpu" => a.client_cpu = Some(number()? as usize),
-            "--adapter" => match value.as_str() {
-                "warp" => a.cfg.hyper = false,
-                "hyper" => a.cfg.hyper = true,
-                other => return Err(format!("--adapter `{other}` is not warp or hyper")),
-            },
-            "--drive" => {
-                a.drive = Some(
-                    value
-                        .parse()
-                        .map_err(|e| format!("--drive `{value}`: {e}"))?,
-                )
-            }
-            other => return Err(format!("unknown argument `{other}`")),
+        Self {
+            cfg,
+            rounds: usize::try_from(cli.rounds).unwrap_or(usize::MAX),
+            server_cpu: cli.server_cpu,
+            client_cpu: cli.client_cpu,
+            drive: cli.drive,
         }
     }
-    Ok(a)
 }
 
 /// Pin this process (the calling thread, and every thread it starts afterwards) to one
@@ -179,13 +197,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("soak: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // `--help` prints the usage; a bad argument says what is wrong (exit 2).
+    let args = Args::from(<Cli as clap::Parser>::parse());
     // Quiet by default: the reference app logs every connection at INFO.
     tracing_subscriber::fmt()
         .with_env_filter(
