@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-#[path = "../../fuzz/checks/frames.rs"]
+#[path = "../../../fuzz/checks/frames.rs"]
 mod frames;
-#[path = "../../fuzz/checks/handshake.rs"]
+#[path = "../../../fuzz/checks/handshake.rs"]
 mod handshake;
 
 /// The files of `fuzz/regressions/<target>/`, sorted; there must be some.
