@@ -7,7 +7,7 @@
 //!   reason (the closing handshake: the server keeps reading until the client's close);
 //! - an oversize message followed by more frames receives 1009;
 //! - (a client that pings and never reads is closed, and the server's memory stays
-//!   bounded: `examples/reference/tests/engine_memory.rs`, on the binary's `VmRSS`;)
+//!   bounded: `examples/reference/tests/binaries/engine_memory.rs`, on the binary's `VmRSS`;)
 //! - a room member that never reads is closed with 1013 while the other members get
 //!   every event.
 //!

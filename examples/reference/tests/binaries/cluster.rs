@@ -9,7 +9,7 @@
 //! so before a cross-node send the test waits for the receiving process's debug log line
 //! saying the channel is subscribed.
 
-#[path = "../../../zocket-redis/tests/support/redis.rs"]
+#[path = "../../../../zocket-redis/tests/support/redis.rs"]
 mod redis_support;
 
 use serde_json::{Value, json};
