@@ -228,7 +228,8 @@ pub use listener::serve;
 #[cfg(feature = "tls")]
 pub use listener::serve_tls;
 pub use listener::{Listener, serve_with};
-pub use service::{ResponseBody, ResponseFuture, ZocketService};
+pub use response::ResponseBody;
+pub use service::{ResponseFuture, ZocketService};
 
 /// The rustls version [`serve_tls`] uses.
 #[cfg(feature = "tls")]

@@ -7,8 +7,11 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use zocket_core::HandshakeError;
 
-use crate::service::ResponseBody;
 use crate::socket;
+
+/// The body of every response [`ZocketService`](crate::ZocketService) produces (empty
+/// for `101`, JSON for refusals).
+pub type ResponseBody = Full<Bytes>;
 
 /// Every header as a `(name, value)` pair; a value that is not UTF-8 is decoded lossily.
 pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
@@ -65,105 +68,4 @@ pub(crate) fn refusal(error: &HandshakeError) -> Response<ResponseBody> {
         }
     }
     res
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::Request;
-    use zocket_core::{Context, Server};
-
-    use crate::ZocketService;
-
-    fn upgrade_request() -> http::request::Builder {
-        Request::get("/")
-            .header("host", "localhost")
-            .header("connection", "keep-alive, Upgrade")
-            .header("upgrade", "WebSocket")
-            .header("sec-websocket-version", "13")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-    }
-
-    #[test]
-    fn the_accept_key_is_derived_from_the_request_key() {
-        let res = switching_protocols(&HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
-        assert_eq!(res.status(), StatusCode::SWITCHING_PROTOCOLS);
-        // RFC 6455's example key and accept value.
-        assert_eq!(
-            res.headers()[header::SEC_WEBSOCKET_ACCEPT],
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
-
-    struct Nobody;
-    impl Context for Nobody {
-        type Headers = std::collections::HashMap<String, String>;
-        type State = ();
-        async fn connect(_: zocket_core::Connect<'_, Self>) -> Result<Self, zocket_core::Reject> {
-            Ok(Nobody)
-        }
-    }
-
-    async fn answer(service: &ZocketService<Nobody>, req: Request<()>) -> Response<ResponseBody> {
-        service.handle(req).await.unwrap()
-    }
-
-    #[tokio::test]
-    async fn requests_that_are_not_upgrades_are_refused_with_json() {
-        let service = ZocketService::new(Server::new(zocket_core::Router::<Nobody>::new()));
-        let post = Request::post("/").body(()).unwrap();
-        let res = answer(&service, post).await;
-        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
-
-        let mut old = upgrade_request().body(()).unwrap();
-        *old.version_mut() = http::Version::HTTP_10;
-        assert_eq!(
-            answer(&service, old).await.status(),
-            StatusCode::BAD_REQUEST
-        );
-
-        let mut old = upgrade_request().body(()).unwrap();
-        old.headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
-        let res = answer(&service, old).await;
-        assert_eq!(res.status(), StatusCode::UPGRADE_REQUIRED);
-        assert_eq!(res.headers()[header::SEC_WEBSOCKET_VERSION], "13");
-
-        let mut short_key = upgrade_request().body(()).unwrap();
-        short_key.headers_mut().insert(
-            header::SEC_WEBSOCKET_KEY,
-            HeaderValue::from_static("c2hvcnQ="),
-        );
-        assert_eq!(
-            answer(&service, short_key).await.status(),
-            StatusCode::BAD_REQUEST
-        );
-
-        // Valid, but the connection was not served with upgrades: a server error.
-        let valid = upgrade_request().body(()).unwrap();
-        assert_eq!(
-            answer(&service, valid).await.status(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
-
-        let at_root = service.clone().with_path("/");
-        let elsewhere = Request::get("/other").body(()).unwrap();
-        let res = answer(&at_root, elsewhere).await;
-        assert_eq!(res.status(), StatusCode::NOT_FOUND);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
-    }
-
-    #[test]
-    fn refusals_carry_the_handshake_status_and_body() {
-        let res = refusal(&HandshakeError::Unauthorized("invalid token".into()));
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
-        let res = refusal(&HandshakeError::Unavailable {
-            reason: "too many connections",
-            retry_after: 7,
-        });
-        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(res.headers()[header::RETRY_AFTER], "7");
-    }
 }
