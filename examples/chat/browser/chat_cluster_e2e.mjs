@@ -12,7 +12,7 @@
 
 import { mkdirSync, rmSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { STEP_TIMEOUT_MS, launch, privateMessage, step } from "./common.mjs";
+import { joinRoom, launch, privateMessage, step, waitForMembers } from "./common.mjs";
 
 const TOTAL_TIMEOUT_MS = 120_000;
 
@@ -44,30 +44,6 @@ async function open(name, url) {
   pages[name] = page;
   step(`${name} connected to ${url} (client id ${await page.getAttribute("#status", "data-client-id")})`);
   return page;
-}
-
-async function joinRoom(page, room) {
-  await page.fill("#room", room);
-  await page.click("#join");
-  await page.locator("#current-room").filter({ hasText: `#${room}` }).waitFor();
-}
-
-async function memberNames(page) {
-  return page.locator('#members [data-testid="member"]').evaluateAll((nodes) =>
-    nodes.map((n) => n.dataset.userName),
-  );
-}
-
-async function waitForMembers(page, expected) {
-  const want = JSON.stringify([...expected].sort());
-  const deadline = Date.now() + STEP_TIMEOUT_MS;
-  let got;
-  while (Date.now() < deadline) {
-    got = JSON.stringify((await memberNames(page)).sort());
-    if (got === want) return;
-    await page.waitForTimeout(50);
-  }
-  throw new Error(`member list: expected ${want}, got ${got}`);
 }
 
 let failed = false;

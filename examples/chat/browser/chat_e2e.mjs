@@ -22,7 +22,7 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { dirname, resolve } from "node:path";
-import { STEP_TIMEOUT_MS, launch, privateMessage, step } from "./common.mjs";
+import { STEP_TIMEOUT_MS, joinRoom, launch, privateMessage, step, waitForMembers } from "./common.mjs";
 
 const TOTAL_TIMEOUT_MS = 150_000;
 // Reconnecting waits for the restart and the page's backoff (at most a few seconds).
@@ -56,35 +56,6 @@ async function open(name, key = name) {
   pages[key] = page;
   step(`${key} connected (client id ${await page.getAttribute("#status", "data-client-id")})`);
   return page;
-}
-
-async function joinRoom(page, room) {
-  await page.fill("#room", room);
-  await page.click("#join");
-  await page.locator("#current-room").filter({ hasText: `#${room}` }).waitFor();
-}
-
-async function memberNames(page) {
-  return page.locator('#members [data-testid="member"]').evaluateAll((nodes) =>
-    nodes.map((n) => n.dataset.userName),
-  );
-}
-
-/** Wait (inside the page, on its own updates) until its member list is `expected`. */
-async function waitForMembers(page, expected, timeout = STEP_TIMEOUT_MS) {
-  const want = [...expected].sort();
-  try {
-    await page.waitForFunction(
-      (want) => {
-        const got = [...document.querySelectorAll('#members [data-testid="member"]')].map((n) => n.dataset.userName).sort();
-        return JSON.stringify(got) === JSON.stringify(want);
-      },
-      want,
-      { timeout },
-    );
-  } catch (err) {
-    throw new Error(`member list: expected ${JSON.stringify(want)}, got ${JSON.stringify((await memberNames(page)).sort())}`);
-  }
 }
 
 async function waitForState(page, wanted, timeout = STEP_TIMEOUT_MS) {

@@ -71,3 +71,37 @@ export async function privateMessage(alice, bob, text) {
   if ((await pm.getAttribute("data-from")) !== "Alice") throw new Error("private message not from Alice");
   await alice.locator('#privates [data-testid="private-sent"]').filter({ hasText: text }).waitFor();
 }
+
+/** Join `room` from the page's form; resolves once the page shows it as current. */
+export async function joinRoom(page, room) {
+  await page.fill("#room", room);
+  await page.click("#join");
+  await page.locator("#current-room").filter({ hasText: `#${room}` }).waitFor();
+}
+
+/** The user names in the page's member list, in page order. */
+export async function memberNames(page) {
+  return page.locator('#members [data-testid="member"]').evaluateAll((nodes) =>
+    nodes.map((n) => n.dataset.userName),
+  );
+}
+
+/**
+ * Wait until the page's member list is `expected` (any order): checked inside the page on
+ * each animation frame (Playwright's `waitForFunction`), not by round trips from here.
+ */
+export async function waitForMembers(page, expected, timeout = STEP_TIMEOUT_MS) {
+  const want = [...expected].sort();
+  try {
+    await page.waitForFunction(
+      (want) => {
+        const got = [...document.querySelectorAll('#members [data-testid="member"]')].map((n) => n.dataset.userName).sort();
+        return JSON.stringify(got) === JSON.stringify(want);
+      },
+      want,
+      { timeout },
+    );
+  } catch (err) {
+    throw new Error(`member list (${err.message.split("\n")[0]}): expected ${JSON.stringify(want)}, got ${JSON.stringify((await memberNames(page)).sort())}`);
+  }
+}

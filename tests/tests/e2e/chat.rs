@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use zocket_core::HandshakeError;
 use zocket_core::testing::{TestClient, TestError, TestServer};
+use zocket_core::{ClientId, HandshakeError};
 use zocket_example_chat::{
     self as chat, ChatState, ChatUser, Empty, Join, Leave, ListMembers, Me, Member, MembersChanged,
     MessagePosted, Post, PresenceChanged, PresenceKind, Private, PrivateIn, PrivateReceived,
@@ -20,6 +20,16 @@ fn send(room: &str, text: &str) -> SendIn {
         room: room.into(),
         text: text.into(),
     }
+}
+
+/// `from` sends a private message to the client with id `to`; the call must succeed.
+async fn private(from: &TestClient, to: ClientId, text: &str) {
+    from.call::<Private>(PrivateIn {
+        to,
+        text: text.into(),
+    })
+    .await
+    .unwrap();
 }
 
 fn names(members: &[Member]) -> Vec<&str> {
@@ -232,12 +242,7 @@ async fn private_messages_reach_the_target_and_echo_to_the_sender_only() {
         c.call::<Join>(RoomIn::new("lobby")).await.unwrap();
     }
 
-    ada.call::<Private>(PrivateIn {
-        to: bob.client_id(),
-        text: "psst, Bob".into(),
-    })
-    .await
-    .unwrap();
+    private(&ada, bob.client_id(), "psst, Bob").await;
     for who in [&bob, &ada] {
         let pm = who.next::<PrivateReceived>().await.unwrap();
         assert_eq!(pm.text, "psst, Bob");
@@ -248,12 +253,7 @@ async fn private_messages_reach_the_target_and_echo_to_the_sender_only() {
     }
 
     // Carol's first private message is the one addressed to her.
-    bob.call::<Private>(PrivateIn {
-        to: carol.client_id(),
-        text: "hi Carol".into(),
-    })
-    .await
-    .unwrap();
+    private(&bob, carol.client_id(), "hi Carol").await;
     let pm = carol.next::<PrivateReceived>().await.unwrap();
     assert_eq!(
         (pm.from.user_name.as_str(), pm.text.as_str()),
@@ -271,12 +271,7 @@ async fn private_messages_reach_the_target_and_echo_to_the_sender_only() {
         .unwrap();
 
     // To oneself: delivered once.
-    ada.call::<Private>(PrivateIn {
-        to: ada.client_id(),
-        text: "note to self".into(),
-    })
-    .await
-    .unwrap();
+    private(&ada, ada.client_id(), "note to self").await;
     assert_eq!(
         ada.next::<PrivateReceived>().await.unwrap().text,
         "note to self"
@@ -304,12 +299,7 @@ async fn private_message_to_an_unknown_client_is_refused() {
     // A user who left is unknown again.
     let bob = user(&app, "Bob").await;
     let bob_id = bob.client_id();
-    ada.call::<Private>(PrivateIn {
-        to: bob_id.clone(),
-        text: "still there?".into(),
-    })
-    .await
-    .unwrap();
+    private(&ada, bob_id.clone(), "still there?").await;
     bob.close().await;
     bob.closed().await.unwrap();
     // Bob's disconnect hook takes him out of the directory (an event wait: the server's
@@ -339,12 +329,7 @@ async fn a_private_message_reaches_a_user_who_has_not_spoken_yet() {
     let ada = user(&app, "Ada").await;
     let bob = user(&app, "Bob").await;
     assert_eq!(state.user_count(), 2);
-    ada.call::<Private>(PrivateIn {
-        to: bob.client_id(),
-        text: "are you there?".into(),
-    })
-    .await
-    .unwrap();
+    private(&ada, bob.client_id(), "are you there?").await;
     let got = bob.next::<PrivateReceived>().await.unwrap();
     assert_eq!(
         (got.from.user_name.as_str(), got.text.as_str()),
