@@ -94,7 +94,7 @@ unit=RPC
 case "$tool" in
   callgrind)
     # shellcheck disable=SC2086
-    start valgrind --tool=callgrind --callgrind-out-file="$out/$tag.cg.%p" $cmd
+    start valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out/$tag.cg.%p" $cmd
     # valgrind's own pid is the server's.
     load "$n1"
     callgrind_control -d "$pid" > /dev/null

@@ -320,6 +320,7 @@ where
             self.server.router(),
             &self.cx,
             text.as_str(),
+            now,
             handler_timeout,
         ) {
             if fut.as_mut().poll(task).is_pending() {

@@ -61,6 +61,8 @@
 
 mod codec;
 mod frames;
+#[cfg(feature = "server")]
+mod scan;
 mod transport;
 
 pub use codec::{
@@ -68,6 +70,8 @@ pub use codec::{
     encode_rpc_err, encode_rpc_res, encode_welcome,
 };
 pub use frames::{ClientFrame, FrameError, HeaderIssue, ServerFrame, WireError};
+#[cfg(feature = "server")]
+pub(crate) use scan::scan_client_frame;
 pub use transport::{CloseFrame, Text, TransportError, WsFrame};
 
 /// Frame type of an RPC result.

@@ -1,7 +1,12 @@
 //! The pure dispatcher: one text frame in, effects (an error frame, or a handler's
 //! future) out, no IO.
 
+use std::borrow::Cow;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Poll, ready};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -11,73 +16,149 @@ use tokio::time::Instant;
 
 use super::Router;
 use crate::context::Context;
-use crate::cx::Cx;
+use crate::cx::{Conn, Cx};
 use crate::error::{CodeOnly, Reject, log_internal};
-use crate::protocol::{self, FrameError};
+use crate::protocol::{self, FrameError, Text};
 use crate::stats::inc;
 
 /// The pure dispatcher: decode one text frame, look up its route, validate its input
 /// and start its handler. Every failure becomes the right error frame in the
 /// connection's queue. Returns the handler's future when there is work left to do; it
-/// owns no IO, the caller decides how to poll it.
+/// owns no IO, the caller decides how to poll it. `now` is when the frame was read: an
+/// RPC's duration is measured from it.
 pub(crate) fn dispatch<C: Context>(
     router: &Router<C>,
     cx: &Cx<C, C::State>,
     text: &str,
+    now: Instant,
     handler_timeout: Option<Duration>,
 ) -> Option<BoxFuture<'static, ()>> {
     let conn = &cx.conn;
-    let arrived = Instant::now();
-    let frame = match protocol::decode_client_frame(text) {
-        Ok(f) => f,
-        Err(e) => {
-            conn.stats.message_in(None);
-            let rpc_id = match &e {
-                FrameError::MissingType { rpc_id } => rpc_id.as_deref(),
-                _ => None,
-            };
-            tracing::debug!(client_id = %conn.id, error = %e, "malformed frame");
-            conn.fail(None, rpc_id, &Reject::bad_request(e.to_string()));
+    // The common shape by the fast path; the rest, and the answer to any frame the
+    // fast path read but that is not dispatched, by the full decoder (see
+    // `protocol::scan`: it checks the payload's JSON).
+    let (kind, payload, rpc_id, checked) = match protocol::scan_client_frame(text) {
+        Some(f) => (
+            Cow::Borrowed(f.kind),
+            f.payload,
+            f.rpc_id.map(Cow::Borrowed),
+            false,
+        ),
+        None => match protocol::decode_client_frame(text) {
+            Ok(f) => (f.kind, f.payload.map(|p| p.get()), f.rpc_id, true),
+            Err(e) => {
+                malformed(conn, &e);
+                return None;
+            }
+        },
+    };
+    // A frame the fast path read is answered as malformed if the full decoder refuses it.
+    let refused = |checked: bool| {
+        let e = if checked {
+            None
+        } else {
+            protocol::decode_client_frame(text).err()
+        };
+        if let Some(e) = &e {
+            malformed(conn, e);
+        }
+        e.is_some()
+    };
+    let rpc_id = rpc_id.as_deref();
+    let Some((&name, route)) = router.routes.get_key_value(&*kind) else {
+        if refused(checked) {
             return None;
         }
-    };
-    let kind = &*frame.kind;
-    let rpc_id = frame.rpc_id.as_deref();
-    let found = router.routes.get_key_value(kind);
-    conn.stats.message_in(found.map(|(&name, _)| name));
-    let Some((&name, route)) = found else {
-        tracing::debug!(client_id = %conn.id, message = %crate::redact::truncate(kind, 64), "unknown message type");
+        conn.stats.message_in(None);
+        tracing::debug!(client_id = %conn.id, message = %crate::redact::truncate(&kind, 64), "unknown message type");
         conn.fail(
-            Some(kind),
+            Some(&kind),
             rpc_id,
             &Reject::not_found(format!("no message named `{kind}`")),
         );
         return None;
     };
-    // Inline for ids up to 23 bytes: no allocation for the usual short ids.
-    let rpc: Option<SmolStr> = rpc_id.map(SmolStr::new);
-    let fut = match route.start(cx.clone(), frame.payload, rpc.clone()) {
-        Ok(fut) => fut,
+    let run = Run {
+        name,
+        // Inline for ids up to 23 bytes: no allocation for the usual short ids.
+        rpc: rpc_id.map(SmolStr::new),
+        arrived: now,
+        handler_timeout,
+    };
+    match route.start(cx.clone(), payload, run) {
+        Ok(fut) => {
+            conn.stats.message_in(Some(name));
+            Some(fut)
+        }
         Err(rej) => {
+            if refused(checked) {
+                return None;
+            }
+            conn.stats.message_in(Some(name));
             log_internal(&rej, "validate");
             tracing::debug!(client_id = %conn.id, message = name, code = %CodeOnly(&rej), "input rejected");
             conn.fail(Some(name), rpc_id, &rej);
-            return None;
+            None
         }
+    }
+}
+
+/// Answer a frame that is not a valid client frame (`BAD_REQUEST`).
+fn malformed(conn: &Conn, e: &FrameError) {
+    conn.stats.message_in(None);
+    let rpc_id = match e {
+        FrameError::MissingType { rpc_id } => rpc_id.as_deref(),
+        _ => None,
     };
-    let conn = conn.clone();
-    let span = tracing::debug_span!("message", client_id = %conn.id, message = name, rpc_id = rpc_id.map(|r| crate::redact::truncate(r, 64)).as_deref());
-    Some(Box::pin(tracing::Instrument::instrument(
+    tracing::debug!(client_id = %conn.id, error = %e, "malformed frame");
+    conn.fail(None, rpc_id, &Reject::bad_request(e.to_string()));
+}
+
+/// What happens around a route's handler once its input is valid: which message it is,
+/// the RPC id to answer (if any), when the frame arrived and the handler's time limit.
+pub(super) struct Run {
+    pub(super) name: &'static str,
+    pub(super) rpc: Option<SmolStr>,
+    pub(super) arrived: Instant,
+    pub(super) handler_timeout: Option<Duration>,
+}
+
+/// The future of one dispatched message, in one allocation with the route's own
+/// future (middleware chain, handler, reply encoding), which `work` makes when first
+/// polled (in place, rather than moved in): the handler's time limit, its panics, the
+/// reply or the error frame, and the RPC's metrics, inside the message's span.
+pub(super) fn finish<F, W>(conn: Arc<Conn>, run: Run, work: F) -> BoxFuture<'static, ()>
+where
+    F: FnOnce() -> W + Send + 'static,
+    W: Future<Output = Result<Option<Text>, Reject>> + Send + 'static,
+{
+    let span = tracing::debug_span!("message", client_id = %conn.id, message = run.name, rpc_id = run.rpc.as_deref().map(|r| crate::redact::truncate(r, 64)).as_deref());
+    Box::pin(tracing::Instrument::instrument(
         async move {
-            let guarded = AssertUnwindSafe(fut).catch_unwind();
+            let Run {
+                name,
+                rpc,
+                arrived,
+                handler_timeout,
+            } = run;
+            let mut guarded = pin!(AssertUnwindSafe(work()).catch_unwind());
             let outcome = match handler_timeout {
                 None => guarded.await,
-                Some(limit) => match tokio::time::timeout(limit, guarded).await {
-                    Ok(r) => r,
-                    Err(_) => Ok(Err(Reject::timeout(format!(
-                        "handler did not finish within {limit:?}"
-                    )))),
-                },
+                Some(limit) => {
+                    // Its own allocation, so that the future of a server without a
+                    // handler time limit holds no timer.
+                    let mut deadline = Box::pin(tokio::time::sleep(limit));
+                    std::future::poll_fn(|task| {
+                        if let Poll::Ready(r) = guarded.as_mut().poll(task) {
+                            return Poll::Ready(r);
+                        }
+                        ready!(deadline.as_mut().poll(task));
+                        Poll::Ready(Ok(Err(Reject::timeout(format!(
+                            "handler did not finish within {limit:?}"
+                        )))))
+                    })
+                    .await
+                }
             };
             let ok = matches!(outcome, Ok(Ok(_)));
             match outcome {
@@ -106,5 +187,5 @@ pub(crate) fn dispatch<C: Context>(
             }
         },
         span,
-    )))
+    ))
 }

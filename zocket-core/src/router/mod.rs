@@ -50,13 +50,13 @@ use route::{Routes, TypedRoute, insert};
 /// Registering a name twice, or a name starting with `__` (reserved), panics here, at
 /// build time, never later.
 pub struct Router<C: Context> {
-    pub(super) routes: Routes<C, C::State>,
+    routes: Routes<C, C::State>,
 }
 
 impl<C: Context> Default for Router<C> {
     fn default() -> Self {
         Self {
-            routes: HashMap::new(),
+            routes: HashMap::default(),
         }
     }
 }

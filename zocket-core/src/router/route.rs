@@ -8,27 +8,28 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
-use smol_str::SmolStr;
 
 use super::chain::Chain;
+use super::dispatch::{Run, finish};
 use super::handler::Handler;
 use super::middleware::Input;
 use crate::contract::Message;
 use crate::cx::Cx;
 use crate::error::Reject;
-use crate::protocol::{self, Text};
+use crate::protocol;
 
 /// Runs after decoding: middleware chain, handler, reply encoding.
-pub(crate) trait ErasedRoute<C, S>: Send + Sync {
+pub(super) trait ErasedRoute<C, S>: Send + Sync {
     /// Decode and validate the payload (synchronously: the frame text is borrowed), then
-    /// return the future of the rest. `rpc_id: Some` encodes a reply frame.
+    /// return the future of the rest, [`finish`]ed as `run` says, in one allocation.
+    /// `run.rpc: Some` encodes a reply frame. The payload's text may not be valid JSON
+    /// yet (`protocol::scan`): decoding it checks it, and refuses it if it is not.
     fn start(
         &self,
         cx: Cx<C, S>,
-        payload: Option<&RawValue>,
-        rpc_id: Option<SmolStr>,
-    ) -> Result<BoxFuture<'static, Result<Option<Text>, Reject>>, Reject>;
+        payload: Option<&str>,
+        run: Run,
+    ) -> Result<BoxFuture<'static, ()>, Reject>;
 }
 
 pub(super) struct TypedRoute<M, H, Ch> {
@@ -48,14 +49,16 @@ where
     fn start(
         &self,
         cx: Cx<C, S>,
-        payload: Option<&RawValue>,
-        rpc_id: Option<SmolStr>,
-    ) -> Result<BoxFuture<'static, Result<Option<Text>, Reject>>, Reject> {
+        payload: Option<&str>,
+        run: Run,
+    ) -> Result<BoxFuture<'static, ()>, Reject> {
         let input: M::Input = decode_input(payload)?;
         M::validate(&input)?;
         let handler = self.handler.clone();
         let chain = self.chain.clone();
-        Ok(Box::pin(async move {
+        let conn = cx.conn.clone();
+        let rpc_id = run.rpc.clone();
+        let work = move || async move {
             let narrowed = chain.apply(cx, &Input::of::<M>(&input)).await?;
             let output = handler.call(narrowed, input).await?;
             let Some(rpc_id) = rpc_id else {
@@ -71,7 +74,8 @@ where
                 tracing::error!(message = M::NAME, error = %e, "RPC output failed to serialise");
                 Reject::internal()
             })
-        }))
+        };
+        Ok(finish(conn, run, work))
     }
 }
 
@@ -79,9 +83,9 @@ where
 /// does not accept `null`, `{}` is tried, so all-optional inputs accept no argument.
 /// When both fail, the answer names the first missing field if `{}` got that far (an
 /// object input: `name: missing field`), else the type's refusal of `null`.
-fn decode_input<T: DeserializeOwned>(payload: Option<&RawValue>) -> Result<T, Reject> {
+fn decode_input<T: DeserializeOwned>(payload: Option<&str>) -> Result<T, Reject> {
     match payload {
-        Some(raw) => parse(raw.get()),
+        Some(raw) => parse(raw),
         None => parse("null").or_else(|first| {
             parse("{}").map_err(|second| {
                 let names_a_field = second
@@ -128,7 +132,11 @@ fn input_issue(path: &str, error: &serde_json::Error) -> (String, String) {
     (path, reason)
 }
 
-pub(super) type Routes<C, S> = HashMap<&'static str, Arc<dyn ErasedRoute<C, S>>>;
+/// The routes by message name. The table is fixed once the server is built, and a peer
+/// only looks names up in it, so a fast hash that is not collision-resistant cannot be
+/// used to slow it down (a fixed table's lookups do not degrade with the keys asked).
+pub(super) type Routes<C, S> =
+    HashMap<&'static str, Arc<dyn ErasedRoute<C, S>>, foldhash::fast::FixedState>;
 
 pub(super) fn insert<C, S>(
     routes: &mut Routes<C, S>,

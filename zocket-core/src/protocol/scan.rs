@@ -1,0 +1,386 @@
+//! The fast path of client frame decoding: the envelope of the frames clients send
+//! (`{"type":"..","payload":..,"rpcId":".."}`, keys in any order, JSON whitespace
+//! anywhere) read in one pass over its bytes, without building a serde deserializer.
+//!
+//! It accepts a frame only when its envelope is exactly valid JSON of the common shape:
+//! the keys `type`, `payload` and `rpcId`, each at most once and none other; `type` a
+//! string and `rpcId` a string or `null`, neither with escapes or control characters;
+//! nothing after the object. Anything else (escapes, other keys, other value types,
+//! duplicates, malformed text) is left to [`decode_client_frame`], which decides it
+//! exactly as before.
+//!
+//! The payload's extent is found by its brackets and strings, but its JSON is not
+//! checked here: the route's input decoding checks it (serde_json accepts a value only
+//! when the whole text is valid JSON), and a payload that does not decode is decoded
+//! again by [`decode_client_frame`], so that invalid JSON is answered as a malformed
+//! frame, as before, not as invalid input. So a frame is dispatched only if the whole
+//! text is valid JSON, and gets the same answer by either path.
+//!
+//! [`decode_client_frame`]: super::decode_client_frame
+
+/// A client frame whose envelope was read by [`scan_client_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ScannedFrame<'a> {
+    /// The route name (`type`).
+    pub(crate) kind: &'a str,
+    /// The payload's text, `None` when absent or `null`: its JSON is **not** checked yet.
+    pub(crate) payload: Option<&'a str>,
+    /// The RPC id, when the frame is an RPC.
+    pub(crate) rpc_id: Option<&'a str>,
+}
+
+/// Read the envelope of a frame of the common shape (see the [module docs](self)), or
+/// `None` when the frame needs the full decoder.
+pub(crate) fn scan_client_frame(text: &str) -> Option<ScannedFrame<'_>> {
+    let b = text.as_bytes();
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(b, i + 1);
+    let mut kind: Option<&str> = None;
+    let mut payload: Option<Option<&str>> = None;
+    let mut rpc_id: Option<Option<&str>> = None;
+    loop {
+        let (key, at) = key(b, i)?;
+        i = ws(b, at);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = ws(b, i + 1);
+        match key {
+            b"type" if kind.is_none() => {
+                let (value, at) = plain_str(b, i)?;
+                kind = Some(as_str(text, value, at)?);
+                i = at;
+            }
+            b"rpcId" if rpc_id.is_none() => {
+                if b.get(i..i + 4).and_then(|s| <[u8; 4]>::try_from(s).ok()) == Some(*b"null") {
+                    rpc_id = Some(None);
+                    i += 4;
+                } else {
+                    let (value, at) = plain_str(b, i)?;
+                    rpc_id = Some(Some(as_str(text, value, at)?));
+                    i = at;
+                }
+            }
+            b"payload" if payload.is_none() => {
+                let end = skip_value(b, i)?;
+                let value = text.get(i..end)?;
+                payload = Some((value != "null").then_some(value));
+                i = end;
+            }
+            // A repeated key.
+            _ => return None,
+        }
+        i = ws(b, i);
+        match b.get(i) {
+            Some(b',') => i = ws(b, i + 1),
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    if ws(b, i + 1) != b.len() {
+        return None;
+    }
+    Some(ScannedFrame {
+        kind: kind?,
+        payload: payload.flatten(),
+        rpc_id: rpc_id.flatten(),
+    })
+}
+
+/// Byte classes, one bit each, for the scanning loops.
+const WS: u8 = 1;
+/// Ends the contents of a plain string: `"`, backslash, a control character.
+const STR_STOP: u8 = 2;
+/// Matters inside a bracketed value: `"`, `{`, `}`, `[`, `]`.
+const NEST: u8 = 4;
+/// Ends a number or literal: `,`, `}`, `]`, whitespace.
+const SCALAR_END: u8 = 8;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = STR_STOP;
+        c += 1;
+    }
+    t[b' ' as usize] = WS | SCALAR_END;
+    t[b'\t' as usize] = WS | SCALAR_END | STR_STOP;
+    t[b'\n' as usize] = WS | SCALAR_END | STR_STOP;
+    t[b'\r' as usize] = WS | SCALAR_END | STR_STOP;
+    t[b'"' as usize] = STR_STOP | NEST;
+    t[b'\\' as usize] = STR_STOP;
+    t[b'{' as usize] = NEST;
+    t[b'[' as usize] = NEST;
+    t[b'}' as usize] = NEST | SCALAR_END;
+    t[b']' as usize] = NEST | SCALAR_END;
+    t[b',' as usize] = SCALAR_END;
+    t
+};
+
+/// The index of the first byte at or after `i` whose class has one of `bits`, or the
+/// length of `b`.
+#[inline(always)]
+fn find(b: &[u8], i: usize, bits: u8) -> usize {
+    match b.get(i..) {
+        Some(rest) => {
+            i + rest
+                .iter()
+                .position(|&c| CLASS[usize::from(c)] & bits != 0)
+                .unwrap_or(rest.len())
+        }
+        None => b.len(),
+    }
+}
+
+/// The index of the first `"`, backslash or control character at or after `i`, or the
+/// length of `b`: eight bytes at a time (the usual bit tricks: a byte of `v` is zero, or
+/// below 0x20, where `(v - 0x01..) & !v` has its top bit set; the lowest such byte is
+/// exact).
+#[inline(always)]
+fn str_stop(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const TOPS: u64 = u64::from_ne_bytes([0x80; 8]);
+    while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let x = u64::from_le_bytes(word);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        let hits = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(ONES * 0x20) & !x);
+        let hits = hits & TOPS;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    find(b, i, STR_STOP)
+}
+
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+#[inline(always)]
+fn ws(b: &[u8], mut i: usize) -> usize {
+    // Frames rarely hold whitespace: check one byte before looping.
+    while b.get(i).is_some_and(|&c| CLASS[usize::from(c)] & WS != 0) {
+        i += 1;
+    }
+    i
+}
+
+/// The key at `i` when it is one of the three known ones, written plainly.
+#[inline(always)]
+fn key(b: &[u8], i: usize) -> Option<(&'static [u8], usize)> {
+    // Fixed-size compares (integer compares, no `memcmp` call).
+    fn at<const N: usize>(b: &[u8], i: usize, key: &[u8; N]) -> bool {
+        b.get(i..i + N)
+            .and_then(|s| <[u8; N]>::try_from(s).ok())
+            .is_some_and(|s| s == *key)
+    }
+    if at(b, i, b"\"type\"") {
+        Some((b"type", i + 6))
+    } else if at(b, i, b"\"payload\"") {
+        Some((b"payload", i + 9))
+    } else if at(b, i, b"\"rpcId\"") {
+        Some((b"rpcId", i + 7))
+    } else {
+        // Another key, or a known one spelt with escapes: the full decoder's.
+        None
+    }
+}
+
+/// A string at `i` without escapes or control characters: its contents and the index
+/// after its closing quote; `None` for anything else.
+#[inline(always)]
+fn plain_str(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let end = str_stop(b, i + 1);
+    if b.get(end) != Some(&b'"') {
+        return None;
+    }
+    Some((&b[i + 1..end], end + 1))
+}
+
+/// The contents of a [`plain_str`] that ended at `end`, as a `str` of `text`.
+fn as_str<'a>(text: &'a str, contents: &[u8], end: usize) -> Option<&'a str> {
+    // The contents lie between two ASCII quotes of `text`: char boundaries.
+    text.get(end - 1 - contents.len()..end - 1)
+}
+
+/// The index after the JSON value that starts at `i`, found by its brackets and
+/// strings only (not checked to be valid JSON); `None` when the text ends first.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_str(b, i),
+        b'{' | b'[' => {
+            let mut depth = 1usize;
+            let mut j = i + 1;
+            loop {
+                j = find(b, j, NEST);
+                match *b.get(j)? {
+                    b'"' => {
+                        j = skip_str(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    _ => {
+                        // `}` or `]`.
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            // A number, `true`, `false` or `null`: up to the next delimiter.
+            let end = find(b, i, SCALAR_END);
+            (end > i).then_some(end)
+        }
+    }
+}
+
+/// The index after the string that starts at `i` (escapes skipped, not checked).
+fn skip_str(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        // A quote or a backslash (control characters are for the full check).
+        j = str_stop(b, j);
+        match *b.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::decode_client_frame;
+
+    fn scan(text: &str) -> Option<(String, Option<String>, Option<String>)> {
+        scan_client_frame(text).map(|f| {
+            (
+                f.kind.to_owned(),
+                f.payload.map(str::to_owned),
+                f.rpc_id.map(str::to_owned),
+            )
+        })
+    }
+
+    fn of(
+        kind: &str,
+        payload: Option<&str>,
+        rpc: Option<&str>,
+    ) -> Option<(String, Option<String>, Option<String>)> {
+        Some((kind.into(), payload.map(Into::into), rpc.map(Into::into)))
+    }
+
+    #[test]
+    fn str_stop_finds_the_first_stop_at_any_offset() {
+        for len in 0..40 {
+            for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                for at in 0..=len {
+                    let mut v: Vec<u8> = (0..len).map(|k| b'a' + (k % 26) as u8).collect();
+                    // Bytes that are close to the stops but are not: space, `#`, `]`, 0x7f, 0xc3.
+                    for (k, c) in [b' ', b'#', b']', 0x7f, 0xc3].iter().enumerate() {
+                        if k * 3 < v.len() && k * 3 < at {
+                            v[k * 3] = *c;
+                        }
+                    }
+                    let expected = if at < len {
+                        v[at] = stop;
+                        at
+                    } else {
+                        len
+                    };
+                    for from in 0..=at.min(len) {
+                        assert_eq!(str_stop(&v, from), expected, "{v:?} from {from}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_common_shapes() {
+        assert_eq!(
+            scan(r#"{"type":"chat.send","payload":{"text":"hi, \"you\" }"},"rpcId":"7"}"#),
+            of("chat.send", Some(r#"{"text":"hi, \"you\" }"}"#), Some("7"))
+        );
+        assert_eq!(
+            scan(" {\n \"rpcId\" : \"a\" ,\t\"payload\":[1,[2,{}]] , \"type\":\"x\"}\r\n"),
+            of("x", Some("[1,[2,{}]]"), Some("a"))
+        );
+        assert_eq!(scan(r#"{"type":"x"}"#), of("x", None, None));
+        assert_eq!(
+            scan(r#"{"type":"x","payload":null,"rpcId":null}"#),
+            of("x", None, None)
+        );
+        assert_eq!(
+            scan(r#"{"type":"x","payload":12.5e3}"#),
+            of("x", Some("12.5e3"), None)
+        );
+        assert_eq!(
+            scan(r#"{"type":"x","payload":"s}"}"#),
+            of("x", Some(r#""s}""#), None)
+        );
+        assert_eq!(
+            scan(r#"{"type":"é","payload":true}"#),
+            of("é", Some("true"), None)
+        );
+    }
+
+    #[test]
+    fn everything_else_is_left_to_the_full_decoder() {
+        for text in [
+            "",
+            "{",
+            "[]",
+            "{}",
+            r#"{"type":"x",}"#,
+            r#"{"type":"x"} x"#,
+            r#"{"type":"x"}}"#,
+            r#"{"type":"x\u002ey"}"#,
+            r#"{"type":"x","rpcId":"a\"b"}"#,
+            r#"{"type":"x","rpcId":1}"#,
+            r#"{"type":3}"#,
+            r#"{"type":null}"#,
+            r#"{"type":"x","type":"y"}"#,
+            r#"{"type":"x","payload":1,"payload":2}"#,
+            r#"{"type":"x","other":1}"#,
+            "{\"type\":\"a\tb\"}",
+            r#"{"type":"x","payload":{"a":1}"#,
+            r#"{"type":"x","payload":"#,
+            r#"{"type":"x","payload":,"rpcId":"1"}"#,
+            r#"{"type" "x"}"#,
+            r#"{"type":"x","rpcId":nullx}"#,
+        ] {
+            assert_eq!(scan(text), None, "{text}");
+        }
+    }
+
+    /// Whatever the fast path accepts, the full decoder accepts the same way, when the
+    /// payload is valid JSON (which the route's input decoding checks).
+    #[test]
+    fn agrees_with_the_full_decoder() {
+        for text in [
+            r#"{"type":"a.b","payload":{"x":[1,2,"]"]},"rpcId":"7"}"#,
+            r#"{ "payload" : "p" , "type" : "t" }"#,
+            r#"{"rpcId":null,"type":"t","payload":null}"#,
+            r#"{"type":"t","payload":[{"a":{"b":[]}}],"rpcId":"x y"}"#,
+        ] {
+            let fast = scan_client_frame(text).expect(text);
+            let full = decode_client_frame(text).expect(text);
+            assert_eq!(fast.kind, full.kind);
+            assert_eq!(fast.payload, full.payload.map(|p| p.get()));
+            assert_eq!(fast.rpc_id, full.rpc_id.as_deref());
+        }
+    }
+}
