@@ -440,14 +440,17 @@ fn protocol_error(what: &str) -> TransportError {
 
 /// XOR the client's masking key into `payload` (RFC 6455 §5.3).
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
-    let word = u32::from_ne_bytes(mask);
-    let mut chunks = payload.chunks_exact_mut(4);
+    // Eight bytes at a time: the key twice.
+    let [a, b, c, d] = mask;
+    let word = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut chunks = payload.chunks_exact_mut(8);
     for chunk in &mut chunks {
-        let v = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) ^ word;
-        chunk.copy_from_slice(&v.to_ne_bytes());
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
     }
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i];
+        *b ^= mask[i % 4];
     }
 }
 
@@ -989,5 +992,20 @@ mod tests {
         let mut payload = [0x7f, 0x9f, 0x4d, 0x51, 0x58];
         unmask(&mut payload, [0x37, 0xfa, 0x21, 0x3d]);
         assert_eq!(&payload, b"Hello");
+    }
+
+    #[test]
+    fn unmasking_every_length_matches_the_definition() {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..40 {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut payload: Vec<u8> = plain
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            unmask(&mut payload, mask);
+            assert_eq!(payload, plain, "length {len}");
+        }
     }
 }

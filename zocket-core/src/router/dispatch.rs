@@ -33,7 +33,7 @@ pub(crate) fn dispatch<C: Context>(
     now: Instant,
     handler_timeout: Option<Duration>,
 ) -> Option<BoxFuture<'static, ()>> {
-    let conn = &cx.conn;
+    let conn = cx.conn();
     // The common shape by the fast path; the rest, and the answer to any frame the
     // fast path read but that is not dispatched, by the full decoder (see
     // `protocol::scan`: it checks the payload's JSON).

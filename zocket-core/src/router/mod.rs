@@ -12,7 +12,6 @@ mod scope;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 pub use chain::{Chain, Root, Then};
@@ -77,11 +76,7 @@ impl<C: Context> Router<C> {
 
     /// Handle message `M` with `handler` (receiving `Cx<C, C::State>`).
     pub fn on<M: Message>(mut self, handler: impl Handler<M, C, C::State>) -> Self {
-        let route = TypedRoute::<M, _, Root> {
-            handler: Arc::new(handler),
-            chain: Arc::new(Root),
-            _m: PhantomData,
-        };
+        let route = TypedRoute::<M, _, Root>::new(handler, Arc::new(Root));
         insert(&mut self.routes, M::NAME, Arc::new(route));
         self
     }

@@ -33,9 +33,19 @@ pub(super) trait ErasedRoute<C, S>: Send + Sync {
 }
 
 pub(super) struct TypedRoute<M, H, Ch> {
-    pub(super) handler: Arc<H>,
-    pub(super) chain: Arc<Ch>,
-    pub(super) _m: PhantomData<fn() -> M>,
+    /// The handler and its middleware chain, behind one reference count (each message's
+    /// future holds one).
+    parts: Arc<(H, Arc<Ch>)>,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<M, H, Ch> TypedRoute<M, H, Ch> {
+    pub(super) fn new(handler: H, chain: Arc<Ch>) -> Self {
+        Self {
+            parts: Arc::new((handler, chain)),
+            _m: PhantomData,
+        }
+    }
 }
 
 impl<C, S, M, H, Ch> ErasedRoute<C, S> for TypedRoute<M, H, Ch>
@@ -54,11 +64,11 @@ where
     ) -> Result<BoxFuture<'static, ()>, Reject> {
         let input: M::Input = decode_input(payload)?;
         M::validate(&input)?;
-        let handler = self.handler.clone();
-        let chain = self.chain.clone();
-        let conn = cx.conn.clone();
+        let parts = self.parts.clone();
+        let conn = cx.conn().clone();
         let rpc_id = run.rpc.clone();
         let work = move || async move {
+            let (handler, chain) = &*parts;
             let narrowed = chain.apply(cx, &Input::of::<M>(&input)).await?;
             let output = handler.call(narrowed, input).await?;
             let Some(rpc_id) = rpc_id else {

@@ -1,7 +1,6 @@
 //! Scopes: routes registered behind a middleware chain.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::Router;
@@ -45,11 +44,7 @@ impl<C: Context, Ch> fmt::Debug for Scope<C, Ch> {
 impl<C: Context, Ch: Chain<C, C::State>> Scope<C, Ch> {
     /// Handle message `M` with `handler`, which receives the chain's output context.
     pub fn on<M: Message>(mut self, handler: impl Handler<M, Ch::Out, C::State>) -> Self {
-        let route = TypedRoute::<M, _, Ch> {
-            handler: Arc::new(handler),
-            chain: self.chain.clone(),
-            _m: PhantomData,
-        };
+        let route = TypedRoute::<M, _, Ch>::new(handler, self.chain.clone());
         insert(&mut self.router.routes, M::NAME, Arc::new(route));
         self
     }
