@@ -102,6 +102,7 @@ use writer::MAX_BATCH_FRAMES;
 pub use writer::PingReplies;
 
 pub(crate) use outbound::{Budget, OwnScope};
+use outbound::{Frames, Origin};
 
 use close::{Closing, Policy};
 use heartbeat::{PingTimer, Timing, Verdict};
@@ -167,6 +168,8 @@ pub(crate) struct Connection {
     phase: Phase,
     /// Reading is paused for the budget (counted once per pause).
     budget_paused: bool,
+    /// Frames taken from the outbound queue in one lock, not yet fed to the sink.
+    batch: Frames,
 }
 
 impl Connection {
@@ -184,6 +187,7 @@ impl Connection {
             rate: settings.rate.map(|_| RateLimiter::new(now)),
             phase: Phase::Open,
             budget_paused: false,
+            batch: Frames::new(),
             settings,
             out,
         }
@@ -368,7 +372,9 @@ impl Connection {
             tracing::debug!(abandoned, "closing: handlers still in flight are dropped");
         }
         let policy = Policy::of(&reason);
-        self.out.shared.close_queue(!policy.write_queued);
+        self.out
+            .shared
+            .close_queue(!policy.write_queued, &mut self.batch);
         tracing::debug!(?reason, "closing");
         self.phase = if policy.graceful {
             Phase::Closing(Box::new(Closing::new(
@@ -395,7 +401,8 @@ impl Connection {
     /// Time passes.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.runs_handlers() {
-            let busy = self.writer.is_busy() || self.out.shared.has_frames();
+            let busy =
+                self.writer.is_busy() || !self.batch.is_empty() || self.out.shared.has_frames();
             if let (Some(hb), Some(t)) = (&mut self.heartbeat, self.settings.heartbeat) {
                 if hb.handle_timeout(t, now, busy) == Verdict::Dead {
                     inc(&self.out.shared.stats.heartbeat_timeouts);
@@ -446,7 +453,7 @@ impl Connection {
                     self.writer.add_ping(&self.out.shared);
                     return Some(WsFrame::Ping(Bytes::new()));
                 }
-                let (frame, origin) = self.out.shared.pop()?;
+                let (frame, origin) = take_frame(&mut self.batch, &self.out.shared)?;
                 self.writer.add(frame.len(), origin);
                 Some(WsFrame::Text(frame))
             }
@@ -455,7 +462,7 @@ impl Connection {
                     return None;
                 }
                 if c.write_queued && !c.peer_closed {
-                    if let Some((frame, origin)) = self.out.shared.pop() {
+                    if let Some((frame, origin)) = take_frame(&mut self.batch, &self.out.shared) {
                         self.writer.add(frame.len(), origin);
                         return Some(WsFrame::Text(frame));
                     }
@@ -549,3 +556,12 @@ impl Connection {
 
 #[cfg(test)]
 mod tests;
+
+/// The next queued frame: from the batch taken in one lock, else a new batch.
+fn take_frame(batch: &mut Frames, shared: &outbound::Shared) -> Option<(Text, Origin)> {
+    if let Some(frame) = batch.pop_front() {
+        return Some(frame);
+    }
+    shared.take_all(batch);
+    batch.pop_front()
+}

@@ -60,10 +60,13 @@ pub(crate) fn cost(len: usize) -> usize {
     len + FRAME_OVERHEAD
 }
 
+/// Frames in order, each with its origin.
+pub(crate) type Frames = VecDeque<(Text, Origin)>;
+
 #[derive(Debug, Default)]
 struct Queue {
     /// Frames not yet handed to the writer. No capacity is reserved up front.
-    frames: VecDeque<(Text, Origin)>,
+    frames: Frames,
     /// Bytes of pushed events queued or being written.
     pushed_bytes: usize,
     /// Pushed events queued or being written.
@@ -307,19 +310,44 @@ impl Shared {
     }
 
     /// Take the next frame to write; it stays charged until [`release`](Self::release).
+    #[cfg(test)]
     pub(crate) fn pop(&self) -> Option<(Text, Origin)> {
-        if self.waiting.load(Ordering::Relaxed) == 0 {
+        let mut batch = VecDeque::new();
+        self.take_all(&mut batch);
+        let frame = batch.pop_front();
+        if !batch.is_empty() {
+            // Put the rest back in front (tests only: the engine keeps its batch).
+            let mut q = self.lock();
+            while let Some(f) = batch.pop_back() {
+                q.frames.push_front(f);
+            }
+            self.waiting.store(q.frames.len(), Ordering::Relaxed);
+        }
+        frame
+    }
+
+    /// Move every waiting frame into the engine's empty `batch`, in one lock: they stay
+    /// charged until [`release`](Self::release), and the engine writes them in order
+    /// before it takes more. With nothing waiting, the batch's buffer goes back to the
+    /// queue (or is freed), so that a connection holds one buffer at most, none while
+    /// idle after a burst.
+    pub(crate) fn take_all(&self, batch: &mut Frames) {
+        debug_assert!(batch.is_empty());
+        if self.waiting.load(Ordering::Relaxed) == 0 && batch.capacity() == 0 {
             // A push racing with this wakes the engine (the queue was empty).
-            return None;
+            return;
         }
         let mut q = self.lock();
-        let frame = q.frames.pop_front();
-        self.waiting.store(q.frames.len(), Ordering::Relaxed);
-        if q.frames.is_empty() && q.frames.capacity() > SHRINK_ABOVE {
+        if q.frames.is_empty() && q.frames.capacity() >= batch.capacity() {
+            *batch = Frames::new();
+            return;
+        }
+        std::mem::swap(&mut q.frames, batch);
+        self.waiting.store(0, Ordering::Relaxed);
+        if q.frames.capacity() > SHRINK_ABOVE {
             // A burst grew the queue: an idle connection does not keep its slots.
             q.frames = VecDeque::new();
         }
-        frame
     }
 
     /// Whether frames are waiting.
@@ -362,8 +390,9 @@ impl Shared {
     }
 
     /// The connection is closing: refuse every further push; with `discard`, also drop
-    /// what is still queued (counted as dropped).
-    pub(crate) fn close_queue(&self, discard: bool) {
+    /// what is still queued, and the engine's `batch` not yet written (counted as
+    /// dropped).
+    pub(crate) fn close_queue(&self, discard: bool, batch: &mut Frames) {
         let mut q = self.lock();
         q.closed = true;
         q.close_request = None;
@@ -371,7 +400,9 @@ impl Shared {
         if !discard {
             return;
         }
-        let frames = std::mem::take(&mut q.frames);
+        let mut frames = std::mem::take(batch);
+        frames.append(&mut q.frames);
+        q.frames = VecDeque::new();
         self.waiting.store(0, Ordering::Relaxed);
         let mut bytes = 0;
         for (frame, origin) in &frames {
@@ -409,6 +440,45 @@ mod tests {
 
     fn text(n: usize) -> Text {
         Text::from("x".repeat(n))
+    }
+
+    #[test]
+    fn batches_keep_the_order_and_an_idle_connection_keeps_no_batch_buffer() {
+        let o = out(1 << 20, 1000, SlowConsumerPolicy::Close);
+        let _scope = OwnScope::enter(&o);
+        for i in 0..10 {
+            o.push(Text::from(i.to_string()));
+        }
+        let mut batch = Frames::new();
+        o.shared.take_all(&mut batch);
+        assert_eq!(batch.len(), 10);
+        assert!(!o.shared.has_frames());
+        // Arrives while the batch is being written: comes after it.
+        o.push(Text::from("10"));
+        let mut order: Vec<String> = batch.drain(..).map(|(t, _)| t.to_string()).collect();
+        o.shared.take_all(&mut batch);
+        order.extend(batch.drain(..).map(|(t, _)| t.to_string()));
+        assert_eq!(order, (0..=10).map(|i| i.to_string()).collect::<Vec<_>>());
+        // Nothing waits: the batch's buffer is given back (or freed), not kept twice.
+        o.shared.take_all(&mut batch);
+        assert_eq!(batch.capacity(), 0);
+        assert_eq!(o.shared.charged(), 10 * cost(1) + cost(2));
+    }
+
+    #[test]
+    fn a_discarding_close_drops_the_batch_too_and_counts_it() {
+        let o = out(1 << 20, 1000, SlowConsumerPolicy::Close);
+        for _ in 0..3 {
+            assert_eq!(o.push(text(10)), Push::Queued);
+        }
+        let mut batch = Frames::new();
+        o.shared.take_all(&mut batch);
+        assert_eq!(o.push(text(10)), Push::Queued);
+        o.shared.close_queue(true, &mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(o.shared.charged(), 0);
+        assert_eq!(o.shared.stats.frames_dropped.load(Ordering::Relaxed), 4);
+        assert_eq!(o.push(text(10)), Push::Closed);
     }
 
     #[test]
@@ -495,7 +565,7 @@ mod tests {
         let o = out(1000, 100, SlowConsumerPolicy::Close);
         o.push(text(10));
         o.push(text(10));
-        o.shared.close_queue(true);
+        o.shared.close_queue(true, &mut VecDeque::new());
         assert_eq!(o.shared.charged(), 0);
         assert_eq!(o.push(text(10)), Push::Closed);
         assert!(o.shared.pop().is_none());
