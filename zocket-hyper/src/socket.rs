@@ -440,17 +440,17 @@ fn protocol_error(what: &str) -> TransportError {
 
 /// XOR the client's masking key into `payload` (RFC 6455 §5.3).
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
-    // Eight bytes at a time: the key twice.
-    let [a, b, c, d] = mask;
-    let word = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
-    let mut chunks = payload.chunks_exact_mut(8);
+    // Sixteen bytes at a time: the key four times (the compiler keeps this in vector
+    // registers).
+    let key: [u8; 16] = std::array::from_fn(|i| mask[i % 4]);
+    let mut chunks = payload.chunks_exact_mut(16);
     for chunk in &mut chunks {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+        for (b, k) in chunk.iter_mut().zip(key) {
+            *b ^= k;
+        }
     }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i % 4];
+    for (b, k) in chunks.into_remainder().iter_mut().zip(key) {
+        *b ^= k;
     }
 }
 

@@ -32,6 +32,47 @@ pub(crate) struct ScannedFrame<'a> {
 /// Read the envelope of a frame of the common shape (see the [module docs](self)), or
 /// `None` when the frame needs the full decoder.
 pub(crate) fn scan_client_frame(text: &str) -> Option<ScannedFrame<'_>> {
+    canonical(text).or_else(|| any_order(text))
+}
+
+/// The frame exactly as clients write it (`JSON.stringify({type, payload, rpcId})`,
+/// `serde_json` likewise): keys in this order, no whitespace, `rpcId` a string or
+/// left out.
+fn canonical(text: &str) -> Option<ScannedFrame<'_>> {
+    let b = text.as_bytes();
+    let mut i = prefix(b, 0, b"{\"type\":")?;
+    let (kind, at) = plain_str(b, i)?;
+    let kind = as_str(text, kind, at)?;
+    i = at;
+    let mut payload = None;
+    if let Some(at) = prefix(b, i, b",\"payload\":") {
+        let end = skip_value(b, at)?;
+        let value = text.get(at..end)?;
+        payload = (value != "null").then_some(value);
+        i = end;
+    }
+    let mut rpc_id = None;
+    if let Some(at) = prefix(b, i, b",\"rpcId\":") {
+        let (id, end) = plain_str(b, at)?;
+        rpc_id = Some(as_str(text, id, end)?);
+        i = end;
+    }
+    (i + 1 == b.len() && b[i] == b'}').then_some(ScannedFrame {
+        kind,
+        payload,
+        rpc_id,
+    })
+}
+
+/// The index after `p` if `b` has `p` at `i` (a fixed-size compare).
+#[inline(always)]
+fn prefix<const N: usize>(b: &[u8], i: usize, p: &[u8; N]) -> Option<usize> {
+    let here = <[u8; N]>::try_from(b.get(i..i + N)?).ok()?;
+    (here == *p).then_some(i + N)
+}
+
+/// Any key order and JSON whitespace anywhere.
+fn any_order(text: &str) -> Option<ScannedFrame<'_>> {
     let b = text.as_bytes();
     let mut i = ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -55,9 +96,9 @@ pub(crate) fn scan_client_frame(text: &str) -> Option<ScannedFrame<'_>> {
                 i = at;
             }
             b"rpcId" if rpc_id.is_none() => {
-                if b.get(i..i + 4).and_then(|s| <[u8; 4]>::try_from(s).ok()) == Some(*b"null") {
+                if let Some(end) = prefix(b, i, b"null") {
                     rpc_id = Some(None);
-                    i += 4;
+                    i = end;
                 } else {
                     let (value, at) = plain_str(b, i)?;
                     rpc_id = Some(Some(as_str(text, value, at)?));
@@ -172,21 +213,13 @@ fn ws(b: &[u8], mut i: usize) -> usize {
 /// The key at `i` when it is one of the three known ones, written plainly.
 #[inline(always)]
 fn key(b: &[u8], i: usize) -> Option<(&'static [u8], usize)> {
-    // Fixed-size compares (integer compares, no `memcmp` call).
-    fn at<const N: usize>(b: &[u8], i: usize, key: &[u8; N]) -> bool {
-        b.get(i..i + N)
-            .and_then(|s| <[u8; N]>::try_from(s).ok())
-            .is_some_and(|s| s == *key)
-    }
-    if at(b, i, b"\"type\"") {
-        Some((b"type", i + 6))
-    } else if at(b, i, b"\"payload\"") {
-        Some((b"payload", i + 9))
-    } else if at(b, i, b"\"rpcId\"") {
-        Some((b"rpcId", i + 7))
+    if let Some(end) = prefix(b, i, b"\"type\"") {
+        Some((b"type", end))
+    } else if let Some(end) = prefix(b, i, b"\"payload\"") {
+        Some((b"payload", end))
     } else {
-        // Another key, or a known one spelt with escapes: the full decoder's.
-        None
+        // Another key, or a known one spelt with escapes, is the full decoder's.
+        prefix(b, i, b"\"rpcId\"").map(|end| (&b"rpcId"[..], end))
     }
 }
 
@@ -364,6 +397,30 @@ mod tests {
         ] {
             assert_eq!(scan(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn the_canonical_shape_and_any_order_agree() {
+        for text in [
+            r#"{"type":"x","payload":{"a":[1,"}"]},"rpcId":"7"}"#,
+            r#"{"type":"x","payload":null,"rpcId":"7"}"#,
+            r#"{"type":"x","rpcId":"7"}"#,
+            r#"{"type":"x","payload":3}"#,
+            r#"{"type":"x"}"#,
+        ] {
+            assert!(canonical(text).is_some(), "{text}");
+            assert_eq!(canonical(text), any_order(text), "{text}");
+        }
+        for text in [
+            r#"{"type":"x","rpcId":"7","payload":1}"#,
+            r#"{"type":"x","rpcId":null}"#,
+            r#"{"type":"x"} "#,
+            r#"{"type":"x"}}"#,
+            r#"{"type":"x","payload":1,"#,
+        ] {
+            assert_eq!(canonical(text), None, "{text}");
+        }
+        assert!(any_order(r#"{"type":"x","rpcId":"7","payload":1}"#).is_some());
     }
 
     /// Whatever the fast path accepts, the full decoder accepts the same way, when the
