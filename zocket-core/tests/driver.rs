@@ -54,6 +54,7 @@ message!(Sleep, "sleep", u64, u64);
 message!(Join, "join", String, Vec<String>);
 message!(Say, "say", (String, String), ());
 message!(Boom, "boom", Value, ());
+message!(BoomEarly, "boom.early", Value, ());
 message!(Secret, "secret", Value, String);
 message!(Flood, "flood", u32, ());
 event!(Said, "said", String);
@@ -204,6 +205,12 @@ fn router() -> Router<User> {
             }
             Ok::<_, Reject>(())
         })
+        // Panics while making its future, not in it.
+        .on::<BoomEarly>(
+            |_cx: Cx<User>, _v: Value| -> std::future::Ready<Result<(), Reject>> {
+                panic!("secret panic text, early")
+            },
+        )
         .on::<Flood>(|cx: Cx<User>, n: u32| async move {
             for i in 0..n {
                 let _ = cx.send::<Mine>(i).to(cx.client_id());
@@ -499,7 +506,15 @@ async fn panic_is_internal_for_that_call_only() {
     // without rpcId the panic is an __error
     a.emit::<Boom>(json!({})).unwrap();
     assert_eq!(a.next_error().await.unwrap().code, "INTERNAL");
-    assert_eq!(app.server().stats().handler_panics, 2);
+    // A handler that panics before its future exists is answered the same way.
+    let err = a.call::<BoomEarly>(json!({})).await.unwrap_err();
+    assert_eq!(err.code(), Some("INTERNAL"));
+    assert!(!err.to_string().contains("secret"), "{err}");
+    assert_eq!(
+        a.call::<Hello>(Named { name: "c".into() }).await.unwrap(),
+        "a greets c"
+    );
+    assert_eq!(app.server().stats().handler_panics, 3);
 }
 
 #[tokio::test]

@@ -13,6 +13,10 @@ use crate::error::Reject;
 pub trait Chain<C, S>: Send + Sync + 'static + sealed::Sealed {
     /// The context after the whole chain.
     type Out: Send + Sync + 'static;
+    /// The handler's context without running anything, when the chain is empty
+    /// ([`Root`]: `Ok`, the same handle); else the context back (`Err`).
+    #[doc(hidden)]
+    fn direct(cx: Cx<C, S>) -> Result<Cx<Self::Out, S>, Cx<C, S>>;
     #[doc(hidden)]
     fn apply<'a>(
         &'a self,
@@ -37,6 +41,9 @@ mod sealed {
 
 impl<C: Send + Sync + 'static, S: Send + Sync + 'static> Chain<C, S> for Root {
     type Out = C;
+    fn direct(cx: Cx<C, S>) -> Result<Cx<C, S>, Cx<C, S>> {
+        Ok(cx)
+    }
     #[allow(clippy::manual_async_fn)]
     fn apply<'a>(
         &'a self,
@@ -55,6 +62,9 @@ where
     M: Middleware<P::Out, S>,
 {
     type Out = M::Out;
+    fn direct(cx: Cx<C, S>) -> Result<Cx<M::Out, S>, Cx<C, S>> {
+        Err(cx)
+    }
     #[allow(clippy::manual_async_fn)]
     fn apply<'a>(
         &'a self,
