@@ -7,7 +7,10 @@
 //!
 //! Decoding borrows: [`decode_client_frame`] returns the payload as a borrowed
 //! [`RawValue`](serde_json::value::RawValue) slice of the frame text, so the payload is never copied before it is
-//! deserialised into the message's input type.
+//! deserialised into the message's input type. The server itself reads frames of the
+//! usual shape with a one-pass scanner of the envelope, and leaves everything else to
+//! [`decode_client_frame`] (as it does to answer any frame the scanner read that is not
+//! dispatched), so every frame gets the answer `decode_client_frame` implies.
 //!
 //! ```
 //! use zocket_core::protocol::{decode_client_frame, ClientFrame};

@@ -440,4 +440,117 @@ mod tests {
             assert_eq!(fast.rpc_id, full.rpc_id.as_deref());
         }
     }
+
+    mod differential {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::protocol::decode_client_frame;
+
+        fn frame() -> impl Strategy<Value = String> {
+            let kind = prop::sample::select(vec![
+                "\"a.b\"",
+                "\"\"",
+                "\"x\\\"y\"",
+                "\"\\u00e9\"",
+                "null",
+                "1",
+                "\"tab\there\"",
+            ]);
+            let value = prop::sample::select(vec![
+                "\"a.b\"",
+                "\"x\\\"y\"",
+                "null",
+                "1",
+                "-2.5e3",
+                "true",
+                "{}",
+                "[]",
+                "{\"k\":[1,{\"z\":\"}\"}]}",
+                "[1,2}",
+                "{\"k\":tru}",
+                "\"unterminated",
+                "{\"a\":1,}",
+                "\"tab\there\"",
+                "{\"k\":\"\\q\"}",
+            ]);
+            let key = prop::sample::select(vec![
+                "\"type\"",
+                "\"payload\"",
+                "\"rpcId\"",
+                "\"typ\\u0065\"",
+                "\"other\"",
+            ]);
+            let ws = prop::sample::select(vec!["", "", "", " ", "\n\t"]);
+            (
+                kind,
+                prop::option::of(value.clone()),
+                prop::option::of(prop::sample::select(vec!["\"7\"", "\"a b\"", "null", "3"])),
+                prop::option::weighted(0.2, (key, value)),
+                prop::collection::vec(ws, 8),
+                any::<u8>(),
+                any::<usize>(),
+            )
+                .prop_map(|(kind, payload, rpc, extra, ws, mutation, at)| {
+                    let mut members = vec![format!("\"type\":{kind}")];
+                    if let Some(p) = payload {
+                        members.push(format!("\"payload\":{p}"));
+                    }
+                    if let Some(r) = rpc {
+                        members.push(format!("\"rpcId\":{r}"));
+                    }
+                    if let Some((k, v)) = extra {
+                        members.push(format!("{k}:{v}"));
+                    }
+                    // Any order, mostly the canonical one.
+                    let n = members.len();
+                    members.rotate_left(if mutation % 2 == 0 { 0 } else { at % n });
+                    let body: Vec<String> = members
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| format!("{}{m}{}", ws[i % 8], ws[(i + 3) % 8]))
+                        .collect();
+                    let mut s = format!("{}{{{}}}{}", ws[6], body.join(","), ws[7]);
+                    // Sometimes one byte inserted or removed (ASCII: stays a str).
+                    let at = at % (s.len() + 1);
+                    match mutation % 8 {
+                        0 => {
+                            let alphabet = b"{}[]\",:\\ n";
+                            let c = alphabet[usize::from(mutation) % alphabet.len()];
+                            s.insert(at, char::from(c));
+                        }
+                        1 if at < s.len() => {
+                            s.remove(at);
+                        }
+                        _ => {}
+                    }
+                    s
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// What the scanner reads, the full decoder reads the same way, unless the
+            /// payload is not valid JSON (the route's input decoding refuses it, and the
+            /// frame is then answered by the full decoder).
+            #[test]
+            fn the_scanner_never_disagrees_with_serde(text in frame()) {
+                if let Some(fast) = scan_client_frame(&text) {
+                    let payload_is_json = fast
+                        .payload
+                        .is_none_or(|p| serde_json::from_str::<serde::de::IgnoredAny>(p).is_ok());
+                    match decode_client_frame(&text) {
+                        Ok(full) => {
+                            prop_assert!(payload_is_json, "{}", text);
+                            prop_assert_eq!(fast.kind, &*full.kind);
+                            prop_assert_eq!(fast.payload, full.payload.map(|p| p.get()));
+                            prop_assert_eq!(fast.rpc_id, full.rpc_id.as_deref());
+                        }
+                        Err(_) => prop_assert!(!payload_is_json, "{}", text),
+                    }
+                }
+            }
+        }
+    }
 }
