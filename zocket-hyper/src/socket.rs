@@ -37,8 +37,9 @@ use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures::future::Either;
 use futures::{Sink, SinkExt, Stream};
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -83,69 +84,105 @@ pub fn serve_upgrade<C: Context>(
     // Boxed until the upgrade completes: the future then keeps a pointer, not a second
     // copy of `Accepted` beside the one the engine's future holds (about 160 bytes per
     // connection).
-    serve_boxed(Box::new(accepted), on_upgrade, max_message_bytes)
+    let accepted = Box::new(accepted);
+    // No `async fn` on the way: an `async fn` keeps its arguments in its future next to
+    // the locals they are moved into, and every connection would carry both copies for
+    // its whole life. What is needed after the upgrade is built outside of any future
+    // (`transport`) and moved into the one that runs it (`run`).
+    async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(client_id = %accepted.client_id(), error = %e, "the upgrade did not complete");
+                return None;
+            }
+        };
+        let reason = transport(accepted, upgraded, max_message_bytes).await;
+        tracing::debug!(?reason, "websocket connection ended");
+        Some(reason)
+    }
 }
 
-async fn serve_boxed<C: Context>(
+/// The future that serves the upgraded connection with the transport that suits it.
+fn transport<C: Context>(
     accepted: Box<Accepted<C>>,
-    on_upgrade: OnUpgrade,
+    upgraded: Upgraded,
     max_message_bytes: usize,
-) -> Option<CloseReason> {
-    let upgraded = match on_upgrade.await {
-        Ok(upgraded) => upgraded,
-        Err(e) => {
-            tracing::debug!(client_id = %accepted.client_id(), error = %e, "the upgrade did not complete");
-            return None;
-        }
-    };
-    let reason = match upgraded.downcast::<TokioIo<TcpStream>>() {
+) -> Either<impl Future<Output = CloseReason> + Send, impl Future<Output = CloseReason> + Send> {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
         // A plain TCP connection (both bundled adapters' own accept loops): read and
-        // write the socket itself, through its two borrowed halves, rather than
-        // through the upgrade's boxed IO and a lock shared by two split halves.
+        // write the socket itself, through its two halves, rather than through the
+        // upgrade's boxed IO and a lock shared by two split halves. Owned halves (the
+        // socket behind an `Arc`): borrowed ones would keep the socket in the future
+        // beside the reader and the writer that borrow it, and a copy of the bytes
+        // below in it besides.
         Ok(parts) => {
-            let mut tcp = parts.io.into_inner();
-            let (read, write) = tcp.split();
+            let (read, write) = parts.io.into_inner().into_split();
             let mut reader = FrameReader::new(read, max_message_bytes);
             // What the HTTP parser read past the request is the start of the stream.
             reader.buf.extend_from_slice(&parts.read_buf);
             drop(parts.read_buf);
-            run(accepted, reader, FrameWriter::new(write)).await
+            Either::Left(run(accepted, reader, FrameWriter::new(write)))
         }
         // Anything else (TLS): the upgraded connection as it is.
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
             let reader = FrameReader::new(read, max_message_bytes);
-            run(accepted, reader, FrameWriter::new(write)).await
+            Either::Right(run(accepted, reader, FrameWriter::new(write)))
         }
-    };
-    tracing::debug!(?reason, "websocket connection ended");
-    Some(reason)
+    }
 }
 
 /// Serve the connection until it ends, then close the writer and linger (see
 /// [`serve_upgrade`]).
-async fn run<C, R, W>(
+// Not an `async fn`, which would hold the reader and the writer twice (see above).
+#[allow(clippy::manual_async_fn)]
+fn run<C, R, W>(
     accepted: Box<Accepted<C>>,
     mut reader: FrameReader<R>,
     mut writer: FrameWriter<W>,
-) -> CloseReason
+) -> impl Future<Output = CloseReason> + Send
 where
     C: Context,
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let serve = {
-        // Moved out of its box here, so the box is freed now, not when this ends.
-        let boxed = accepted;
-        (*boxed)
-            .ping_replies(PingReplies::Engine)
-            .serve(&mut reader, &mut writer)
-    };
-    let reason = serve.await;
-    // Normally done by the engine already (then this returns at once).
+    async move {
+        let reason = serve(accepted, &mut reader, &mut writer).await;
+        linger(&mut reader, &mut writer).await;
+        reason
+    }
+}
+
+/// The engine's future for `accepted` over `reader` and `writer`. Not `async`: the box
+/// is freed here (not when the connection ends, as it would be if the future that
+/// holds it moved the value out), and the future returned is the engine's own.
+#[allow(clippy::boxed_local)]
+fn serve<'a, C, R, W>(
+    accepted: Box<Accepted<C>>,
+    reader: &'a mut FrameReader<R>,
+    writer: &'a mut FrameWriter<W>,
+) -> impl Future<Output = CloseReason> + Send + 'a
+where
+    C: Context,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    (*accepted)
+        .ping_replies(PingReplies::Engine)
+        .serve(reader, writer)
+}
+
+/// After the engine ended: close the writer (normally done by the engine already, then
+/// this returns at once) and read the socket for at most [`LINGER`] more, until the
+/// peer closes its side (see [`serve_upgrade`]).
+async fn linger<R, W>(reader: &mut FrameReader<R>, writer: &mut FrameWriter<W>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, writer.close()).await;
     let _ = tokio::time::timeout(LINGER, reader.discard_until_eof()).await;
-    reason
 }
 
 /// A frame header (RFC 6455 §5.2), as read from the start of a buffer.
@@ -989,5 +1026,38 @@ mod tests {
         let mut payload = [0x7f, 0x9f, 0x4d, 0x51, 0x58];
         unmask(&mut payload, [0x37, 0xfa, 0x21, 0x3d]);
         assert_eq!(&payload, b"Hello");
+    }
+
+    /// The future spawned per connection is what an idle connection costs the most
+    /// (see BENCHMARKS.md, idle memory): tokio allocates a task as its future plus 104
+    /// bytes, rounded up to 128, so up to 920 bytes make a 1 KiB task.
+    #[test]
+    fn a_connection_task_fits_in_one_kib() {
+        struct Nobody;
+        impl zocket_core::Context for Nobody {
+            type Headers = serde_json::Value;
+            type State = ();
+            async fn connect(
+                _: zocket_core::Connect<'_, Self>,
+            ) -> Result<Self, zocket_core::Reject> {
+                Ok(Nobody)
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let server = zocket_core::Server::new(zocket_core::Router::<Nobody>::new());
+            let accepted = server
+                .handshake(zocket_core::HandshakeRequest::default())
+                .await
+                .unwrap();
+            let on_upgrade = hyper::upgrade::on(http::Request::new(()));
+            let fut = serve_upgrade(accepted, on_upgrade, 1 << 20);
+            let size = std::mem::size_of_val(&fut);
+            println!("size_of serve_upgrade future = {size} B");
+            assert!(size <= 920, "{size} B");
+        });
     }
 }
