@@ -81,33 +81,43 @@ pub fn serve_upgrade<C: Context>(
     on_upgrade: OnUpgrade,
     max_message_bytes: usize,
 ) -> impl Future<Output = Option<CloseReason>> + Send + 'static {
-    // Boxed until the upgrade completes: the future then keeps a pointer, not a second
-    // copy of `Accepted` beside the one the engine's future holds (about 160 bytes per
-    // connection).
-    let accepted = Box::new(accepted);
+    // Boxed until the upgrade completes (freed when the engine takes `Accepted` over):
+    // the future then keeps one pointer, not a second copy of `Accepted` beside the one
+    // the engine's future holds, nor the upgrade's receiver for the connection's life.
+    let mut setup = Box::new(Setup {
+        accepted,
+        on_upgrade,
+        max_message_bytes,
+    });
     // No `async fn` on the way: an `async fn` keeps its arguments in its future next to
     // the locals they are moved into, and every connection would carry both copies for
     // its whole life. What is needed after the upgrade is built outside of any future
     // (`transport`) and moved into the one that runs it (`run`).
     async move {
-        let upgraded = match on_upgrade.await {
+        let upgraded = match (&mut setup.on_upgrade).await {
             Ok(upgraded) => upgraded,
             Err(e) => {
-                tracing::debug!(client_id = %accepted.client_id(), error = %e, "the upgrade did not complete");
+                tracing::debug!(client_id = %setup.accepted.client_id(), error = %e, "the upgrade did not complete");
                 return None;
             }
         };
-        let reason = transport(accepted, upgraded, max_message_bytes).await;
+        let reason = transport(setup, upgraded).await;
         tracing::debug!(?reason, "websocket connection ended");
         Some(reason)
     }
 }
 
+/// What [`serve_upgrade`] holds until the upgrade completes.
+struct Setup<C: Context> {
+    accepted: Accepted<C>,
+    on_upgrade: OnUpgrade,
+    max_message_bytes: usize,
+}
+
 /// The future that serves the upgraded connection with the transport that suits it.
 fn transport<C: Context>(
-    accepted: Box<Accepted<C>>,
+    setup: Box<Setup<C>>,
     upgraded: Upgraded,
-    max_message_bytes: usize,
 ) -> Either<impl Future<Output = CloseReason> + Send, impl Future<Output = CloseReason> + Send> {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         // A plain TCP connection (both bundled adapters' own accept loops): read and
@@ -118,17 +128,17 @@ fn transport<C: Context>(
         // below in it besides.
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();
-            let mut reader = FrameReader::new(read, max_message_bytes);
+            let mut reader = FrameReader::new(read, setup.max_message_bytes);
             // What the HTTP parser read past the request is the start of the stream.
             reader.buf.extend_from_slice(&parts.read_buf);
             drop(parts.read_buf);
-            Either::Left(run(accepted, reader, FrameWriter::new(write)))
+            Either::Left(run(setup, reader, FrameWriter::new(write)))
         }
         // Anything else (TLS): the upgraded connection as it is.
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            let reader = FrameReader::new(read, max_message_bytes);
-            Either::Right(run(accepted, reader, FrameWriter::new(write)))
+            let reader = FrameReader::new(read, setup.max_message_bytes);
+            Either::Right(run(setup, reader, FrameWriter::new(write)))
         }
     }
 }
@@ -138,7 +148,7 @@ fn transport<C: Context>(
 // Not an `async fn`, which would hold the reader and the writer twice (see above).
 #[allow(clippy::manual_async_fn)]
 fn run<C, R, W>(
-    accepted: Box<Accepted<C>>,
+    setup: Box<Setup<C>>,
     mut reader: FrameReader<R>,
     mut writer: FrameWriter<W>,
 ) -> impl Future<Output = CloseReason> + Send
@@ -148,18 +158,21 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     async move {
-        let reason = serve(accepted, &mut reader, &mut writer).await;
-        linger(&mut reader, &mut writer).await;
-        reason
+        let reason = serve(setup, &mut reader, &mut writer).await;
+        // The reason goes through `linger`'s future rather than waiting beside it: a
+        // local written by one `.await` and kept across the next cannot share the room
+        // of the first one's future (40 bytes more per connection).
+        linger(&mut reader, &mut writer, reason).await
     }
 }
 
-/// The engine's future for `accepted` over `reader` and `writer`. Not `async`: the box
-/// is freed here (not when the connection ends, as it would be if the future that
-/// holds it moved the value out), and the future returned is the engine's own.
+/// The engine's future for the connection `setup` accepted, over `reader` and `writer`.
+/// Not `async`: the box is freed here (not when the connection ends, as it would be if
+/// the future that holds it moved the value out), and the future returned is the
+/// engine's own.
 #[allow(clippy::boxed_local)]
 fn serve<'a, C, R, W>(
-    accepted: Box<Accepted<C>>,
+    setup: Box<Setup<C>>,
     reader: &'a mut FrameReader<R>,
     writer: &'a mut FrameWriter<W>,
 ) -> impl Future<Output = CloseReason> + Send + 'a
@@ -168,21 +181,27 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    (*accepted)
+    let Setup { accepted, .. } = *setup;
+    accepted
         .ping_replies(PingReplies::Engine)
         .serve(reader, writer)
 }
 
-/// After the engine ended: close the writer (normally done by the engine already, then
-/// this returns at once) and read the socket for at most [`LINGER`] more, until the
-/// peer closes its side (see [`serve_upgrade`]).
-async fn linger<R, W>(reader: &mut FrameReader<R>, writer: &mut FrameWriter<W>)
+/// After the engine ended (for `reason`, returned): close the writer (normally done by
+/// the engine already, then this returns at once) and read the socket for at most
+/// [`LINGER`] more, until the peer closes its side (see [`serve_upgrade`]).
+async fn linger<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut FrameWriter<W>,
+    reason: CloseReason,
+) -> CloseReason
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, writer.close()).await;
     let _ = tokio::time::timeout(LINGER, reader.discard_until_eof()).await;
+    reason
 }
 
 /// A frame header (RFC 6455 §5.2), as read from the start of a buffer.
@@ -244,8 +263,9 @@ pub struct FrameReader<R> {
     io: R,
     /// Bytes received and not yet decoded; no allocation when empty and idle.
     buf: BytesMut,
-    /// A fragmented message being collected.
-    message: Option<(Kind, BytesMut)>,
+    /// A fragmented message being collected (boxed: rare, and every idle connection
+    /// would carry its room).
+    message: Option<Box<(Kind, BytesMut)>>,
     /// Payload bytes of an oversize frame still to discard as they arrive.
     skip: u64,
     /// The continuation frames of an oversize message are discarded up to its last one.
@@ -366,7 +386,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     self.discarding = !header.is_final;
                     continue;
                 }
-                let so_far = self.message.as_ref().map_or(0, |(_, m)| m.len());
+                let so_far = self.message.as_ref().map_or(0, |m| m.1.len());
                 if len > self.max_message.saturating_sub(so_far) as u64 {
                     // Never buffered: the payload is skipped as it arrives, and so are the
                     // rest of the message's frames.
@@ -404,17 +424,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     if header.is_final {
                         return message(kind, payload).map(Some);
                     }
-                    self.message = Some((kind, payload));
+                    self.message = Some(Box::new((kind, payload)));
                 }
                 OpCode::Data(Data::Continue) => {
-                    let Some((kind, mut so_far)) = self.message.take() else {
+                    let Some(so_far) = &mut self.message else {
                         return Err(protocol_error("continuation frame outside a message"));
                     };
-                    so_far.extend_from_slice(&payload);
+                    so_far.1.extend_from_slice(&payload);
                     if header.is_final {
-                        return message(kind, so_far).map(Some);
+                        if let Some(done) = self.message.take() {
+                            let (kind, payload) = *done;
+                            return message(kind, payload).map(Some);
+                        }
                     }
-                    self.message = Some((kind, so_far));
                 }
                 OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
                     return Err(protocol_error("reserved opcode"));
@@ -1030,9 +1052,9 @@ mod tests {
 
     /// The future spawned per connection is what an idle connection costs the most
     /// (see BENCHMARKS.md, idle memory): tokio allocates a task as its future plus 104
-    /// bytes, rounded up to 128, so up to 920 bytes make a 1 KiB task.
+    /// bytes, rounded up to 128, so up to 792 bytes make an 896-byte task.
     #[test]
-    fn a_connection_task_fits_in_one_kib() {
+    fn a_connection_task_fits_in_896_bytes() {
         struct Nobody;
         impl zocket_core::Context for Nobody {
             type Headers = serde_json::Value;
@@ -1057,7 +1079,7 @@ mod tests {
             let fut = serve_upgrade(accepted, on_upgrade, 1 << 20);
             let size = std::mem::size_of_val(&fut);
             println!("size_of serve_upgrade future = {size} B");
-            assert!(size <= 920, "{size} B");
+            assert!(size <= 792, "{size} B");
         });
     }
 }
