@@ -40,9 +40,9 @@
 //!   engine's outbound byte budget bounds the rest.
 //! - **Memory per idle connection**, measured with the `reference` binary at 10 000
 //!   idle connections (`bench/run.sh --scenarios idle`, see `BENCHMARKS.md`): about
-//!   2 410 bytes of server RSS in all (engine, hub and socket included), down from about
+//!   2 300 bytes of server RSS in all (engine, hub and socket included), down from about
 //!   137 KiB with tokio-tungstenite's default 128 KiB read buffer. Most of it is the
-//!   connection's task, 1 KiB (the engine's state and the transport's reader and
+//!   connection's task, 896 bytes (the engine's state and the transport's reader and
 //!   writer, in one future: see [`socket::serve_upgrade`]), and tokio's registration of
 //!   the socket (256 B); the rest is the outbound queue, the state the connection's
 //!   handlers share, the heartbeat's timer, the context and the hub's entry. Nothing of
