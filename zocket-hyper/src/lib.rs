@@ -39,12 +39,15 @@
 //!   [`socket::WRITE_HIGH_WATER`] (64 KiB) is buffered before the writer writes out; the
 //!   engine's outbound byte budget bounds the rest.
 //! - **Memory per idle connection**, measured with the `reference` binary at 10 000
-//!   idle connections (`idle-probe`, see `BENCHMARKS.md`): about 2.3 KiB of server RSS
-//!   in all (engine, hub and socket included), down from about 137 KiB with
-//!   tokio-tungstenite's default 128 KiB read buffer. The transport's own share is
-//!   under 0.5 KiB (its reader and writer state, the split halves, hyper's upgraded
-//!   connection); the rest is the engine's future and queue, the handshake headers the
-//!   connection keeps, the hub's entry and tokio's socket registration.
+//!   idle connections (`bench/run.sh --scenarios idle`, see `BENCHMARKS.md`): about
+//!   2 300 bytes of server RSS in all (engine, hub and socket included), down from about
+//!   137 KiB with tokio-tungstenite's default 128 KiB read buffer. Most of it is the
+//!   connection's task, 896 bytes (the engine's state and the transport's reader and
+//!   writer, in one future: see [`socket::serve_upgrade`]), and tokio's registration of
+//!   the socket (256 B); the rest is the outbound queue, the state the connection's
+//!   handlers share, the heartbeat's timer, the context and the hub's entry. Nothing of
+//!   the handshake stays: the HTTP connection's task is boxed, so that the handshakes
+//!   leave no holes in the heap between the connections that outlive them.
 //! - **Pings** are answered by the engine ([`PingReplies::Engine`]) under the same
 //!   outbound byte budget as every other frame, so a client that pings and never reads
 //!   cannot grow the server's memory.

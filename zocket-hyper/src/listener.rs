@@ -213,7 +213,14 @@ pub async fn serve_with<C, M, S, B>(
         let http = http.clone();
         #[cfg(feature = "tls")]
         let tls = how.tls.clone();
-        tokio::spawn(async move {
+        // Boxed: the HTTP connection's future (about 5 KiB, hyper's state included) is
+        // an ordinary allocation, and the task itself a small one. A tokio task is
+        // aligned to 128 bytes, which glibc serves with `memalign`: that needs a larger
+        // free block than the one a task of the same size leaves when it ends. Unboxed,
+        // the many handshakes' tasks left ~5 KiB holes between the WebSockets that
+        // outlive them, never reused: 1.3 KiB of RSS per idle connection at 10 000
+        // (200 handshakes at a time), 2.4 KiB when clients connect one at a time.
+        tokio::spawn(Box::pin(async move {
             #[cfg(feature = "tls")]
             if let Some(acceptor) = tls {
                 match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
@@ -229,7 +236,7 @@ pub async fn serve_with<C, M, S, B>(
                 return;
             }
             serve_connection(TokioIo::new(stream), service, &http, &server, remote_addr).await
-        });
+        }));
     }
     tracing::debug!("shutdown started: no longer accepting connections");
 }

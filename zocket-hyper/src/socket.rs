@@ -37,8 +37,9 @@ use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures::future::Either;
 use futures::{Sink, SinkExt, Stream};
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -80,69 +81,124 @@ pub fn serve_upgrade<C: Context>(
     on_upgrade: OnUpgrade,
     max_message_bytes: usize,
 ) -> impl Future<Output = Option<CloseReason>> + Send + 'static {
-    // Boxed until the upgrade completes: the future then keeps a pointer, not a second
-    // copy of `Accepted` beside the one the engine's future holds (about 160 bytes per
-    // connection).
-    serve_boxed(Box::new(accepted), on_upgrade, max_message_bytes)
+    // Boxed until the upgrade completes (freed when the engine takes `Accepted` over):
+    // the future then keeps one pointer, not a second copy of `Accepted` beside the one
+    // the engine's future holds, nor the upgrade's receiver for the connection's life.
+    let mut setup = Box::new(Setup {
+        accepted,
+        on_upgrade,
+        max_message_bytes,
+    });
+    // No `async fn` on the way: an `async fn` keeps its arguments in its future next to
+    // the locals they are moved into, and every connection would carry both copies for
+    // its whole life. What is needed after the upgrade is built outside of any future
+    // (`transport`) and moved into the one that runs it (`run`).
+    async move {
+        let upgraded = match (&mut setup.on_upgrade).await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(client_id = %setup.accepted.client_id(), error = %e, "the upgrade did not complete");
+                return None;
+            }
+        };
+        let reason = transport(setup, upgraded).await;
+        tracing::debug!(?reason, "websocket connection ended");
+        Some(reason)
+    }
 }
 
-async fn serve_boxed<C: Context>(
-    accepted: Box<Accepted<C>>,
+/// What [`serve_upgrade`] holds until the upgrade completes.
+struct Setup<C: Context> {
+    accepted: Accepted<C>,
     on_upgrade: OnUpgrade,
     max_message_bytes: usize,
-) -> Option<CloseReason> {
-    let upgraded = match on_upgrade.await {
-        Ok(upgraded) => upgraded,
-        Err(e) => {
-            tracing::debug!(client_id = %accepted.client_id(), error = %e, "the upgrade did not complete");
-            return None;
-        }
-    };
-    let reason = match upgraded.downcast::<TokioIo<TcpStream>>() {
+}
+
+/// The future that serves the upgraded connection with the transport that suits it.
+fn transport<C: Context>(
+    setup: Box<Setup<C>>,
+    upgraded: Upgraded,
+) -> Either<impl Future<Output = CloseReason> + Send, impl Future<Output = CloseReason> + Send> {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
         // A plain TCP connection (both bundled adapters' own accept loops): read and
-        // write the socket itself, through its two borrowed halves, rather than
-        // through the upgrade's boxed IO and a lock shared by two split halves.
+        // write the socket itself, through its two halves, rather than through the
+        // upgrade's boxed IO and a lock shared by two split halves. Owned halves (the
+        // socket behind an `Arc`): borrowed ones would keep the socket in the future
+        // beside the reader and the writer that borrow it, and a copy of the bytes
+        // below in it besides.
         Ok(parts) => {
-            let mut tcp = parts.io.into_inner();
-            let (read, write) = tcp.split();
-            let mut reader = FrameReader::new(read, max_message_bytes);
+            let (read, write) = parts.io.into_inner().into_split();
+            let mut reader = FrameReader::new(read, setup.max_message_bytes);
             // What the HTTP parser read past the request is the start of the stream.
             reader.buf.extend_from_slice(&parts.read_buf);
             drop(parts.read_buf);
-            run(accepted, reader, FrameWriter::new(write)).await
+            Either::Left(run(setup, reader, FrameWriter::new(write)))
         }
         // Anything else (TLS): the upgraded connection as it is.
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            let reader = FrameReader::new(read, max_message_bytes);
-            run(accepted, reader, FrameWriter::new(write)).await
+            let reader = FrameReader::new(read, setup.max_message_bytes);
+            Either::Right(run(setup, reader, FrameWriter::new(write)))
         }
-    };
-    tracing::debug!(?reason, "websocket connection ended");
-    Some(reason)
+    }
 }
 
 /// Serve the connection until it ends, then close the writer and linger (see
 /// [`serve_upgrade`]).
-async fn run<C, R, W>(
-    accepted: Box<Accepted<C>>,
+// Not an `async fn`, which would hold the reader and the writer twice (see above).
+#[allow(clippy::manual_async_fn)]
+fn run<C, R, W>(
+    setup: Box<Setup<C>>,
     mut reader: FrameReader<R>,
     mut writer: FrameWriter<W>,
-) -> CloseReason
+) -> impl Future<Output = CloseReason> + Send
 where
     C: Context,
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let serve = {
-        // Moved out of its box here, so the box is freed now, not when this ends.
-        let boxed = accepted;
-        (*boxed)
-            .ping_replies(PingReplies::Engine)
-            .serve(&mut reader, &mut writer)
-    };
-    let reason = serve.await;
-    // Normally done by the engine already (then this returns at once).
+    async move {
+        let reason = serve(setup, &mut reader, &mut writer).await;
+        // The reason goes through `linger`'s future rather than waiting beside it: a
+        // local written by one `.await` and kept across the next cannot share the room
+        // of the first one's future (40 bytes more per connection).
+        linger(&mut reader, &mut writer, reason).await
+    }
+}
+
+/// The engine's future for the connection `setup` accepted, over `reader` and `writer`.
+/// Not `async`: the box is freed here (not when the connection ends, as it would be if
+/// the future that holds it moved the value out), and the future returned is the
+/// engine's own.
+#[allow(clippy::boxed_local)]
+fn serve<'a, C, R, W>(
+    setup: Box<Setup<C>>,
+    reader: &'a mut FrameReader<R>,
+    writer: &'a mut FrameWriter<W>,
+) -> impl Future<Output = CloseReason> + Send + 'a
+where
+    C: Context,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let Setup { accepted, .. } = *setup;
+    accepted
+        .ping_replies(PingReplies::Engine)
+        .serve(reader, writer)
+}
+
+/// After the engine ended (for `reason`, returned): close the writer (normally done by
+/// the engine already, then this returns at once) and read the socket for at most
+/// [`LINGER`] more, until the peer closes its side (see [`serve_upgrade`]).
+async fn linger<R, W>(
+    reader: &mut FrameReader<R>,
+    writer: &mut FrameWriter<W>,
+    reason: CloseReason,
+) -> CloseReason
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, writer.close()).await;
     let _ = tokio::time::timeout(LINGER, reader.discard_until_eof()).await;
     reason
@@ -207,8 +263,9 @@ pub struct FrameReader<R> {
     io: R,
     /// Bytes received and not yet decoded; no allocation when empty and idle.
     buf: BytesMut,
-    /// A fragmented message being collected.
-    message: Option<(Kind, BytesMut)>,
+    /// A fragmented message being collected (boxed: rare, and every idle connection
+    /// would carry its room).
+    message: Option<Box<(Kind, BytesMut)>>,
     /// Payload bytes of an oversize frame still to discard as they arrive.
     skip: u64,
     /// The continuation frames of an oversize message are discarded up to its last one.
@@ -329,7 +386,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     self.discarding = !header.is_final;
                     continue;
                 }
-                let so_far = self.message.as_ref().map_or(0, |(_, m)| m.len());
+                let so_far = self.message.as_ref().map_or(0, |m| m.1.len());
                 if len > self.max_message.saturating_sub(so_far) as u64 {
                     // Never buffered: the payload is skipped as it arrives, and so are the
                     // rest of the message's frames.
@@ -367,17 +424,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     if header.is_final {
                         return message(kind, payload).map(Some);
                     }
-                    self.message = Some((kind, payload));
+                    self.message = Some(Box::new((kind, payload)));
                 }
                 OpCode::Data(Data::Continue) => {
-                    let Some((kind, mut so_far)) = self.message.take() else {
+                    let Some(so_far) = &mut self.message else {
                         return Err(protocol_error("continuation frame outside a message"));
                     };
-                    so_far.extend_from_slice(&payload);
+                    so_far.1.extend_from_slice(&payload);
                     if header.is_final {
-                        return message(kind, so_far).map(Some);
+                        if let Some(done) = self.message.take() {
+                            let (kind, payload) = *done;
+                            return message(kind, payload).map(Some);
+                        }
                     }
-                    self.message = Some((kind, so_far));
                 }
                 OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => {
                     return Err(protocol_error("reserved opcode"));
@@ -1007,5 +1066,38 @@ mod tests {
             unmask(&mut payload, mask);
             assert_eq!(payload, plain, "length {len}");
         }
+    }
+
+    /// The future spawned per connection is what an idle connection costs the most
+    /// (see BENCHMARKS.md, idle memory): tokio allocates a task as its future plus 104
+    /// bytes, rounded up to 128, so up to 792 bytes make an 896-byte task.
+    #[test]
+    fn a_connection_task_fits_in_896_bytes() {
+        struct Nobody;
+        impl zocket_core::Context for Nobody {
+            type Headers = serde_json::Value;
+            type State = ();
+            async fn connect(
+                _: zocket_core::Connect<'_, Self>,
+            ) -> Result<Self, zocket_core::Reject> {
+                Ok(Nobody)
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let server = zocket_core::Server::new(zocket_core::Router::<Nobody>::new());
+            let accepted = server
+                .handshake(zocket_core::HandshakeRequest::default())
+                .await
+                .unwrap();
+            let on_upgrade = hyper::upgrade::on(http::Request::new(()));
+            let fut = serve_upgrade(accepted, on_upgrade, 1 << 20);
+            let size = std::mem::size_of_val(&fut);
+            println!("size_of serve_upgrade future = {size} B");
+            assert!(size <= 792, "{size} B");
+        });
     }
 }

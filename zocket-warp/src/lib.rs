@@ -39,7 +39,7 @@
 //!   scratch buffer on the stack; writes are encoded as fed, large payloads written from
 //!   their own shared bytes, at most 64 KiB buffered before writing out); an oversize
 //!   message is detected from its frame header and never buffered;
-//! - about 2.2 KiB of server RSS per idle connection at 10 000 connections, everything
+//! - about 2 300 bytes of server RSS per idle connection at 10 000 connections, everything
 //!   included (down from about 137 KiB with warp's `WebSocket`); see `BENCHMARKS.md`;
 //! - pings are answered by the engine, under the connection's outbound byte budget;
 //! - closing: the engine writes its close frame and drains the socket until the

@@ -169,8 +169,9 @@ struct Driver<C: Context, S, K> {
     cx: Cx<C, C::State>,
     stream: S,
     sink: K,
-    /// A frame taken from the machine while the sink was not ready.
-    pending: Option<WsFrame>,
+    /// A frame taken from the machine while the sink was not ready (boxed: rare, and
+    /// every connection's future would keep its room).
+    pending: Option<Box<WsFrame>>,
     /// Handlers that waited; created when the first one does.
     in_flight: Option<Handlers>,
     /// The machine's next deadline; created when it first has one.
@@ -387,7 +388,11 @@ where
                     Poll::Pending => return progress,
                 }
             }
-            if let Some(frame) = self.pending.take().or_else(|| self.machine.poll_transmit()) {
+            let next = match self.pending.take() {
+                Some(frame) => Some(*frame),
+                None => self.machine.poll_transmit(),
+            };
+            if let Some(frame) = next {
                 match self.sink.poll_ready_unpin(task) {
                     Poll::Ready(Ok(())) => {
                         if let Err(e) = self.sink.start_send_unpin(frame) {
@@ -402,7 +407,7 @@ where
                         return true;
                     }
                     Poll::Pending => {
-                        self.pending = Some(frame);
+                        self.pending = Some(Box::new(frame));
                         return progress;
                     }
                 }

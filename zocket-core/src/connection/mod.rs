@@ -63,8 +63,7 @@
 //! produced while reading is written by the same poll, coalesced with the other frames
 //! of that poll into one flush; nothing wakes another task per message, and no lock is
 //! held across an await. An idle connection holds no timer unless heartbeats are on,
-//! no handler set unless a handler waits, and an outbound queue with no reserved
-//! capacity.
+//! no handler set unless a handler waits, and an outbound queue of one slot.
 //!
 //! The limits and timings are the server's, shared by all its connections; each holds
 //! only its own state. Measured (x86_64, `cargo test -p zocket-core -- --nocapture

@@ -226,6 +226,11 @@ impl Outbound {
             return self.slow_consumer(q);
         }
         let wake = q.frames.is_empty() && !is_current(s);
+        if q.frames.capacity() == 0 {
+            // One slot first (a `VecDeque` would take four): an idle connection keeps
+            // the slot its `__welcome` took. A second frame waiting grows it as usual.
+            q.frames.reserve_exact(1);
+        }
         q.frames.push_back((frame, origin));
         s.waiting.store(q.frames.len(), Ordering::Relaxed);
         s.charged.fetch_add(cost, Ordering::Relaxed);
