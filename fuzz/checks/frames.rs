@@ -139,12 +139,18 @@ pub fn run(world: &World, data: &[u8]) {
         match waited {
             Ok(Ok(_)) => {
                 for (id, n) in &got {
-                    assert_eq!(
-                        Some(n),
-                        want.get(id),
-                        "replies for rpcId {id:?}: {n}, sent {:?}",
-                        want.get(id)
-                    );
+                    if want.get(id) != Some(n) {
+                        let sent: Vec<&&str> = frames.iter().filter(|f| f.contains(&**id)).collect();
+                        let answers: Vec<String> = client
+                            .frames()
+                            .into_iter()
+                            .filter(|f| f.contains(&**id))
+                            .collect();
+                        panic!(
+                            "replies for rpcId {id:?}: {n}, sent {:?}; frames sent with it: {sent:?}; answers: {answers:?}",
+                            want.get(id)
+                        );
+                    }
                 }
             }
             Ok(Err(TestError::Closed)) => {

@@ -136,15 +136,24 @@ fn decode_input<T: DeserializeOwned>(payload: Option<&str>) -> Result<T, Reject>
 fn parse<T: DeserializeOwned>(text: &str) -> Result<T, Reject> {
     // Without tracking the path first (it costs on every field); only a refusal is
     // parsed again to say where.
-    if let Ok(value) = serde_json::from_str(text) {
-        return Ok(value);
-    }
+    let first = match serde_json::from_str(text) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
     let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let (path, reason) = input_issue(&path, e.inner());
-        Reject::invalid_field(path, reason)
-    })
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Err(e) => {
+            let path = e.path().to_string();
+            let (path, reason) = input_issue(&path, e.inner());
+            Err(Reject::invalid_field(path, reason))
+        }
+        // The value itself reads (the path parse does not look past it): what follows it
+        // was refused, e.g. trailing characters.
+        Ok(_) => {
+            let (path, reason) = input_issue(".", &first);
+            Err(Reject::invalid_field(path, reason))
+        }
+    }
 }
 
 /// The field path and the reason of a payload that did not deserialise: serde's message
