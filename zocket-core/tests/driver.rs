@@ -483,6 +483,21 @@ async fn the_fast_and_the_full_frame_decoder_answer_alike() {
     }
 }
 
+/// The handler time limit, in virtual time: a handler past it is answered `TIMEOUT`
+/// (and abandoned), one within it answers, and the connection goes on.
+#[tokio::test(start_paused = true)]
+async fn a_handler_past_its_time_limit_is_answered_timeout() {
+    let app = app_with(ServerConfig::default().handler_timeout(Duration::from_millis(50)));
+    let c = app.connect([("userName", "a")]).await.unwrap();
+    let err = c.call::<Sleep>(10_000).await.unwrap_err();
+    assert_eq!(err.code(), Some("TIMEOUT"), "{err}");
+    assert_eq!(c.call::<Sleep>(10).await.unwrap(), 10);
+    assert_eq!(
+        c.call::<Hello>(Named { name: "b".into() }).await.unwrap(),
+        "a greets b"
+    );
+}
+
 #[tokio::test]
 async fn panic_is_internal_for_that_call_only() {
     let app = app();

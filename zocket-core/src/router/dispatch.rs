@@ -1,16 +1,17 @@
 //! The pure dispatcher: one text frame in, effects (an error frame, or a handler's
 //! future) out, no IO.
 
+use std::any::TypeId;
 use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Poll, ready};
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use serde::Serialize;
 use smol_str::SmolStr;
 use tokio::time::Instant;
 
@@ -124,13 +125,15 @@ pub(super) struct Run {
 }
 
 /// The future of one dispatched message, in one allocation with the route's own
-/// future (middleware chain, handler, reply encoding), which `work` makes when first
-/// polled (in place, rather than moved in): the handler's time limit, its panics, the
-/// reply or the error frame, and the RPC's metrics, inside the message's span.
-pub(super) fn finish<F, W>(conn: Arc<Conn>, run: Run, work: F) -> BoxFuture<'static, ()>
+/// future (middleware chain, handler), which `work` makes when first polled (in place,
+/// rather than moved in): the handler's time limit, its panics, the reply's encoding
+/// (with `run.rpc`, the one copy of the RPC id) or the error frame, and the RPC's
+/// metrics, inside the message's span.
+pub(super) fn finish<F, W, O>(conn: Arc<Conn>, run: Run, work: F) -> BoxFuture<'static, ()>
 where
     F: FnOnce() -> W + Send + 'static,
-    W: Future<Output = Result<Option<Text>, Reject>> + Send + 'static,
+    W: Future<Output = Result<O, Reject>> + Send + 'static,
+    O: Serialize + 'static,
 {
     let span = tracing::debug_span!("message", client_id = %conn.id, message = run.name, rpc_id = run.rpc.as_deref().map(|r| crate::redact::truncate(r, 64)).as_deref());
     Box::pin(tracing::Instrument::instrument(
@@ -141,24 +144,21 @@ where
                 arrived,
                 handler_timeout,
             } = run;
-            let mut guarded = pin!(AssertUnwindSafe(work()).catch_unwind());
+            let rpc_id = rpc.as_deref();
+            let mut guarded = pin!(
+                AssertUnwindSafe(async move { reply(name, rpc_id, &work().await?) }).catch_unwind()
+            );
             let outcome = match handler_timeout {
                 None => guarded.await,
-                Some(limit) => {
-                    // Its own allocation, so that the future of a server without a
-                    // handler time limit holds no timer.
-                    let mut deadline = Box::pin(tokio::time::sleep(limit));
-                    std::future::poll_fn(|task| {
-                        if let Poll::Ready(r) = guarded.as_mut().poll(task) {
-                            return Poll::Ready(r);
-                        }
-                        ready!(deadline.as_mut().poll(task));
-                        Poll::Ready(Ok(Err(Reject::timeout(format!(
-                            "handler did not finish within {limit:?}"
-                        )))))
-                    })
+                // Boxed, so that the future of a server without a handler time limit
+                // holds no timer.
+                Some(limit) => Box::pin(tokio::time::timeout(limit, guarded.as_mut()))
                     .await
-                }
+                    .unwrap_or_else(|_| {
+                        Ok(Err(Reject::timeout(format!(
+                            "handler did not finish within {limit:?}"
+                        ))))
+                    }),
             };
             let ok = matches!(outcome, Ok(Ok(_)));
             match outcome {
@@ -169,7 +169,7 @@ where
                 Ok(Err(rej)) => {
                     log_internal(&rej, "message");
                     tracing::debug!(code = %CodeOnly(&rej), "message rejected");
-                    conn.fail(Some(name), rpc.as_deref(), &rej);
+                    conn.fail(Some(name), rpc_id, &rej);
                 }
                 Err(panic) => {
                     inc(&conn.stats.handler_panics);
@@ -179,13 +179,33 @@ where
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "non-string panic payload".into());
                     tracing::error!(panic = %text, "handler panicked; answered INTERNAL");
-                    conn.fail(Some(name), rpc.as_deref(), &Reject::internal());
+                    conn.fail(Some(name), rpc_id, &Reject::internal());
                 }
             }
-            if rpc.is_some() {
+            if rpc_id.is_some() {
                 crate::stats::record_rpc(name, ok, arrived.elapsed());
             }
         },
         span,
     ))
+}
+
+/// The reply frame of an RPC (`rpc_id: Some`) with this output, or none.
+fn reply<O: Serialize + 'static>(
+    name: &str,
+    rpc_id: Option<&str>,
+    output: &O,
+) -> Result<Option<Text>, Reject> {
+    let Some(rpc_id) = rpc_id else {
+        return Ok(None);
+    };
+    let frame = if TypeId::of::<O>() == TypeId::of::<()>() {
+        protocol::encode_rpc_res::<()>(rpc_id, None)
+    } else {
+        protocol::encode_rpc_res(rpc_id, Some(output))
+    };
+    frame.map(Some).map_err(|e| {
+        tracing::error!(message = name, error = %e, "RPC output failed to serialise");
+        Reject::internal()
+    })
 }

@@ -1,7 +1,6 @@
 //! One registered route, its types erased: decoding and validating the payload, the
 //! middleware chain, the handler and the reply's encoding.
 
-use std::any::TypeId;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -17,8 +16,6 @@ use super::middleware::Input;
 use crate::contract::Message;
 use crate::cx::Cx;
 use crate::error::Reject;
-use crate::protocol::{self, Text};
-use smol_str::SmolStr;
 
 /// Runs after decoding: middleware chain, handler, reply encoding.
 pub(super) trait ErasedRoute<C, S>: Send + Sync {
@@ -67,7 +64,6 @@ where
         let input: M::Input = decode_input(payload)?;
         M::validate(&input)?;
         let conn = cx.conn().clone();
-        let rpc_id = run.rpc.clone();
         match Ch::direct(cx) {
             // No middleware: the handler's future is made here (a panic in making it is
             // raised again inside the message's future, and answered as any other), and
@@ -76,11 +72,10 @@ where
                 let handler = &self.parts.0;
                 let made = catch_unwind(AssertUnwindSafe(|| handler.call(cx, input)));
                 let work = move || async move {
-                    let handled = match made {
-                        Ok(handled) => handled,
+                    match made {
+                        Ok(handled) => handled.await,
                         Err(panic) => resume_unwind(panic),
-                    };
-                    reply::<M>(rpc_id, handled.await?)
+                    }
                 };
                 Ok(finish(conn, run, work))
             }
@@ -89,29 +84,12 @@ where
                 let work = move || async move {
                     let (handler, chain) = &*parts;
                     let narrowed = chain.apply(cx, &Input::of::<M>(&input)).await?;
-                    reply::<M>(rpc_id, handler.call(narrowed, input).await?)
+                    handler.call(narrowed, input).await
                 };
                 Ok(finish(conn, run, work))
             }
         }
     }
-}
-
-/// The reply frame of an RPC (`rpc_id: Some`) with this output, or none.
-fn reply<M: Message>(rpc_id: Option<SmolStr>, output: M::Output) -> Result<Option<Text>, Reject> {
-    let Some(rpc_id) = rpc_id else {
-        return Ok(None);
-    };
-    let unit = TypeId::of::<M::Output>() == TypeId::of::<()>();
-    let frame = if unit {
-        protocol::encode_rpc_res::<()>(&rpc_id, None)
-    } else {
-        protocol::encode_rpc_res(&rpc_id, Some(&output))
-    };
-    frame.map(Some).map_err(|e| {
-        tracing::error!(message = M::NAME, error = %e, "RPC output failed to serialise");
-        Reject::internal()
-    })
 }
 
 /// Deserialise a payload into an input type. An absent payload is `null`; if the type
