@@ -40,21 +40,15 @@ pub(crate) fn scan_client_frame(text: &str) -> Option<ScannedFrame<'_>> {
 /// left out.
 fn canonical(text: &str) -> Option<ScannedFrame<'_>> {
     let b = text.as_bytes();
-    let mut i = prefix(b, 0, b"{\"type\":")?;
-    let (kind, at) = plain_str(b, i)?;
-    let kind = as_str(text, kind, at)?;
-    i = at;
+    let (kind, mut i) = plain_str(text, prefix(b, 0, b"{\"type\":")?)?;
     let mut payload = None;
     if let Some(at) = prefix(b, i, b",\"payload\":") {
-        let end = skip_value(b, at)?;
-        let value = text.get(at..end)?;
-        payload = (value != "null").then_some(value);
-        i = end;
+        (payload, i) = payload_at(text, at)?;
     }
     let mut rpc_id = None;
     if let Some(at) = prefix(b, i, b",\"rpcId\":") {
-        let (id, end) = plain_str(b, at)?;
-        rpc_id = Some(as_str(text, id, end)?);
+        let (id, end) = plain_str(text, at)?;
+        rpc_id = Some(id);
         i = end;
     }
     (i + 1 == b.len() && b[i] == b'}').then_some(ScannedFrame {
@@ -91,8 +85,8 @@ fn any_order(text: &str) -> Option<ScannedFrame<'_>> {
         i = ws(b, i + 1);
         match key {
             b"type" if kind.is_none() => {
-                let (value, at) = plain_str(b, i)?;
-                kind = Some(as_str(text, value, at)?);
+                let (value, at) = plain_str(text, i)?;
+                kind = Some(value);
                 i = at;
             }
             b"rpcId" if rpc_id.is_none() => {
@@ -100,15 +94,14 @@ fn any_order(text: &str) -> Option<ScannedFrame<'_>> {
                     rpc_id = Some(None);
                     i = end;
                 } else {
-                    let (value, at) = plain_str(b, i)?;
-                    rpc_id = Some(Some(as_str(text, value, at)?));
+                    let (value, at) = plain_str(text, i)?;
+                    rpc_id = Some(Some(value));
                     i = at;
                 }
             }
             b"payload" if payload.is_none() => {
-                let end = skip_value(b, i)?;
-                let value = text.get(i..end)?;
-                payload = Some((value != "null").then_some(value));
+                let (value, end) = payload_at(text, i)?;
+                payload = Some(value);
                 i = end;
             }
             // A repeated key.
@@ -226,7 +219,8 @@ fn key(b: &[u8], i: usize) -> Option<(&'static [u8], usize)> {
 /// A string at `i` without escapes or control characters: its contents and the index
 /// after its closing quote; `None` for anything else.
 #[inline(always)]
-fn plain_str(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+fn plain_str(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
     if b.get(i) != Some(&b'"') {
         return None;
     }
@@ -234,13 +228,17 @@ fn plain_str(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
     if b.get(end) != Some(&b'"') {
         return None;
     }
-    Some((&b[i + 1..end], end + 1))
+    // Between two ASCII quotes of `text`: char boundaries.
+    Some((text.get(i + 1..end)?, end + 1))
 }
 
-/// The contents of a [`plain_str`] that ended at `end`, as a `str` of `text`.
-fn as_str<'a>(text: &'a str, contents: &[u8], end: usize) -> Option<&'a str> {
-    // The contents lie between two ASCII quotes of `text`: char boundaries.
-    text.get(end - 1 - contents.len()..end - 1)
+/// The payload value at `i` (`None` for `null`; not checked to be valid JSON) and the
+/// index after it.
+#[inline(always)]
+fn payload_at(text: &str, i: usize) -> Option<(Option<&str>, usize)> {
+    let end = skip_value(text.as_bytes(), i)?;
+    let value = text.get(i..end)?;
+    Some(((value != "null").then_some(value), end))
 }
 
 /// The index after the JSON value that starts at `i`, found by its brackets and
