@@ -314,23 +314,6 @@ impl Shared {
         self.charged.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Take the next frame to write; it stays charged until [`release`](Self::release).
-    #[cfg(test)]
-    pub(crate) fn pop(&self) -> Option<(Text, Origin)> {
-        let mut batch = VecDeque::new();
-        self.take_all(&mut batch);
-        let frame = batch.pop_front();
-        if !batch.is_empty() {
-            // Put the rest back in front (tests only: the engine keeps its batch).
-            let mut q = self.lock();
-            while let Some(f) = batch.pop_back() {
-                q.frames.push_front(f);
-            }
-            self.waiting.store(q.frames.len(), Ordering::Relaxed);
-        }
-        frame
-    }
-
     /// Move every waiting frame into the engine's empty `batch`, in one lock: they stay
     /// charged until [`release`](Self::release), and the engine writes them in order
     /// before it takes more. With nothing waiting, the batch's buffer goes back to the
@@ -447,6 +430,13 @@ mod tests {
         Text::from("x".repeat(n))
     }
 
+    /// What the engine would take to write now.
+    fn taken(o: &Outbound) -> Frames {
+        let mut batch = Frames::new();
+        o.shared.take_all(&mut batch);
+        batch
+    }
+
     #[test]
     fn batches_keep_the_order_and_an_idle_connection_keeps_no_batch_buffer() {
         let o = out(1 << 20, 1000, SlowConsumerPolicy::Close);
@@ -530,7 +520,7 @@ mod tests {
         // Written and flushed: room again.
         let mut bytes = 0;
         let mut pushed = 0;
-        while let Some((f, origin)) = o.shared.pop() {
+        for (f, origin) in taken(&o) {
             assert_eq!(origin, Origin::Pushed);
             bytes += cost(f.len());
             pushed += 1;
@@ -561,7 +551,7 @@ mod tests {
         for _ in 0..1000 {
             o.push(text(1));
         }
-        while o.shared.pop().is_some() {}
+        assert_eq!(taken(&o).len(), 1000);
         assert_eq!(o.shared.lock().frames.capacity(), 0);
     }
 
@@ -573,7 +563,7 @@ mod tests {
         o.shared.close_queue(true, &mut VecDeque::new());
         assert_eq!(o.shared.charged(), 0);
         assert_eq!(o.push(text(10)), Push::Closed);
-        assert!(o.shared.pop().is_none());
+        assert!(taken(&o).is_empty());
         o.close(CloseReason::ServerShutdown);
         assert!(o.shared.take_close_request().is_none());
     }
