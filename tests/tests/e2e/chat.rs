@@ -15,6 +15,19 @@ async fn user(app: &TestServer<ChatUser>, name: &str) -> TestClient {
     app.connect([("userName", name)]).await.unwrap()
 }
 
+/// Three users: Ada and Bob in `lobby`, Carol in `garden`.
+async fn ada_and_bob_in_the_lobby_carol_in_the_garden(
+    app: &TestServer<ChatUser>,
+) -> (TestClient, TestClient, TestClient) {
+    let ada = user(app, "Ada").await;
+    let bob = user(app, "Bob").await;
+    let carol = user(app, "Carol").await;
+    ada.call::<Join>(RoomIn::new("lobby")).await.unwrap();
+    bob.call::<Join>(RoomIn::new("lobby")).await.unwrap();
+    carol.call::<Join>(RoomIn::new("garden")).await.unwrap();
+    (ada, bob, carol)
+}
+
 fn send(room: &str, text: &str) -> SendIn {
     SendIn {
         room: room.into(),
@@ -143,12 +156,7 @@ async fn two_users_in_a_room_see_each_others_messages_and_presence() {
 #[tokio::test]
 async fn rooms_are_isolated() {
     let app = TestServer::new(chat::router());
-    let ada = user(&app, "Ada").await;
-    let bob = user(&app, "Bob").await;
-    let carol = user(&app, "Carol").await;
-    ada.call::<Join>(RoomIn::new("lobby")).await.unwrap();
-    bob.call::<Join>(RoomIn::new("lobby")).await.unwrap();
-    carol.call::<Join>(RoomIn::new("garden")).await.unwrap();
+    let (ada, bob, carol) = ada_and_bob_in_the_lobby_carol_in_the_garden(&app).await;
 
     ada.call::<Post>(send("lobby", "for the lobby"))
         .await
@@ -344,12 +352,7 @@ async fn a_private_message_reaches_a_user_who_has_not_spoken_yet() {
 #[tokio::test]
 async fn typing_goes_to_the_room_with_the_typists_identity() {
     let app = TestServer::new(chat::router());
-    let ada = user(&app, "Ada").await;
-    let bob = user(&app, "Bob").await;
-    let carol = user(&app, "Carol").await;
-    ada.call::<Join>(RoomIn::new("lobby")).await.unwrap();
-    bob.call::<Join>(RoomIn::new("lobby")).await.unwrap();
-    carol.call::<Join>(RoomIn::new("garden")).await.unwrap();
+    let (ada, bob, carol) = ada_and_bob_in_the_lobby_carol_in_the_garden(&app).await;
 
     // Fire-and-forget, as the page sends it; `typing` defaults to true.
     ada.send_raw(r#"{"type":"chat.typing","payload":{"room":"lobby"}}"#)
