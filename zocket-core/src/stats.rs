@@ -323,10 +323,22 @@ impl Stats {
         metrics::counter!(names::HANDSHAKES_REFUSED, "status" => status.to_string()).increment(1);
     }
 
-    /// A text frame arrived; `route` is its registered message name, `None` when the
-    /// frame did not parse or names no route.
-    pub(crate) fn message_in(&self, route: Option<&'static str>) {
-        inc(&self.messages_in);
+    /// Messages and frames an engine counted during one poll, added at once (one
+    /// atomic add each per poll rather than per message); the engine adds them before
+    /// it writes the frames that answer those messages.
+    pub(crate) fn add_polled(&self, messages: u64, frames: u64) {
+        if messages > 0 {
+            self.messages_in.fetch_add(messages, Relaxed);
+        }
+        if frames > 0 {
+            self.frames_queued.fetch_add(frames, Relaxed);
+        }
+    }
+
+    /// A text frame arrived (counted in `messages_in` by its engine, see
+    /// [`add_polled`](Self::add_polled)); `route` is its registered message name, `None`
+    /// when the frame did not parse or names no route: the per-route metric.
+    pub(crate) fn route_message_in(&self, route: Option<&'static str>) {
         match route {
             Some(name) => with_route(name, |r| {
                 r.messages_in

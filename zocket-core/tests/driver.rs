@@ -1301,6 +1301,70 @@ async fn heartbeat_drops_a_peer_whose_writes_are_stuck() {
     pongs.abort();
 }
 
+/// Wait until the server has taken `n` items from the raw connection's stream (each is
+/// dispatched in the same poll that reads it).
+async fn until_read(c: &Raw, n: usize) {
+    while c.read.load(Relaxed) < n {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The engine queues its answers without the shared queue, and they keep their place:
+/// an event pushed by somebody else while frames back up (the client is not reading)
+/// goes before the reply of a message read after it, and the events a handler sends to
+/// itself go before its reply.
+#[tokio::test(start_paused = true)]
+async fn answers_keep_their_place_behind_queued_events() {
+    let server = server_with(ServerConfig::default());
+    let mut c = raw(&server, "order", 1).await;
+    let WsFrame::Text(welcome) = c.rx.next().await.unwrap() else {
+        panic!("no welcome")
+    };
+    let welcome: Value = serde_json::from_str(welcome.as_str()).unwrap();
+    let id = welcome["payload"]["clientId"].as_str().unwrap().to_owned();
+    // Replies back up: the sink takes one or two, the rest wait in the engine.
+    for i in 1..=5 {
+        c.send(call("hello", r#"{"name":"x"}"#, i));
+    }
+    until_read(&c, 5).await;
+    let queued = server
+        .handle()
+        .send::<Said>("E".into())
+        .to(id.as_str())
+        .queued;
+    assert_eq!(queued, 1);
+    c.send(call("hello", r#"{"name":"x"}"#, 6));
+    c.send(call("flood", "3", 7));
+    until_read(&c, 7).await;
+    let mut got = Vec::new();
+    while got.len() < 11 {
+        let WsFrame::Text(t) = c.rx.next().await.unwrap() else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        got.push(match v["type"].as_str().unwrap() {
+            "__rpc_res" => format!("reply {}", v["rpcId"].as_str().unwrap()),
+            "said" => format!("said {}", v["payload"].as_str().unwrap()),
+            "mine" => format!("mine {}", v["payload"]),
+            other => panic!("unexpected frame {other}"),
+        });
+    }
+    assert_eq!(
+        got,
+        [
+            "reply 1", "reply 2", "reply 3", "reply 4", "reply 5", "said E", "reply 6", "mine 0",
+            "mine 1", "mine 2", "reply 7"
+        ]
+    );
+    let s = server.stats();
+    assert_eq!(s.messages_in, 7, "{s:?}");
+    assert_eq!(
+        s.frames_queued,
+        1 + 11,
+        "the welcome and every frame above: {s:?}"
+    );
+}
+
 /// The in-flight limit pauses reading: with 2 handlers waiting, the third message is not
 /// read until one finishes.
 #[tokio::test(start_paused = true)]

@@ -22,8 +22,9 @@ use crate::cx::{Conn, Cx};
 use crate::ids::ClientId;
 use crate::protocol::TransportError;
 use crate::protocol::{self, Text, WsFrame};
-use crate::router::dispatch;
+use crate::router::{Answer, Dispatched, dispatch};
 use crate::server::Server;
+use crate::stats::inc;
 
 /// Frames read in one poll before the driver yields to other tasks.
 const READS_PER_POLL: u32 = 64;
@@ -162,7 +163,25 @@ async fn end<C: Context>(
     reason
 }
 
-type Handlers = FuturesUnordered<BoxFuture<'static, ()>>;
+type Handlers = FuturesUnordered<BoxFuture<'static, Answer>>;
+
+/// What one poll counted for the server's stats, added once before the frames that
+/// answer those messages are written (and when the poll ends): one atomic add per poll
+/// instead of one per message and frame.
+#[derive(Default)]
+struct Tally {
+    messages: u64,
+    frames: u64,
+}
+
+impl Tally {
+    fn publish(&mut self, stats: &crate::stats::Stats) {
+        if self.messages | self.frames != 0 {
+            stats.add_polled(self.messages, self.frames);
+            *self = Self::default();
+        }
+    }
+}
 
 struct Driver<C: Context, S, K> {
     machine: Connection,
@@ -220,17 +239,35 @@ where
     fn poll(
         &mut self,
         task: &mut TaskContext<'_>,
-        mut shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
+        shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
     ) -> Poll<()> {
         // Everything this connection's handlers queue for themselves during this poll is
         // own (and needs no wake-up): see `outbound`.
         let _own = OwnScope::enter(self.machine.outbound());
         self.machine.outbound().shared.register(task.waker());
+        let started = Instant::now();
+        let mut tally = Tally::default();
+        let done = self.turns(task, shutdown, started, &mut tally);
+        tally.publish(self.server.stats_ref());
+        if done.is_pending() {
+            self.machine.trim();
+        }
+        done
+    }
+
+    /// The poll's loop: until nothing moves, the connection ends, or the poll's share
+    /// of reads or turns is used up.
+    fn turns(
+        &mut self,
+        task: &mut TaskContext<'_>,
+        mut shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
+        started: Instant,
+        tally: &mut Tally,
+    ) -> Poll<()> {
         let mut reads = READS_PER_POLL;
         // Set once the stream returned pending in this poll: it holds this task's waker
         // then, and asking it again before a wake-up would only repeat the pending.
         let mut read_pending = false;
-        let started = Instant::now();
         for _ in 0..TURNS_PER_POLL {
             let now = Instant::now();
             let mut progress = false;
@@ -246,15 +283,18 @@ where
             if self.machine.poll_timeout().is_some_and(|t| t <= now) {
                 self.machine.handle_timeout(now);
             }
-            progress |= self.poll_handlers(task, now);
+            progress |= self.poll_handlers(task, now, tally);
+            // Counted before the frames that answer them are written.
+            tally.publish(self.server.stats_ref());
             progress |= self.poll_write(task, now);
-            progress |= self.poll_read(task, now, started, &mut reads, &mut read_pending);
+            progress |= self.poll_read(task, now, started, &mut reads, &mut read_pending, tally);
             if self.machine.is_done() {
                 return Poll::Ready(());
             }
             if reads == 0 {
                 // Fair to the other connections: write what these reads produced, and
                 // come back after the others.
+                tally.publish(self.server.stats_ref());
                 self.poll_write(task, Instant::now());
                 if self.machine.is_done() {
                     return Poll::Ready(());
@@ -290,50 +330,85 @@ where
     }
 
     /// Poll the handlers that wait; returns whether any finished.
-    fn poll_handlers(&mut self, task: &mut TaskContext<'_>, now: Instant) -> bool {
+    fn poll_handlers(
+        &mut self,
+        task: &mut TaskContext<'_>,
+        now: Instant,
+        tally: &mut Tally,
+    ) -> bool {
         if !self.machine.runs_handlers() {
             // Closing: the handlers still in flight are abandoned.
             self.in_flight = None;
             return false;
         }
         let mut progress = false;
-        if let Some(set) = &mut self.in_flight {
-            while let Poll::Ready(Some(())) = set.poll_next_unpin(task) {
-                self.machine.on_handler_finished(now);
-                progress = true;
-            }
-            if set.is_empty() {
-                // An idle connection holds no handler set.
+        while let Some(set) = &mut self.in_flight {
+            let Poll::Ready(Some(answer)) = set.poll_next_unpin(task) else {
+                if set.is_empty() {
+                    // An idle connection holds no handler set.
+                    self.in_flight = None;
+                }
+                break;
+            };
+            // Queued before the machine hears of the end: the last handler of a
+            // shutdown's grace ends the connection, after its answer.
+            self.answer(answer, now, tally);
+            self.machine.on_handler_finished(now);
+            progress = true;
+            if !self.machine.runs_handlers() {
+                // The answer closed the connection (the flood limit): the others are
+                // abandoned.
                 self.in_flight = None;
             }
         }
-        self.count_errors(now);
         progress
     }
 
-    fn count_errors(&mut self, now: Instant) {
-        let n = self.cx.conn().take_protocol_errors();
-        self.machine.on_protocol_errors(now, n);
+    /// Queue what a message answered, and count it.
+    fn answer(&mut self, answer: Answer, now: Instant, tally: &mut Tally) {
+        if let Some(frame) = answer.frame {
+            self.machine.push_answer(frame, &mut tally.frames);
+        }
+        let stats = self.server.stats_ref();
+        if answer.panicked {
+            inc(&stats.handler_panics);
+        }
+        if answer.protocol_error {
+            inc(&stats.protocol_errors);
+            self.machine.on_protocol_errors(now, 1);
+        }
     }
 
     /// Dispatch one text frame: start its handler and poll it once on the spot.
-    fn dispatch(&mut self, task: &mut TaskContext<'_>, text: &Text, now: Instant) {
+    fn dispatch(
+        &mut self,
+        task: &mut TaskContext<'_>,
+        text: &Text,
+        now: Instant,
+        tally: &mut Tally,
+    ) {
         let handler_timeout = self.server.config().handler_timeout;
-        if let Some(mut fut) = dispatch(
+        let answer = match dispatch(
             self.server.router(),
             &self.cx,
             text.as_str(),
             now,
             handler_timeout,
+            &mut tally.messages,
         ) {
-            if fut.as_mut().poll(task).is_pending() {
-                self.in_flight
-                    .get_or_insert_with(FuturesUnordered::new)
-                    .push(fut);
-                self.machine.on_handler_started();
-            }
-        }
-        self.count_errors(now);
+            Dispatched::Answered(answer) => answer,
+            Dispatched::Started(mut fut) => match fut.as_mut().poll(task) {
+                Poll::Ready(answer) => answer,
+                Poll::Pending => {
+                    self.in_flight
+                        .get_or_insert_with(FuturesUnordered::new)
+                        .push(fut);
+                    self.machine.on_handler_started();
+                    return;
+                }
+            },
+        };
+        self.answer(answer, now, tally);
     }
 
     /// Read while the machine wants to; returns whether anything was read.
@@ -345,6 +420,7 @@ where
         started: Instant,
         reads: &mut u32,
         pending: &mut bool,
+        tally: &mut Tally,
     ) -> bool {
         let mut progress = false;
         while !*pending && *reads > 0 && self.machine.wants_read() {
@@ -355,7 +431,7 @@ where
             *reads -= 1;
             progress = true;
             if let Some(text) = self.machine.on_read(now, item) {
-                self.dispatch(task, &text, now);
+                self.dispatch(task, &text, now, tally);
                 // The clock is read every few messages only: most take microseconds.
                 if *reads % SLICE_CHECK_EVERY == 0
                     && Instant::now().saturating_duration_since(started) >= SLICE

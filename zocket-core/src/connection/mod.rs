@@ -42,6 +42,19 @@
 //! is pushed. The same mark lets the engine skip waking itself for frames it queues
 //! during its own poll.
 //!
+//! # The engine's lane
+//!
+//! A message's answer (its RPC reply or error frame) does not go through the shared
+//! queue: the message's future returns it, and the engine puts it in its own lane,
+//! without a lock or an atomic, charged to a count of its own. The lane also holds the
+//! frames last taken from the queue (all of them, in one lock), and is written before
+//! anything that waits in the queue. Order is kept: an answer joins the lane only
+//! while nothing waits in the queue (otherwise it joins the queue, behind what was
+//! queued before it, e.g. the events its own handler sent), and the queue is taken
+//! from only once the lane is empty. The server-wide counters of messages and queued
+//! frames are added once per poll, before the frames that answer those messages are
+//! written.
+//!
 //! # Pings
 //!
 //! A peer's ping is charged to the budget and answered by the transport
@@ -67,8 +80,8 @@
 //!
 //! The limits and timings are the server's, shared by all its connections; each holds
 //! only its own state. Measured (x86_64, `cargo test -p zocket-core -- --nocapture
-//! size_of`): the machine is 224 bytes, the shared outbound state 184 bytes (one
-//! allocation), the whole future `Accepted::serve` returns 576 bytes with the test
+//! size_of`): the machine is 240 bytes, the shared outbound state 184 bytes (one
+//! allocation), the whole future `Accepted::serve` returns 584 bytes with the test
 //! harness's channel transport (the transport's own state comes on top), plus one timer
 //! (112 bytes, boxed) when heartbeats are on.
 
@@ -91,13 +104,16 @@ use crate::error::Reject;
 use crate::protocol::TransportError;
 use crate::protocol::{self, Text, WsFrame};
 use crate::server::ServerConfig;
-use crate::stats::inc;
+use crate::stats::{Dropped, inc};
 
 pub(crate) use close::SINK_CLOSE_GRACE;
 pub use limits::RateLimit;
 pub use outbound::{FRAME_OVERHEAD, Outbound, Push};
 #[cfg(test)]
 use writer::MAX_BATCH_FRAMES;
+
+/// Slots the lane reserves when it is first used after being idle.
+const LANE_FIRST: usize = 16;
 pub use writer::PingReplies;
 
 pub(crate) use outbound::{Budget, OwnScope};
@@ -167,8 +183,14 @@ pub(crate) struct Connection {
     phase: Phase,
     /// Reading is paused for the budget (counted once per pause).
     budget_paused: bool,
-    /// Frames taken from the outbound queue in one lock, not yet fed to the sink.
-    batch: Frames,
+    /// The engine's lane: frames taken from the outbound queue in one lock, and the
+    /// answers the engine queued itself ([`Origin::Local`]), in order, not yet fed to
+    /// the sink. Everything in it goes before what waits in the queue: an answer joins
+    /// the lane only while nothing waits there, and the queue is taken from only once
+    /// the lane is empty.
+    lane: Frames,
+    /// Bytes charged for the lane's [`Origin::Local`] frames, queued or being written.
+    lane_charged: usize,
 }
 
 impl Connection {
@@ -186,7 +208,8 @@ impl Connection {
             rate: settings.rate.map(|_| RateLimiter::new(now)),
             phase: Phase::Open,
             budget_paused: false,
-            batch: Frames::new(),
+            lane: Frames::new(),
+            lane_charged: 0,
             settings,
             out,
         }
@@ -203,12 +226,12 @@ impl Connection {
     pub(crate) fn wants_read(&mut self) -> bool {
         match &self.phase {
             Phase::Open => {
-                let full = self.out.shared.is_full();
+                let full = self.is_full();
                 if full && !self.budget_paused {
                     self.budget_paused = true;
                     inc(&self.out.shared.stats.read_pauses);
                     tracing::debug!(
-                        charged = self.out.shared.charged(),
+                        charged = self.charged(),
                         budget = self.out.shared.budget(),
                         "outbound budget full: reading paused until the writer drains"
                     );
@@ -371,9 +394,11 @@ impl Connection {
             tracing::debug!(abandoned, "closing: handlers still in flight are dropped");
         }
         let policy = Policy::of(&reason);
-        self.out
+        let local = self
+            .out
             .shared
-            .close_queue(!policy.write_queued, &mut self.batch);
+            .close_queue(!policy.write_queued, &mut self.lane);
+        self.lane_charged = self.lane_charged.saturating_sub(local);
         tracing::debug!(?reason, "closing");
         self.phase = if policy.graceful {
             Phase::Closing(Box::new(Closing::new(
@@ -401,7 +426,7 @@ impl Connection {
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.runs_handlers() {
             let busy =
-                self.writer.is_busy() || !self.batch.is_empty() || self.out.shared.has_frames();
+                self.writer.is_busy() || !self.lane.is_empty() || self.out.shared.has_frames();
             if let (Some(hb), Some(t)) = (&mut self.heartbeat, self.settings.heartbeat) {
                 if hb.handle_timeout(t, now, busy) == Verdict::Dead {
                     inc(&self.out.shared.stats.heartbeat_timeouts);
@@ -452,7 +477,7 @@ impl Connection {
                     self.writer.add_ping(&self.out.shared);
                     return Some(WsFrame::Ping(Bytes::new()));
                 }
-                let (frame, origin) = take_frame(&mut self.batch, &self.out.shared)?;
+                let (frame, origin) = take_frame(&mut self.lane, &self.out.shared)?;
                 self.writer.add(frame.len(), origin);
                 Some(WsFrame::Text(frame))
             }
@@ -461,7 +486,7 @@ impl Connection {
                     return None;
                 }
                 if c.write_queued && !c.peer_closed {
-                    if let Some((frame, origin)) = take_frame(&mut self.batch, &self.out.shared) {
+                    if let Some((frame, origin)) = take_frame(&mut self.lane, &self.out.shared) {
                         self.writer.add(frame.len(), origin);
                         return Some(WsFrame::Text(frame));
                     }
@@ -491,7 +516,8 @@ impl Connection {
 
     /// The flush completed at `now`.
     pub(crate) fn on_flushed(&mut self, now: Instant) {
-        self.writer.flushed(&self.out.shared);
+        let local = self.writer.flushed(&self.out.shared);
+        self.lane_charged = self.lane_charged.saturating_sub(local);
         match &mut self.phase {
             Phase::Open | Phase::Draining { .. } => {
                 if let (Some(hb), Some(t)) = (&mut self.heartbeat, self.settings.heartbeat) {
@@ -538,6 +564,51 @@ impl Connection {
         }
     }
 
+    // ---- the engine's answers ----
+
+    /// Queue an answer to one of the connection's own messages (a reply, an error
+    /// frame): own, so never refused for the budget. It joins the lane, without the
+    /// queue's lock, unless frames wait in the queue: those were queued before it and
+    /// go first, so it joins them there. Counts a frame queued in `frames`; a connection
+    /// that is closing drops it (counted, as every refused push).
+    pub(crate) fn push_answer(&mut self, frame: Text, frames: &mut u64) {
+        if !self.runs_handlers() {
+            self.out.shared.stats.frame_dropped(Dropped::Closed);
+            tracing::debug!("answer for a closing connection dropped");
+            return;
+        }
+        if self.out.shared.has_frames() {
+            self.out.push_own(frame);
+            return;
+        }
+        if self.lane.capacity() == 0 {
+            // Room for a typical pipelined batch at once, rather than growing by doubling
+            // every time (the buffer is freed when the engine goes idle: `trim`).
+            self.lane.reserve(LANE_FIRST);
+        }
+        self.lane_charged += outbound::cost(frame.len());
+        self.lane.push_back((frame, Origin::Local));
+        *frames += 1;
+    }
+
+    /// The engine waits for the peer or the clock: an empty lane frees its buffer, so an
+    /// idle connection holds none.
+    pub(crate) fn trim(&mut self) {
+        if self.lane.is_empty() && self.lane.capacity() > 0 {
+            self.lane = Frames::new();
+        }
+    }
+
+    /// Every byte charged to the budget: the queue's and the lane's answers.
+    fn charged(&self) -> usize {
+        self.out.shared.charged() + self.lane_charged
+    }
+
+    /// Whether the charged bytes fill the budget (reading pauses).
+    fn is_full(&self) -> bool {
+        self.charged() >= self.out.shared.budget()
+    }
+
     /// Whether the connection has ended.
     pub(crate) fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done(_))
@@ -556,11 +627,16 @@ impl Connection {
 #[cfg(test)]
 mod tests;
 
-/// The next queued frame: from the batch taken in one lock, else a new batch.
-fn take_frame(batch: &mut Frames, shared: &outbound::Shared) -> Option<(Text, Origin)> {
-    if let Some(frame) = batch.pop_front() {
+/// The next frame to write: from the lane, else from the queue, whose waiting frames
+/// join the lane in one lock.
+fn take_frame(lane: &mut Frames, shared: &outbound::Shared) -> Option<(Text, Origin)> {
+    if let Some(frame) = lane.pop_front() {
         return Some(frame);
     }
-    shared.take_all(batch);
-    batch.pop_front()
+    if !shared.has_frames() {
+        // A push racing with this wakes the engine (the queue was empty).
+        return None;
+    }
+    shared.take_all(lane);
+    lane.pop_front()
 }

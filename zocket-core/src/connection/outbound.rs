@@ -46,13 +46,18 @@ pub const FRAME_OVERHEAD: usize = 48;
 /// Queue slots kept once the queue is empty again; a larger queue is freed.
 const SHRINK_ABOVE: usize = 64;
 
-/// Whether a queued frame was caused by the connection's own messages.
+/// Whether a queued frame was caused by the connection's own messages, and where it is
+/// charged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
     /// Caused by the connection's own calls: never refused (backpressure instead).
     Own,
     /// Pushed by others: subject to the slow-consumer policy.
     Pushed,
+    /// An answer the engine queued itself (an RPC's reply or error frame), straight into
+    /// its lane, without the queue's lock: own, and charged to the engine's own count
+    /// rather than to the shared one.
+    Local,
 }
 
 /// The bytes charged for a frame of `len` bytes.
@@ -203,12 +208,6 @@ impl Outbound {
         self.push_as(frame, Origin::Own)
     }
 
-    /// Queue an RPC reply: an own frame, so it never waits and is never dropped for the
-    /// budget (reading pauses instead).
-    pub(crate) async fn push_reply(&self, frame: Text) -> Push {
-        self.push_own(frame)
-    }
-
     pub(crate) fn push_as(&self, frame: Text, origin: Origin) -> Push {
         let s = &*self.shared;
         let cost = cost(frame.len());
@@ -304,7 +303,9 @@ impl Shared {
         self.budget
     }
 
-    /// Whether the charged bytes fill the budget (the engine stops reading).
+    /// Whether the bytes charged here fill the budget (the engine adds its lane's: see
+    /// `Connection::is_full`).
+    #[cfg(test)]
     pub(crate) fn is_full(&self) -> bool {
         self.charged() >= self.budget
     }
@@ -314,11 +315,11 @@ impl Shared {
         self.charged.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Move every waiting frame into the engine's empty `batch`, in one lock: they stay
-    /// charged until [`release`](Self::release), and the engine writes them in order
-    /// before it takes more. With nothing waiting, the batch's buffer goes back to the
-    /// queue (or is freed), so that a connection holds one buffer at most, none while
-    /// idle after a burst.
+    /// Move every waiting frame into the engine's empty `batch` (its lane), in one
+    /// lock: they stay charged until [`release`](Self::release), and the engine writes
+    /// them in order before it takes more. With nothing waiting, the batch's buffer goes
+    /// back to the queue (or is freed), so that a connection holds one buffer at most,
+    /// none while idle after a burst.
     pub(crate) fn take_all(&self, batch: &mut Frames) {
         debug_assert!(batch.is_empty());
         if self.waiting.load(Ordering::Relaxed) == 0 && batch.capacity() == 0 {
@@ -345,16 +346,19 @@ impl Shared {
 
     /// A flush completed: these bytes (of which `pushed` bytes in `pushed_frames`
     /// pushed events) have left.
-    pub(crate) fn release(&self, bytes: usize, pushed: usize, pushed_frames: usize) {
+    pub(crate) fn release(&self, bytes: usize, pushed: usize, pushed_frames: u32) {
         if pushed_frames > 0 {
             let mut q = self.lock();
             q.pushed_bytes = q.pushed_bytes.saturating_sub(pushed);
-            q.pushed_frames = q.pushed_frames.saturating_sub(pushed_frames);
+            q.pushed_frames = q.pushed_frames.saturating_sub(pushed_frames as usize);
         }
         self.uncharge(bytes);
     }
 
     fn uncharge(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
         // Never below zero, even if the engine's accounting were off by a frame.
         let _ = self
             .charged
@@ -378,27 +382,32 @@ impl Shared {
     }
 
     /// The connection is closing: refuse every further push; with `discard`, also drop
-    /// what is still queued, and the engine's `batch` not yet written (counted as
-    /// dropped).
-    pub(crate) fn close_queue(&self, discard: bool, batch: &mut Frames) {
+    /// what is still queued, and the engine's `lane` not yet written (counted as
+    /// dropped). Returns the bytes of the discarded [`Origin::Local`] frames (charged to
+    /// the engine's count, not to this one).
+    pub(crate) fn close_queue(&self, discard: bool, lane: &mut Frames) -> usize {
         let mut q = self.lock();
         q.closed = true;
         q.close_request = None;
         self.close_asked.store(false, Ordering::Relaxed);
         if !discard {
-            return;
+            return 0;
         }
-        let mut frames = std::mem::take(batch);
+        let mut frames = std::mem::take(lane);
         frames.append(&mut q.frames);
         q.frames = VecDeque::new();
         self.waiting.store(0, Ordering::Relaxed);
-        let mut bytes = 0;
+        let (mut bytes, mut local) = (0, 0);
         for (frame, origin) in &frames {
             let c = cost(frame.len());
-            bytes += c;
-            if *origin == Origin::Pushed {
-                q.pushed_bytes = q.pushed_bytes.saturating_sub(c);
-                q.pushed_frames = q.pushed_frames.saturating_sub(1);
+            match origin {
+                Origin::Local => local += c,
+                Origin::Own => bytes += c,
+                Origin::Pushed => {
+                    bytes += c;
+                    q.pushed_bytes = q.pushed_bytes.saturating_sub(c);
+                    q.pushed_frames = q.pushed_frames.saturating_sub(1);
+                }
             }
         }
         drop(q);
@@ -407,6 +416,7 @@ impl Shared {
             self.stats
                 .frames_dropped(Dropped::Closed, frames.len() as u64);
         }
+        local
     }
 }
 

@@ -36,16 +36,20 @@ pub enum PingReplies {
 #[derive(Debug, Clone, Copy, Default)]
 struct Batch {
     frames: u32,
+    pushed_frames: u32,
     bytes: usize,
     pushed: usize,
-    pushed_frames: usize,
+    /// Bytes of [`Origin::Local`] frames (charged to the engine's own count).
+    local: usize,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     replies: PingReplies,
     /// The payload of the latest unanswered ping ([`PingReplies::Engine`]).
-    pong: Option<Bytes>,
+    /// (Boxed: only a transport that hands pings up has one, and every connection's
+    /// state would keep its room.)
+    pong: Option<Box<Bytes>>,
     /// Charged for pings received, not yet in a batch.
     owed: usize,
     batch: Batch,
@@ -69,7 +73,7 @@ impl Writer {
         shared.charge(c);
         self.owed += c;
         if self.replies == PingReplies::Engine {
-            self.pong = Some(payload);
+            self.pong = Some(Box::new(payload));
         }
     }
 
@@ -83,7 +87,7 @@ impl Writer {
         let pong = self.pong.take()?;
         self.batch.frames += 1;
         self.batch.bytes += std::mem::take(&mut self.owed);
-        Some(pong)
+        Some(*pong)
     }
 
     /// A ping of the heartbeat joins the batch (charged here).
@@ -99,9 +103,13 @@ impl Writer {
         let c = cost(len);
         self.batch.frames += 1;
         self.batch.bytes += c;
-        if origin == Origin::Pushed {
-            self.batch.pushed += c;
-            self.batch.pushed_frames += 1;
+        match origin {
+            Origin::Pushed => {
+                self.batch.pushed += c;
+                self.batch.pushed_frames += 1;
+            }
+            Origin::Local => self.batch.local += c,
+            Origin::Own => {}
         }
     }
 
@@ -130,11 +138,13 @@ impl Writer {
         }
     }
 
-    /// The flush completed: the batch's bytes leave the budget.
-    pub(crate) fn flushed(&mut self, shared: &Shared) {
+    /// The flush completed: the batch's bytes leave the budget. Returns the bytes of
+    /// its [`Origin::Local`] frames, for the engine to release from its own count.
+    pub(crate) fn flushed(&mut self, shared: &Shared) -> usize {
         let b = std::mem::take(&mut self.batch);
         self.flushing = false;
-        shared.release(b.bytes, b.pushed, b.pushed_frames);
+        shared.release(b.bytes - b.local, b.pushed, b.pushed_frames);
+        b.local
     }
 
     /// Frames are being written, or charged pongs wait for a flush.

@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -14,27 +13,67 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use smol_str::SmolStr;
 use tokio::time::Instant;
+use tracing::Span;
 
 use super::Router;
 use crate::context::Context;
 use crate::cx::{Conn, Cx};
 use crate::error::{CodeOnly, Reject, log_internal};
+use crate::ids::ClientId;
 use crate::protocol::{self, FrameError, Text};
-use crate::stats::inc;
+
+/// What one dispatched message leaves for its connection's engine to queue and count:
+/// its reply or error frame (the engine writes it without taking the queue's lock), and
+/// whether the error counts toward the flood limit or came from a panic.
+#[derive(Debug, Default)]
+pub(crate) struct Answer {
+    /// The reply (`__rpc_res`) or the error frame (`__rpc_err` / `__error`), if any.
+    pub(crate) frame: Option<Text>,
+    /// The error is the client's (`BAD_REQUEST`, `NOT_FOUND`, `INVALID_INPUT`): it counts
+    /// toward the protocol-error flood limit.
+    pub(crate) protocol_error: bool,
+    /// The handler panicked (answered `INTERNAL`).
+    pub(crate) panicked: bool,
+}
+
+impl Answer {
+    /// The error frame of a failed message: `__rpc_err` for an RPC, else `__error`.
+    fn error(kind: Option<&str>, rpc_id: Option<&str>, err: &Reject) -> Self {
+        let frame = match rpc_id {
+            Some(id) => protocol::encode_rpc_err(id, err),
+            None => protocol::encode_error(kind, err),
+        };
+        Self {
+            frame: Some(frame),
+            protocol_error: err.is_protocol_error(),
+            panicked: false,
+        }
+    }
+}
+
+/// What [`dispatch`] made of a frame.
+pub(crate) enum Dispatched {
+    /// Answered on the spot (a refusal), or nothing to answer.
+    Answered(Answer),
+    /// The handler runs: the future answers when it completes.
+    Started(BoxFuture<'static, Answer>),
+}
 
 /// The pure dispatcher: decode one text frame, look up its route, validate its input
-/// and start its handler. Every failure becomes the right error frame in the
-/// connection's queue. Returns the handler's future when there is work left to do; it
-/// owns no IO, the caller decides how to poll it. `now` is when the frame was read: an
-/// RPC's duration is measured from it.
+/// and start its handler. Every failure is answered with the right error frame. Returns
+/// the handler's future when there is work left to do; it owns no IO, the caller
+/// decides how to poll it and queues what it answers. `now` is when the frame was read:
+/// an RPC's duration is measured from it. The message is counted in `messages`.
 pub(crate) fn dispatch<C: Context>(
     router: &Router<C>,
     cx: &Cx<C, C::State>,
     text: &str,
     now: Instant,
     handler_timeout: Option<Duration>,
-) -> Option<BoxFuture<'static, ()>> {
+    messages: &mut u64,
+) -> Dispatched {
     let conn = cx.conn();
+    *messages += 1;
     // The common shape by the fast path; the rest, and the answer to any frame the
     // fast path read but that is not dispatched, by the full decoder (see
     // `protocol::scan`: it checks the payload's JSON).
@@ -47,37 +86,30 @@ pub(crate) fn dispatch<C: Context>(
         ),
         None => match protocol::decode_client_frame(text) {
             Ok(f) => (f.kind, f.payload.map(|p| p.get()), f.rpc_id, true),
-            Err(e) => {
-                malformed(conn, &e);
-                return None;
-            }
+            Err(e) => return Dispatched::Answered(malformed(conn, &e)),
         },
     };
     // A frame the fast path read is answered as malformed if the full decoder refuses it.
     let refused = |checked: bool| {
-        let e = if checked {
-            None
-        } else {
-            protocol::decode_client_frame(text).err()
-        };
-        if let Some(e) = &e {
-            malformed(conn, e);
+        if checked {
+            return None;
         }
-        e.is_some()
+        protocol::decode_client_frame(text)
+            .err()
+            .map(|e| malformed(conn, &e))
     };
     let rpc_id = rpc_id.as_deref();
     let Some((&name, route)) = router.routes.get_key_value(&*kind) else {
-        if refused(checked) {
-            return None;
+        if let Some(answer) = refused(checked) {
+            return Dispatched::Answered(answer);
         }
-        conn.stats.message_in(None);
+        conn.stats.route_message_in(None);
         tracing::debug!(client_id = %conn.id, message = %crate::redact::truncate(&kind, 64), "unknown message type");
-        conn.fail(
+        return Dispatched::Answered(Answer::error(
             Some(&kind),
             rpc_id,
             &Reject::not_found(format!("no message named `{kind}`")),
-        );
-        return None;
+        ));
     };
     let run = Run {
         name,
@@ -88,31 +120,30 @@ pub(crate) fn dispatch<C: Context>(
     };
     match route.start(cx.clone(), payload, run) {
         Ok(fut) => {
-            conn.stats.message_in(Some(name));
-            Some(fut)
+            conn.stats.route_message_in(Some(name));
+            Dispatched::Started(fut)
         }
         Err(rej) => {
-            if refused(checked) {
-                return None;
+            if let Some(answer) = refused(checked) {
+                return Dispatched::Answered(answer);
             }
-            conn.stats.message_in(Some(name));
+            conn.stats.route_message_in(Some(name));
             log_internal(&rej, "validate");
             tracing::debug!(client_id = %conn.id, message = name, code = %CodeOnly(&rej), "input rejected");
-            conn.fail(Some(name), rpc_id, &rej);
-            None
+            Dispatched::Answered(Answer::error(Some(name), rpc_id, &rej))
         }
     }
 }
 
 /// Answer a frame that is not a valid client frame (`BAD_REQUEST`).
-fn malformed(conn: &Conn, e: &FrameError) {
-    conn.stats.message_in(None);
+fn malformed(conn: &Conn, e: &FrameError) -> Answer {
+    conn.stats.route_message_in(None);
     let rpc_id = match e {
         FrameError::MissingType { rpc_id } => rpc_id.as_deref(),
         _ => None,
     };
     tracing::debug!(client_id = %conn.id, error = %e, "malformed frame");
-    conn.fail(None, rpc_id, &Reject::bad_request(e.to_string()));
+    Answer::error(None, rpc_id, &Reject::bad_request(e.to_string()))
 }
 
 /// What happens around a route's handler once its input is valid: which message it is,
@@ -124,18 +155,24 @@ pub(super) struct Run {
     pub(super) handler_timeout: Option<Duration>,
 }
 
+/// The span of one message (made while its connection's id is at hand, before the
+/// handle moves into the handler).
+pub(super) fn span(id: &ClientId, run: &Run) -> Span {
+    tracing::debug_span!("message", client_id = %id, message = run.name, rpc_id = run.rpc.as_deref().map(|r| crate::redact::truncate(r, 64)).as_deref())
+}
+
 /// The future of one dispatched message, in one allocation with the route's own
 /// future (middleware chain, handler), which `work` makes when first polled (in place,
 /// rather than moved in): the handler's time limit, its panics, the reply's encoding
 /// (with `run.rpc`, the one copy of the RPC id) or the error frame, and the RPC's
-/// metrics, inside the message's span.
-pub(super) fn finish<F, W, O>(conn: Arc<Conn>, run: Run, work: F) -> BoxFuture<'static, ()>
+/// metrics, inside the message's span. It holds no handle of the connection: what it
+/// answers is its output, which the connection's engine queues.
+pub(super) fn finish<F, W, O>(span: Span, run: Run, work: F) -> BoxFuture<'static, Answer>
 where
     F: FnOnce() -> W + Send + 'static,
     W: Future<Output = Result<O, Reject>> + Send + 'static,
     O: Serialize + 'static,
 {
-    let span = tracing::debug_span!("message", client_id = %conn.id, message = run.name, rpc_id = run.rpc.as_deref().map(|r| crate::redact::truncate(r, 64)).as_deref());
     Box::pin(tracing::Instrument::instrument(
         async move {
             let Run {
@@ -161,30 +198,33 @@ where
                     }),
             };
             let ok = matches!(outcome, Ok(Ok(_)));
-            match outcome {
-                Ok(Ok(Some(reply))) => {
-                    conn.out.push_reply(reply).await;
-                }
-                Ok(Ok(None)) => {}
+            let answer = match outcome {
+                Ok(Ok(frame)) => Answer {
+                    frame,
+                    ..Answer::default()
+                },
                 Ok(Err(rej)) => {
                     log_internal(&rej, "message");
                     tracing::debug!(code = %CodeOnly(&rej), "message rejected");
-                    conn.fail(Some(name), rpc_id, &rej);
+                    Answer::error(Some(name), rpc_id, &rej)
                 }
                 Err(panic) => {
-                    inc(&conn.stats.handler_panics);
                     let text = panic
                         .downcast_ref::<&str>()
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "non-string panic payload".into());
                     tracing::error!(panic = %text, "handler panicked; answered INTERNAL");
-                    conn.fail(Some(name), rpc_id, &Reject::internal());
+                    Answer {
+                        panicked: true,
+                        ..Answer::error(Some(name), rpc_id, &Reject::internal())
+                    }
                 }
-            }
+            };
             if rpc_id.is_some() {
                 crate::stats::record_rpc(name, ok, arrived.elapsed());
             }
+            answer
         },
         span,
     ))

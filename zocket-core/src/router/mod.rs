@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use chain::{Chain, Root, Then};
-pub(crate) use dispatch::dispatch;
+pub(crate) use dispatch::{Answer, Dispatched, dispatch};
 pub use handler::Handler;
 pub use middleware::{Input, Middleware};
 pub use scope::Scope;

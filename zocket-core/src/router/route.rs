@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::chain::Chain;
-use super::dispatch::{Run, finish};
+use super::dispatch::{Answer, Run, finish, span};
 use super::handler::Handler;
 use super::middleware::Input;
 use crate::contract::Message;
@@ -28,7 +28,7 @@ pub(super) trait ErasedRoute<C, S>: Send + Sync {
         cx: Cx<C, S>,
         payload: Option<&str>,
         run: Run,
-    ) -> Result<BoxFuture<'static, ()>, Reject>;
+    ) -> Result<BoxFuture<'static, Answer>, Reject>;
 }
 
 pub(super) struct TypedRoute<M, H, Ch> {
@@ -60,10 +60,10 @@ where
         cx: Cx<C, S>,
         payload: Option<&str>,
         run: Run,
-    ) -> Result<BoxFuture<'static, ()>, Reject> {
+    ) -> Result<BoxFuture<'static, Answer>, Reject> {
         let input: M::Input = decode_input(payload)?;
         M::validate(&input)?;
-        let conn = cx.conn().clone();
+        let span = span(&cx.conn().id, &run);
         match Ch::direct(cx) {
             // No middleware: the handler's future is made here (a panic in making it is
             // raised again inside the message's future, and answered as any other), and
@@ -77,7 +77,7 @@ where
                         Err(panic) => resume_unwind(panic),
                     }
                 };
-                Ok(finish(conn, run, work))
+                Ok(finish(span, run, work))
             }
             Err(cx) => {
                 let parts = self.parts.clone();
@@ -86,7 +86,7 @@ where
                     let narrowed = chain.apply(cx, &Input::of::<M>(&input)).await?;
                     handler.call(narrowed, input).await
                 };
-                Ok(finish(conn, run, work))
+                Ok(finish(span, run, work))
             }
         }
     }
