@@ -438,6 +438,8 @@ async fn the_fast_and_the_full_frame_decoder_answer_alike() {
             r#"[1,2}"#,
             "-",
             "null",
+            r#"{"name":"x"},"extra":1"#,
+            r#"1,"rpcId":"shadow""#,
         ] {
             let mut answers = Vec::new();
             for key in ["type", "typ\\u0065"] {
@@ -481,6 +483,15 @@ async fn the_fast_and_the_full_frame_decoder_answer_alike() {
             }
         }
     }
+    // A member after the payload: the fast path leaves the frame to the full decoder,
+    // which ignores the member (as v1 does) and dispatches the payload.
+    c.send_raw(r#"{"type":"hello","payload":{"name":"z"},"extra":1,"rpcId":"x1"}"#)
+        .unwrap();
+    let reply = c
+        .wait_frame(|f| f.contains(r#""rpcId":"x1""#))
+        .await
+        .unwrap();
+    assert!(reply.contains(r#""payload":"a greets z""#), "{reply}");
 }
 
 /// The handler time limit, in virtual time: a handler past it is answered `TIMEOUT`

@@ -9,11 +9,15 @@
 //! duplicates, malformed text) is left to [`decode_client_frame`], which decides it
 //! exactly as before.
 //!
-//! The payload's extent is found by its brackets and strings, but its JSON is not
-//! checked here: the route's input decoding checks it (serde_json accepts a value only
-//! when the whole text is valid JSON), and a payload that does not decode is decoded
-//! again by [`decode_client_frame`], so that invalid JSON is answered as a malformed
-//! frame, as before, not as invalid input. So a frame is dispatched only if the whole
+//! The payload's JSON is not checked here: the route's input decoding checks it
+//! (serde_json accepts a value only when the whole text is one valid JSON value), and a
+//! frame whose payload does not decode is decoded again by [`decode_client_frame`], so
+//! that invalid JSON is answered as a malformed frame, not as invalid input. In the
+//! canonical key order the payload is not even walked: its extent is what lies between
+//! `"payload":` and a last member `,"rpcId":"<plain id>"` (or the closing brace), found
+//! from the end of the frame. If that text is one JSON value, the frame is exactly that
+//! object (JSON's grammar is unambiguous); if it is not (another key after the payload,
+//! say), the full decoder reads the frame. So a frame is dispatched only if the whole
 //! text is valid JSON, and gets the same answer by either path.
 //!
 //! [`decode_client_frame`]: super::decode_client_frame
@@ -41,10 +45,26 @@ pub(crate) fn scan_client_frame(text: &str) -> Option<ScannedFrame<'_>> {
 fn canonical(text: &str) -> Option<ScannedFrame<'_>> {
     let b = text.as_bytes();
     let (kind, mut i) = plain_str(text, prefix(b, 0, b"{\"type\":")?)?;
-    let mut payload = None;
     if let Some(at) = prefix(b, i, b",\"payload\":") {
-        (payload, i) = payload_at(text, at)?;
+        // The payload's extent from the end, without walking the payload: what is left
+        // before a last member `,"rpcId":"<plain id>"`, or else before the closing brace.
+        // If that text is one JSON value (which the route's input decoding checks), the
+        // frame is exactly this object and the payload is that value; if it is not, the
+        // frame is the full decoder's (see `dispatch`).
+        const NULL_ID: &[u8; 14] = b",\"rpcId\":null}";
+        let (end, rpc_id) = match tail_rpc_id(text) {
+            Some((comma, id)) => (comma, Some(id)),
+            None if b.ends_with(NULL_ID) => (b.len() - NULL_ID.len(), None),
+            None => (b.len().checked_sub(1).filter(|&e| b[e] == b'}')?, None),
+        };
+        let value = text.get(at..end)?.trim_matches(is_json_ws);
+        return Some(ScannedFrame {
+            kind,
+            payload: (value != "null").then_some(value),
+            rpc_id,
+        });
     }
+    let payload = None;
     let mut rpc_id = None;
     if let Some(at) = prefix(b, i, b",\"rpcId\":") {
         let (id, end) = plain_str(text, at)?;
@@ -56,6 +76,39 @@ fn canonical(text: &str) -> Option<ScannedFrame<'_>> {
         payload,
         rpc_id,
     })
+}
+
+/// A last member `,"rpcId":"<id>"` right before the final `}`, its id plain (no quote,
+/// backslash or control character): the index of its comma, and the id.
+fn tail_rpc_id(text: &str) -> Option<(usize, &str)> {
+    const KEY: &[u8; 9] = b",\"rpcId\":";
+    let b = text.as_bytes();
+    // The id's closing quote.
+    let close = b.len().checked_sub(2)?;
+    if b[close..] != *b"\"}" {
+        return None;
+    }
+    let mut open = close;
+    loop {
+        open = open.checked_sub(1)?;
+        match b[open] {
+            b'"' => break,
+            b'\\' => return None,
+            c if c < 0x20 => return None,
+            _ => {}
+        }
+    }
+    let comma = open.checked_sub(KEY.len())?;
+    if b[comma..open] != *KEY {
+        return None;
+    }
+    // Between two ASCII quotes of `text`: char boundaries.
+    Some((comma, text.get(open + 1..close)?))
+}
+
+/// JSON whitespace.
+fn is_json_ws(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
 }
 
 /// The index after `p` if `b` has `p` at `i` (a fixed-size compare).
@@ -368,6 +421,60 @@ mod tests {
         );
     }
 
+    /// In the canonical order the payload is what lies before the last member: a payload
+    /// that holds what looks like one is still the payload, as the full decoder reads it.
+    #[test]
+    fn the_payload_is_found_from_the_end() {
+        for (text, payload, rpc) in [
+            (
+                r#"{"type":"x","payload":{"a":",\"rpcId\":\"z\"}"},"rpcId":"7"}"#,
+                r#"{"a":",\"rpcId\":\"z\"}"}"#,
+                Some("7"),
+            ),
+            (
+                r#"{"type":"x","payload":{"rpcId":"z"}}"#,
+                r#"{"rpcId":"z"}"#,
+                None,
+            ),
+            (
+                r#"{"type":"x","payload":{"rpcId":"z"},"rpcId":"7"}"#,
+                r#"{"rpcId":"z"}"#,
+                Some("7"),
+            ),
+            (
+                r#"{"type":"x","payload":"\"}","rpcId":"}"}"#,
+                r#""\"}""#,
+                Some("}"),
+            ),
+            (
+                r#"{"type":"x","payload": [1] ,"rpcId":"7"}"#,
+                "[1]",
+                Some("7"),
+            ),
+            (r#"{"type":"x","payload":2,"rpcId":null}"#, "2", None),
+        ] {
+            assert_eq!(scan(text), of("x", Some(payload), rpc), "{text}");
+            let full = decode_client_frame(text).expect(text);
+            assert_eq!(full.payload.map(|p| p.get()), Some(payload), "{text}");
+            assert_eq!(full.rpc_id.as_deref(), rpc, "{text}");
+        }
+        // Another member after the payload, or an id with an escape: what is left is
+        // not one JSON value, and the full decoder reads the frame.
+        for text in [
+            r#"{"type":"x","payload":1,"other":2,"rpcId":"7"}"#,
+            r#"{"type":"x","payload":1,"rpcId":"7","other":2}"#,
+            r#"{"type":"x","payload":1,"rpcId":"a\"b"}"#,
+        ] {
+            let fast = scan_client_frame(text).expect(text);
+            let p = fast.payload.expect(text);
+            assert!(
+                serde_json::from_str::<serde::de::IgnoredAny>(p).is_err(),
+                "{text}"
+            );
+            assert!(decode_client_frame(text).is_ok(), "{text}");
+        }
+    }
+
     #[test]
     fn everything_else_is_left_to_the_full_decoder() {
         for text in [
@@ -393,7 +500,13 @@ mod tests {
             r#"{"type" "x"}"#,
             r#"{"type":"x","rpcId":nullx}"#,
         ] {
-            assert_eq!(scan(text), None, "{text}");
+            // Not read, or read with a payload that is not one JSON value: the route's
+            // input decoding refuses that, and the frame goes to the full decoder.
+            let left = scan_client_frame(text).is_none_or(|f| {
+                f.payload
+                    .is_some_and(|p| serde_json::from_str::<serde::de::IgnoredAny>(p).is_err())
+            });
+            assert!(left, "{text}: {:?}", scan(text));
         }
     }
 
@@ -529,23 +642,23 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
 
-            /// What the scanner reads, the full decoder reads the same way, unless the
-            /// payload is not valid JSON (the route's input decoding refuses it, and the
-            /// frame is then answered by the full decoder).
+            /// What the scanner reads with a payload that is one JSON value (or none),
+            /// the full decoder reads the same way: such a frame is dispatched by the
+            /// fast path. A payload that is not (the route's input decoding refuses it)
+            /// sends the frame to the full decoder.
             #[test]
             fn the_scanner_never_disagrees_with_serde(text in frame()) {
                 if let Some(fast) = scan_client_frame(&text) {
                     let payload_is_json = fast
                         .payload
                         .is_none_or(|p| serde_json::from_str::<serde::de::IgnoredAny>(p).is_ok());
-                    match decode_client_frame(&text) {
-                        Ok(full) => {
-                            prop_assert!(payload_is_json, "{}", text);
-                            prop_assert_eq!(fast.kind, &*full.kind);
-                            prop_assert_eq!(fast.payload, full.payload.map(|p| p.get()));
-                            prop_assert_eq!(fast.rpc_id, full.rpc_id.as_deref());
-                        }
-                        Err(_) => prop_assert!(!payload_is_json, "{}", text),
+                    if payload_is_json {
+                        let full = decode_client_frame(&text);
+                        prop_assert!(full.is_ok(), "{}", text);
+                        let full = full.unwrap();
+                        prop_assert_eq!(fast.kind, &*full.kind);
+                        prop_assert_eq!(fast.payload, full.payload.map(|p| p.get()));
+                        prop_assert_eq!(fast.rpc_id, full.rpc_id.as_deref());
                     }
                 }
             }

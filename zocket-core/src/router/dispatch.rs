@@ -2,7 +2,6 @@
 //! future) out, no IO.
 
 use std::any::TypeId;
-use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
@@ -72,62 +71,41 @@ pub(crate) fn dispatch<C: Context>(
     handler_timeout: Option<Duration>,
     messages: &mut u64,
 ) -> Dispatched {
-    let conn = cx.conn();
     *messages += 1;
-    // The common shape by the fast path; the rest, and the answer to any frame the
-    // fast path read but that is not dispatched, by the full decoder (see
-    // `protocol::scan`: it checks the payload's JSON).
-    let (kind, payload, rpc_id, checked) = match protocol::scan_client_frame(text) {
-        Some(f) => (
-            Cow::Borrowed(f.kind),
-            f.payload,
-            f.rpc_id.map(Cow::Borrowed),
-            false,
-        ),
-        None => match protocol::decode_client_frame(text) {
-            Ok(f) => (f.kind, f.payload.map(|p| p.get()), f.rpc_id, true),
-            Err(e) => return Dispatched::Answered(malformed(conn, &e)),
-        },
-    };
-    // A frame the fast path read is answered as malformed if the full decoder refuses it.
-    let refused = |checked: bool| {
-        if checked {
-            return None;
+    // The common shape by the fast path, which only starts handlers: a frame it reads
+    // but that is not started (no such route, input refused, or a payload that is not
+    // one JSON value, see `protocol::scan`) is decoded again by the full decoder, which
+    // decides the answer exactly (`BAD_REQUEST` for invalid JSON, not `NOT_FOUND` or
+    // `INVALID_INPUT`).
+    if let Some(f) = protocol::scan_client_frame(text) {
+        if let Some((&name, route)) = router.routes.get_key_value(f.kind) {
+            let run = Run::new(name, f.rpc_id, now, handler_timeout);
+            if let Ok(fut) = route.start(cx.clone(), f.payload, run) {
+                cx.conn().stats.route_message_in(Some(name));
+                return Dispatched::Started(fut);
+            }
         }
-        protocol::decode_client_frame(text)
-            .err()
-            .map(|e| malformed(conn, &e))
+    }
+    let conn = cx.conn();
+    let f = match protocol::decode_client_frame(text) {
+        Ok(f) => f,
+        Err(e) => return Dispatched::Answered(malformed(conn, &e)),
     };
-    let rpc_id = rpc_id.as_deref();
-    let Some((&name, route)) = router.routes.get_key_value(&*kind) else {
-        if let Some(answer) = refused(checked) {
-            return Dispatched::Answered(answer);
-        }
+    let (kind, rpc_id) = (&*f.kind, f.rpc_id.as_deref());
+    let Some((&name, route)) = router.routes.get_key_value(kind) else {
         conn.stats.route_message_in(None);
-        tracing::debug!(client_id = %conn.id, message = %crate::redact::truncate(&kind, 64), "unknown message type");
+        tracing::debug!(client_id = %conn.id, message = %crate::redact::truncate(kind, 64), "unknown message type");
         return Dispatched::Answered(Answer::error(
-            Some(&kind),
+            Some(kind),
             rpc_id,
             &Reject::not_found(format!("no message named `{kind}`")),
         ));
     };
-    let run = Run {
-        name,
-        // Inline for ids up to 23 bytes: no allocation for the usual short ids.
-        rpc: rpc_id.map(SmolStr::new),
-        arrived: now,
-        handler_timeout,
-    };
-    match route.start(cx.clone(), payload, run) {
-        Ok(fut) => {
-            conn.stats.route_message_in(Some(name));
-            Dispatched::Started(fut)
-        }
+    conn.stats.route_message_in(Some(name));
+    let run = Run::new(name, rpc_id, now, handler_timeout);
+    match route.start(cx.clone(), f.payload.map(|p| p.get()), run) {
+        Ok(fut) => Dispatched::Started(fut),
         Err(rej) => {
-            if let Some(answer) = refused(checked) {
-                return Dispatched::Answered(answer);
-            }
-            conn.stats.route_message_in(Some(name));
             log_internal(&rej, "validate");
             tracing::debug!(client_id = %conn.id, message = name, code = %CodeOnly(&rej), "input rejected");
             Dispatched::Answered(Answer::error(Some(name), rpc_id, &rej))
@@ -153,6 +131,23 @@ pub(super) struct Run {
     pub(super) rpc: Option<SmolStr>,
     pub(super) arrived: Instant,
     pub(super) handler_timeout: Option<Duration>,
+}
+
+impl Run {
+    fn new(
+        name: &'static str,
+        rpc_id: Option<&str>,
+        arrived: Instant,
+        handler_timeout: Option<Duration>,
+    ) -> Self {
+        Self {
+            name,
+            // Inline for ids up to 23 bytes: no allocation for the usual short ids.
+            rpc: rpc_id.map(SmolStr::new),
+            arrived,
+            handler_timeout,
+        }
+    }
 }
 
 /// The span of one message (made while its connection's id is at hand, before the
