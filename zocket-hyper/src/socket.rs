@@ -493,6 +493,8 @@ impl<R> FrameReader<R> {
     }
 }
 
+#[cold]
+#[inline(never)]
 fn protocol_error(what: &str) -> TransportError {
     TransportError::Other(format!("WebSocket protocol error: {what}"))
 }

@@ -229,12 +229,7 @@ impl Connection {
                 let full = self.is_full();
                 if full && !self.budget_paused {
                     self.budget_paused = true;
-                    inc(&self.out.shared.stats.read_pauses);
-                    tracing::debug!(
-                        charged = self.charged(),
-                        budget = self.out.shared.budget(),
-                        "outbound budget full: reading paused until the writer drains"
-                    );
+                    self.paused_for_budget();
                 } else if !full {
                     self.budget_paused = false;
                 }
@@ -249,6 +244,19 @@ impl Connection {
             Phase::Draining { .. } | Phase::Done(_) => false,
             Phase::Closing(c) => c.wants_read(),
         }
+    }
+
+    /// Reading pauses for the budget: counted and logged (out of line: the common path
+    /// does not run it).
+    #[cold]
+    #[inline(never)]
+    fn paused_for_budget(&self) {
+        inc(&self.out.shared.stats.read_pauses);
+        tracing::debug!(
+            charged = self.charged(),
+            budget = self.out.shared.budget(),
+            "outbound budget full: reading paused until the writer drains"
+        );
     }
 
     /// An item read from the stream (`None`: the stream ended). Returns a text frame to

@@ -86,6 +86,19 @@ pub(crate) fn dispatch<C: Context>(
             }
         }
     }
+    dispatch_full(router, cx, text, now, handler_timeout)
+}
+
+/// [`dispatch`] by the full decoder: every frame the fast path did not start, and the
+/// answer to every refusal (out of line: the common path does not run it).
+#[inline(never)]
+fn dispatch_full<C: Context>(
+    router: &Router<C>,
+    cx: &Cx<C, C::State>,
+    text: &str,
+    now: Instant,
+    handler_timeout: Option<Duration>,
+) -> Dispatched {
     let conn = cx.conn();
     let f = match protocol::decode_client_frame(text) {
         Ok(f) => f,
@@ -168,6 +181,9 @@ where
     W: Future<Output = Result<O, Reject>> + Send + 'static,
     O: Serialize + 'static,
 {
+    // The common path (a reply or nothing) is kept short: what else can happen (an
+    // error, a panic, a time limit) is in functions of its own, out of the way of the
+    // code every message runs.
     Box::pin(tracing::Instrument::instrument(
         async move {
             let Run {
@@ -182,47 +198,70 @@ where
             );
             let outcome = match handler_timeout {
                 None => guarded.await,
-                // Boxed, so that the future of a server without a handler time limit
-                // holds no timer.
-                Some(limit) => Box::pin(tokio::time::timeout(limit, guarded.as_mut()))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Ok(Err(Reject::timeout(format!(
-                            "handler did not finish within {limit:?}"
-                        ))))
-                    }),
+                Some(limit) => within(limit, guarded.as_mut()).await,
             };
-            let ok = matches!(outcome, Ok(Ok(_)));
-            let answer = match outcome {
+            if rpc_id.is_some() {
+                crate::stats::record_rpc(name, matches!(outcome, Ok(Ok(_))), arrived.elapsed());
+            }
+            match outcome {
                 Ok(Ok(frame)) => Answer {
                     frame,
                     ..Answer::default()
                 },
-                Ok(Err(rej)) => {
-                    log_internal(&rej, "message");
-                    tracing::debug!(code = %CodeOnly(&rej), "message rejected");
-                    Answer::error(Some(name), rpc_id, &rej)
-                }
-                Err(panic) => {
-                    let text = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "non-string panic payload".into());
-                    tracing::error!(panic = %text, "handler panicked; answered INTERNAL");
-                    Answer {
-                        panicked: true,
-                        ..Answer::error(Some(name), rpc_id, &Reject::internal())
-                    }
-                }
-            };
-            if rpc_id.is_some() {
-                crate::stats::record_rpc(name, ok, arrived.elapsed());
+                Ok(Err(rej)) => rejected(name, rpc_id, &rej),
+                Err(panic) => panicked(name, rpc_id, &*panic),
             }
-            answer
         },
         span,
     ))
+}
+
+/// What a handler's future yields inside the message's future: the reply frame (if
+/// any), the refusal, or the panic.
+type Outcome = std::thread::Result<Result<Option<Text>, Reject>>;
+
+/// `guarded` within the handler time limit `limit` (boxed, and polled through a
+/// pointer: a server without a limit holds no timer, and its messages do not run this
+/// code).
+fn within<'a>(
+    limit: Duration,
+    guarded: std::pin::Pin<&'a mut (dyn Future<Output = Outcome> + Send)>,
+) -> BoxFuture<'a, Outcome> {
+    Box::pin(async move {
+        tokio::time::timeout(limit, guarded)
+            .await
+            .unwrap_or_else(|_| {
+                Ok(Err(Reject::timeout(format!(
+                    "handler did not finish within {limit:?}"
+                ))))
+            })
+    })
+}
+
+/// The answer to a message its handler (or middleware) refused.
+#[cold]
+#[inline(never)]
+fn rejected(name: &str, rpc_id: Option<&str>, rej: &Reject) -> Answer {
+    log_internal(rej, "message");
+    tracing::debug!(code = %CodeOnly(rej), "message rejected");
+    Answer::error(Some(name), rpc_id, rej)
+}
+
+/// The answer to a message whose handler panicked (`INTERNAL`; the panic's text is
+/// logged, never sent).
+#[cold]
+#[inline(never)]
+fn panicked(name: &str, rpc_id: Option<&str>, panic: &(dyn std::any::Any + Send)) -> Answer {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into());
+    tracing::error!(panic = %text, "handler panicked; answered INTERNAL");
+    Answer {
+        panicked: true,
+        ..Answer::error(Some(name), rpc_id, &Reject::internal())
+    }
 }
 
 /// The reply frame of an RPC (`rpc_id: Some`) with this output, or none.
@@ -239,8 +278,13 @@ fn reply<O: Serialize + 'static>(
     } else {
         protocol::encode_rpc_res(rpc_id, Some(output))
     };
-    frame.map(Some).map_err(|e| {
-        tracing::error!(message = name, error = %e, "RPC output failed to serialise");
-        Reject::internal()
-    })
+    frame.map(Some).map_err(|e| unserialisable(name, &e))
+}
+
+/// An RPC's output that did not serialise: logged, answered `INTERNAL`.
+#[cold]
+#[inline(never)]
+fn unserialisable(name: &str, e: &serde_json::Error) -> Reject {
+    tracing::error!(message = name, error = %e, "RPC output failed to serialise");
+    Reject::internal()
 }
