@@ -164,8 +164,19 @@ impl Run {
 }
 
 /// The span of one message (made while its connection's id is at hand, before the
-/// handle moves into the handler).
+/// handle moves into the handler). When no subscriber wants DEBUG anywhere (one load of
+/// the global level), none is made, and the span's own code stays out of the way.
+#[inline(always)]
 pub(super) fn span(id: &ClientId, run: &Run) -> Span {
+    if tracing::level_enabled!(tracing::Level::DEBUG) {
+        message_span(id, run)
+    } else {
+        Span::none()
+    }
+}
+
+#[inline(never)]
+fn message_span(id: &ClientId, run: &Run) -> Span {
     tracing::debug_span!("message", client_id = %id, message = run.name, rpc_id = run.rpc.as_deref().map(|r| crate::redact::truncate(r, 64)).as_deref())
 }
 
