@@ -77,20 +77,41 @@ pub(crate) fn dispatch<C: Context>(
     // one JSON value, see `protocol::scan`) is decoded again by the full decoder, which
     // decides the answer exactly (`BAD_REQUEST` for invalid JSON, not `NOT_FOUND` or
     // `INVALID_INPUT`).
+    let mut refused = None;
     if let Some(f) = protocol::scan_client_frame(text) {
         if let Some((&name, route)) = router.routes.get_key_value(f.kind) {
             let run = Run::new(name, f.rpc_id, now, handler_timeout);
-            if let Ok(fut) = route.start(cx.clone(), f.payload, run) {
-                cx.conn().stats.route_message_in(Some(name));
-                return Dispatched::Started(fut);
+            match route.start(cx.clone(), f.payload, run) {
+                Ok(fut) => {
+                    cx.conn().stats.route_message_in(Some(name));
+                    return Dispatched::Started(fut);
+                }
+                Err(rej) => {
+                    refused = Some(Refused {
+                        name,
+                        payload: f.payload,
+                        rpc_id: f.rpc_id,
+                        rej,
+                    })
+                }
             }
         }
     }
-    dispatch_full(router, cx, text, now, handler_timeout)
+    dispatch_full(router, cx, text, now, handler_timeout, refused)
+}
+
+/// The fast path's refusal of a frame's input, as it read the frame.
+struct Refused<'a> {
+    name: &'static str,
+    payload: Option<&'a str>,
+    rpc_id: Option<&'a str>,
+    rej: Reject,
 }
 
 /// [`dispatch`] by the full decoder: every frame the fast path did not start, and the
-/// answer to every refusal (out of line: the common path does not run it).
+/// answer to every refusal (out of line: the common path does not run it). When the
+/// fast path read the frame exactly as the full decoder does and its input was refused,
+/// that refusal is the answer: the input is not decoded again.
 #[inline(never)]
 fn dispatch_full<C: Context>(
     router: &Router<C>,
@@ -98,6 +119,7 @@ fn dispatch_full<C: Context>(
     text: &str,
     now: Instant,
     handler_timeout: Option<Duration>,
+    refused: Option<Refused<'_>>,
 ) -> Dispatched {
     let conn = cx.conn();
     let f = match protocol::decode_client_frame(text) {
@@ -115,8 +137,16 @@ fn dispatch_full<C: Context>(
         ));
     };
     conn.stats.route_message_in(Some(name));
-    let run = Run::new(name, rpc_id, now, handler_timeout);
-    match route.start(cx.clone(), f.payload.map(|p| p.get()), run) {
+    let payload = f.payload.map(|p| p.get());
+    let started = match refused {
+        Some(r) if r.name == name && r.payload == payload && r.rpc_id == rpc_id => Err(r.rej),
+        _ => route.start(
+            cx.clone(),
+            payload,
+            Run::new(name, rpc_id, now, handler_timeout),
+        ),
+    };
+    match started {
         Ok(fut) => Dispatched::Started(fut),
         Err(rej) => {
             log_internal(&rej, "validate");
