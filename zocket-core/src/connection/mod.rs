@@ -105,17 +105,13 @@ use crate::error::Reject;
 use crate::protocol::TransportError;
 use crate::protocol::{self, Text, WsFrame};
 use crate::server::ServerConfig;
-use crate::stats::{Dropped, inc};
+use crate::stats::inc;
 
 pub(crate) use close::SINK_CLOSE_GRACE;
 pub use limits::RateLimit;
 pub use outbound::{FRAME_OVERHEAD, Outbound, Push};
 #[cfg(test)]
 use writer::MAX_BATCH_FRAMES;
-
-/// Slots an empty lane keeps while the connection waits (16 slots: 640 bytes, what 16
-/// pipelined calls need); a lane grown larger by a burst is freed.
-const LANE_KEEP: usize = 16;
 pub use writer::PingReplies;
 
 pub(crate) use outbound::{Budget, OwnScope};
@@ -126,6 +122,10 @@ use heartbeat::{PingTimer, Timing, Verdict};
 use limits::{Flood, FloodWindow, Rate, RateLimiter};
 use ordering::Ordering;
 use writer::Writer;
+
+/// Slots an empty lane keeps while the connection waits (16 slots: 640 bytes, what 16
+/// pipelined calls need); a lane grown larger by a burst is freed.
+const LANE_KEEP: usize = 16;
 
 #[derive(Debug)]
 enum Phase {
@@ -578,16 +578,12 @@ impl Connection {
 
     /// Queue an answer to one of the connection's own messages (a reply, an error
     /// frame): own, so never refused for the budget. It joins the lane, without the
-    /// queue's lock, unless frames wait in the queue: those were queued before it and
-    /// go first, so it joins them there. Counts a frame queued in `frames`; a connection
-    /// that is closing drops it (counted, as every refused push).
+    /// queue's lock, and counts a frame queued in `frames`, unless frames wait in the
+    /// queue (those were queued before it and go first, so it joins them there) or the
+    /// connection is closing (the queue, closed then, drops and counts it as every
+    /// push it refuses).
     pub(crate) fn push_answer(&mut self, frame: Text, frames: &mut u64) {
-        if !self.runs_handlers() {
-            self.out.shared.stats.frame_dropped(Dropped::Closed);
-            tracing::debug!("answer for a closing connection dropped");
-            return;
-        }
-        if self.out.shared.has_frames() {
+        if !self.runs_handlers() || self.out.shared.has_frames() {
             self.out.push_own(frame);
             return;
         }

@@ -317,9 +317,9 @@ impl Shared {
 
     /// Move every waiting frame into the engine's empty `batch` (its lane), in one
     /// lock: they stay charged until [`release`](Self::release), and the engine writes
-    /// them in order before it takes more. With nothing waiting, the batch's buffer goes
-    /// back to the queue (or is freed), so that a connection holds one buffer at most,
-    /// none while idle after a burst.
+    /// them in order before it takes more. The engine asks only when frames wait (it
+    /// keeps its lane's buffer itself, see `Connection::trim`); asked with nothing
+    /// waiting, the batch's buffer goes back to the queue (or is freed).
     pub(crate) fn take_all(&self, batch: &mut Frames) {
         debug_assert!(batch.is_empty());
         if self.waiting.load(Ordering::Relaxed) == 0 && batch.capacity() == 0 {
