@@ -60,11 +60,10 @@ fn canonical(text: &str) -> Option<ScannedFrame<'_>> {
         let value = text.get(at..end)?.trim_matches(is_json_ws);
         return Some(ScannedFrame {
             kind,
-            payload: (value != "null").then_some(value),
+            payload: unless_null(value),
             rpc_id,
         });
     }
-    let payload = None;
     let mut rpc_id = None;
     if let Some(at) = prefix(b, i, b",\"rpcId\":") {
         let (id, end) = plain_str(text, at)?;
@@ -73,7 +72,7 @@ fn canonical(text: &str) -> Option<ScannedFrame<'_>> {
     }
     (i + 1 == b.len() && b[i] == b'}').then_some(ScannedFrame {
         kind,
-        payload,
+        payload: None,
         rpc_id,
     })
 }
@@ -106,9 +105,14 @@ fn tail_rpc_id(text: &str) -> Option<(usize, &str)> {
     Some((comma, text.get(open + 1..close)?))
 }
 
-/// JSON whitespace.
+/// JSON whitespace (the byte class [`WS`]).
 fn is_json_ws(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r')
+    c.is_ascii() && CLASS[c as usize] & WS != 0
+}
+
+/// A payload's text, `None` for `null` (an absent payload).
+fn unless_null(value: &str) -> Option<&str> {
+    (value != "null").then_some(value)
 }
 
 /// The index after `p` if `b` has `p` at `i` (a fixed-size compare).
@@ -291,7 +295,7 @@ fn plain_str(text: &str, i: usize) -> Option<(&str, usize)> {
 fn payload_at(text: &str, i: usize) -> Option<(Option<&str>, usize)> {
     let end = skip_value(text.as_bytes(), i)?;
     let value = text.get(i..end)?;
-    Some(((value != "null").then_some(value), end))
+    Some((unless_null(value), end))
 }
 
 /// The index after the JSON value that starts at `i`, found by its brackets and
