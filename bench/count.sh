@@ -15,6 +15,8 @@
 # callgrind: one server process under valgrind; after each load `callgrind_control -d`
 # dumps the instructions counted since the previous dump. The dump of the larger load is
 # kept in $out (default /tmp/zocket-count) for `callgrind_annotate`.
+# CALLGRIND_ARGS adds options, e.g. CALLGRIND_ARGS="--cache-sim=yes --branch-sim=yes"
+# for simulated cache misses and mispredicts per function (callgrind_annotate --show=...).
 # strace: one server process per load under `strace -c -f`; the summary is read at exit.
 # The load generator runs pinned to core 1, the server to core 0. Loopback only.
 set -euo pipefail
@@ -94,7 +96,7 @@ unit=RPC
 case "$tool" in
   callgrind)
     # shellcheck disable=SC2086
-    start valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out/$tag.cg.%p" $cmd
+    start valgrind --tool=callgrind ${CALLGRIND_ARGS:-} --compress-strings=no --callgrind-out-file="$out/$tag.cg.%p" $cmd
     # valgrind's own pid is the server's.
     load "$n1"
     callgrind_control -d "$pid" > /dev/null

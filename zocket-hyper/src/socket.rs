@@ -4,9 +4,12 @@
 //! - **Reading** ([`FrameReader`]): a connection owns no read buffer while it is idle.
 //!   Each read goes into a scratch buffer on the stack ([`READ_CHUNK`] bytes, never
 //!   zeroed); only the bytes actually received are kept, and only until the frames in
-//!   them have been handed to the engine. A frame that arrives in pieces is collected in
-//!   a buffer sized for that frame. When the socket has nothing more to read, the
-//!   buffer is released. The maximum message size is enforced from the frame header,
+//!   them have been handed to the engine. They are copied into the thread's spare read
+//!   buffer (at most 4 KiB, reused once every frame read into it is gone, so a busy
+//!   thread allocates nothing per read) or, when that is in use or too small, into a new
+//!   one. A frame that arrives in pieces is collected in a buffer sized for that frame.
+//!   When the socket has nothing more to read, the buffer is released (back to the
+//!   thread when it is the spare's size). The maximum message size is enforced from the frame header,
 //!   before any payload is buffered: an oversize message is skipped as it arrives (never
 //!   held whole) and reported as [`TransportError::MessageTooBig`], after which reading
 //!   goes on, so the engine can drain the socket during its closing sequence.
@@ -272,6 +275,9 @@ pub struct FrameReader<R> {
     discarding: bool,
     max_message: usize,
     ended: bool,
+    /// `buf` is at most [`read_spare::KEEP_MAX`] bytes and never grew: it goes back to
+    /// the thread's spare when released.
+    spare: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -285,12 +291,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             discarding: false,
             max_message,
             ended: false,
+            spare: false,
         }
     }
 
     /// Read and discard everything until the peer closes its side (or an error).
     pub async fn discard_until_eof(&mut self) {
         self.buf = BytesMut::new();
+        self.spare = false;
         self.message = None;
         loop {
             let n = std::future::poll_fn(|cx| {
@@ -303,6 +311,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if !matches!(n, Ok(n) if n > 0) {
                 return;
             }
+        }
+    }
+
+    /// Let go of the (empty) buffer: back to the thread's spare if it is one.
+    fn release_buf(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if std::mem::take(&mut self.spare) {
+            read_spare::give_back(buf);
         }
     }
 
@@ -324,17 +340,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     .unwrap_or(usize::MAX)
                     .min(data.len());
                 self.skip -= skipped as u64;
-                self.buf.extend_from_slice(&data[skipped..]);
-                return Poll::Ready(Ok(data.len()));
+                let data = &data[skipped..];
+                if !data.is_empty() {
+                    self.release_buf();
+                    self.buf = read_spare::take(data.len());
+                    self.spare = data.len() <= read_spare::KEEP_MAX;
+                    self.buf.extend_from_slice(data);
+                }
+                return Poll::Ready(Ok(data.len() + skipped));
             }
             // Idle: release the buffer (payloads already handed out keep their bytes).
-            self.buf = BytesMut::new();
+            self.release_buf();
             Poll::Pending
         } else {
             // A frame is partly here: read straight into the buffer behind it (`decode`
             // reserved room for the whole frame).
             if self.buf.capacity() - self.buf.len() < 64 {
                 self.buf.reserve(READ_CHUNK);
+                self.spare = false;
             }
             let spare = self.buf.spare_capacity_mut();
             let mut read = ReadBuf::uninit(spare);
@@ -401,6 +424,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             let total = head_len + len as usize;
             if self.buf.len() < total {
                 self.buf.reserve(total - self.buf.len());
+                self.spare = false;
                 return Ok(None);
             }
             let mut payload = self.buf.split_to(total);
@@ -488,6 +512,7 @@ impl<R> FrameReader<R> {
     fn fail(&mut self, e: TransportError) -> TransportError {
         self.ended = true;
         self.buf = BytesMut::new();
+        self.spare = false;
         self.message = None;
         e
     }
@@ -712,6 +737,47 @@ mod spare {
     }
 }
 
+/// One spare read buffer per thread: a reader that receives bytes while it holds no
+/// buffer takes it, and gives it back when the socket has nothing more to read, so a busy
+/// thread reads every connection's frames into the same allocation while an idle
+/// connection holds none. The frames handed out share it (zero-copy): it is reused only
+/// once all of them are gone (`BytesMut::try_reclaim`), else the reader allocates a
+/// fresh one and the frames free the old one with the last of them. A spare is kept only
+/// up to [`read_spare::KEEP_MAX`] bytes, so a payload a handler holds keeps at most
+/// that much (or its own read) allocated.
+mod read_spare {
+    use std::cell::Cell;
+
+    use bytes::BytesMut;
+
+    /// The largest buffer kept as a thread's spare.
+    pub(super) const KEEP_MAX: usize = 4 * 1024;
+    /// The smallest buffer allocated for a read: most reads of a busy connection then
+    /// fit the spare that the previous one left.
+    pub(super) const FRESH_MIN: usize = 2 * 1024;
+
+    thread_local! {
+        pub(super) static SPARE: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    }
+
+    /// An empty buffer with room for `n` bytes: the thread's spare when nothing else
+    /// uses its bytes any more and it is large enough, else a new one.
+    pub(super) fn take(n: usize) -> BytesMut {
+        if let Some(mut buf) = SPARE.try_with(Cell::take).ok().flatten() {
+            if buf.try_reclaim(n) {
+                return buf;
+            }
+        }
+        BytesMut::with_capacity(if n <= FRESH_MIN { FRESH_MIN } else { n })
+    }
+
+    /// Keep `buf` (empty, allocated at most [`KEEP_MAX`] bytes) as the thread's spare.
+    pub(super) fn give_back(buf: BytesMut) {
+        debug_assert!(buf.is_empty());
+        let _ = SPARE.try_with(|s| s.set(Some(buf)));
+    }
+}
+
 /// The header of an unmasked, final server frame: its bytes and length.
 fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
     let mut head = [0u8; 10];
@@ -924,6 +990,104 @@ mod tests {
         assert_eq!(reader.buf.len(), 4);
         client.write_all(&frame[4..]).await.unwrap();
         assert_eq!(reader.next().await, Some(Ok(text("world"))));
+    }
+
+    /// The text of a frame the reader returned, and where its bytes are.
+    fn text_at(frame: Option<Result<WsFrame, TransportError>>) -> (String, usize) {
+        match frame {
+            Some(Ok(WsFrame::Text(t))) => (t.as_str().to_owned(), t.as_bytes().as_ptr() as usize),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn readers_on_one_thread_read_into_one_buffer() {
+        let (mut client_a, server_a) = tokio::io::duplex(1 << 16);
+        let (mut client_b, server_b) = tokio::io::duplex(1 << 16);
+        let mut a = FrameReader::new(server_a, 1 << 20);
+        let mut b = FrameReader::new(server_b, 1 << 20);
+        let hello = client_frame(0x81, b"hello");
+        client_a.write_all(&hello).await.unwrap();
+        let (text, at) = text_at(a.next().await);
+        assert_eq!(text, "hello");
+        // A has nothing more: its buffer goes back to the thread.
+        assert!(futures::poll!(a.next()).is_pending());
+        assert_eq!(a.buf.capacity(), 0);
+        // B's read goes into the same buffer, after A's frame.
+        client_b
+            .write_all(&client_frame(0x81, b"world"))
+            .await
+            .unwrap();
+        let world = b.next().await;
+        let b_at = at + hello.len();
+        assert!(
+            matches!(&world, Some(Ok(WsFrame::Text(t))) if t.as_bytes().as_ptr() as usize == b_at)
+        );
+        assert!(futures::poll!(b.next()).is_pending());
+        // So does A's next one, and B's frame, still held, is left intact.
+        client_a
+            .write_all(&client_frame(0x81, b"again"))
+            .await
+            .unwrap();
+        let (again, at_again) = text_at(a.next().await);
+        assert_eq!(again, "again");
+        assert_eq!(at_again, b_at + hello.len());
+        assert_eq!(text_at(world).0, "world");
+    }
+
+    #[tokio::test]
+    async fn the_spare_is_reused_from_its_start_once_its_frames_are_gone() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(server, 1 << 20);
+        let mut read = async |len: usize| {
+            client
+                .write_all(&client_frame(0x81, &vec![b'x'; len]))
+                .await
+                .unwrap();
+            let frame = reader.next().await;
+            assert!(futures::poll!(reader.next()).is_pending());
+            frame
+        };
+        // 1508 bytes of a fresh 2 KiB buffer; the frame is dropped.
+        let (_, first) = text_at(read(1500).await);
+        // 1008 bytes do not fit behind it: the buffer is reclaimed, read from its start.
+        let held = read(1000).await;
+        let (_, at) = text_at(held.clone());
+        assert_eq!(at, first);
+        // Behind the held frame while there is room,
+        let held_too = read(1000).await;
+        let (_, at) = text_at(held_too.clone());
+        assert_eq!(at, first + 1008);
+        // then a new buffer: the held frames keep theirs, intact.
+        let (text, at) = text_at(read(1000).await);
+        assert_eq!(text.len(), 1000);
+        assert!(at < first || at >= first + read_spare::FRESH_MIN);
+        for frame in [held, held_too] {
+            assert_eq!(text_at(frame).0, "x".repeat(1000));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_read_is_not_kept_as_the_spare() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(server, 1 << 20);
+        let big = vec![b'x'; read_spare::KEEP_MAX + 100];
+        client.write_all(&client_frame(0x81, &big)).await.unwrap();
+        let (text, _) = text_at(reader.next().await);
+        assert_eq!(text.len(), big.len());
+        assert!(futures::poll!(reader.next()).is_pending());
+        assert_eq!(reader.buf.capacity(), 0);
+        let kept = read_spare::SPARE.with(|s| s.take());
+        assert!(kept.is_none(), "a buffer above KEEP_MAX was kept: {kept:?}");
+        // A small read is kept (and the next one reuses it).
+        client
+            .write_all(&client_frame(0x81, b"small"))
+            .await
+            .unwrap();
+        assert_eq!(text_at(reader.next().await).0, "small");
+        assert!(futures::poll!(reader.next()).is_pending());
+        let kept = read_spare::SPARE.with(|s| s.take());
+        assert!(kept.is_some_and(|mut b| b.try_reclaim(read_spare::FRESH_MIN)));
     }
 
     #[tokio::test]
