@@ -335,20 +335,6 @@ impl Stats {
         }
     }
 
-    /// A text frame arrived (counted in `messages_in` by its engine, see
-    /// [`add_polled`](Self::add_polled)); `route` is its registered message name, `None`
-    /// when the frame did not parse or names no route: the per-route metric.
-    pub(crate) fn route_message_in(&self, route: Option<&'static str>) {
-        match route {
-            Some(name) => with_route(name, |r| {
-                r.messages_in
-                    .get_or_insert_with(|| metrics::counter!(names::MESSAGES_IN, "type" => name))
-                    .increment(1)
-            }),
-            None => metrics::counter!(names::MESSAGES_IN, "type" => UNKNOWN_TYPE).increment(1),
-        }
-    }
-
     /// A frame went into an outbound queue.
     pub(crate) fn frame_queued(&self) {
         inc(&self.frames_queued);
@@ -370,16 +356,117 @@ impl Stats {
     }
 }
 
-/// An RPC of the registered route `name` was answered after `elapsed`.
-pub(crate) fn record_rpc(name: &'static str, ok: bool, elapsed: Duration) {
-    with_route(name, |r| {
-        let slot = if ok { &mut r.rpc_ok } else { &mut r.rpc_error };
-        slot.get_or_insert_with(|| {
-            let outcome = if ok { "ok" } else { "error" };
-            metrics::histogram!(names::RPC_DURATION, "type" => name, "outcome" => outcome)
-        })
-        .record(elapsed.as_secs_f64());
-    });
+/// An RPC of a registered route was answered: which, how, and how long after its frame
+/// arrived.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RpcDone {
+    /// The route's name (the router's key).
+    pub(crate) name: &'static str,
+    /// Answered `__rpc_res` (else `__rpc_err`).
+    pub(crate) ok: bool,
+    /// From the frame's arrival to the answer.
+    pub(crate) elapsed: Duration,
+}
+
+/// RPC durations kept in a [`Polled`] before they are recorded.
+const RPC_BATCH: usize = 16;
+
+/// What one engine poll counted, recorded at once when the engine publishes it (before
+/// it writes the frames that answer those messages, and when the poll ends).
+///
+/// The server's counters take one atomic add per poll instead of one per message and
+/// frame. The per-route metrics take one lookup of the route's handles (see
+/// [`with_route`]) per run of consecutive messages (or answered RPCs) of one route, not
+/// one per message: the messages of a run are one increment of `zocket_messages_in_total`,
+/// and its RPCs' durations are recorded one by one, in order, on the handles looked up
+/// once.
+#[derive(Default)]
+pub(crate) struct Polled {
+    /// Text frames that arrived.
+    pub(crate) messages: u64,
+    /// Frames queued.
+    pub(crate) frames: u64,
+    /// The route of the latest messages, and how many arrived in a row.
+    route_run: Option<(&'static str, u64)>,
+    /// The route of the RPCs in `rpcs`.
+    rpc_route: Option<&'static str>,
+    /// Answered RPCs of `rpc_route` (outcome, seconds), the first `rpc_count` of them.
+    rpcs: [(bool, f64); RPC_BATCH],
+    rpc_count: usize,
+}
+
+impl Polled {
+    /// A message of the registered route `route` arrived, or (`None`) one that did not
+    /// parse or names no route: the per-route metric (`messages` counts all of them).
+    pub(crate) fn message_in(&mut self, route: Option<&'static str>) {
+        let Some(name) = route else {
+            metrics::counter!(names::MESSAGES_IN, "type" => UNKNOWN_TYPE).increment(1);
+            return;
+        };
+        match &mut self.route_run {
+            Some((run, n)) if same_route(run, name) => *n += 1,
+            _ => {
+                self.record_messages();
+                self.route_run = Some((name, 1));
+            }
+        }
+    }
+
+    /// An RPC was answered.
+    pub(crate) fn rpc_done(&mut self, done: RpcDone) {
+        if self.rpc_count == RPC_BATCH || self.rpc_route.is_some_and(|r| !same_route(r, done.name))
+        {
+            self.record_rpcs();
+        }
+        self.rpc_route = Some(done.name);
+        self.rpcs[self.rpc_count] = (done.ok, done.elapsed.as_secs_f64());
+        self.rpc_count += 1;
+    }
+
+    /// Add everything counted to the server's counters and the metrics, and start over.
+    pub(crate) fn publish(&mut self, stats: &Stats) {
+        if self.messages | self.frames != 0 {
+            stats.add_polled(self.messages, self.frames);
+            self.messages = 0;
+            self.frames = 0;
+        }
+        self.record_messages();
+        self.record_rpcs();
+    }
+
+    fn record_messages(&mut self) {
+        if let Some((name, n)) = self.route_run.take() {
+            with_route(name, |r| {
+                r.messages_in
+                    .get_or_insert_with(|| metrics::counter!(names::MESSAGES_IN, "type" => name))
+                    .increment(n)
+            });
+        }
+    }
+
+    fn record_rpcs(&mut self) {
+        let count = std::mem::take(&mut self.rpc_count);
+        let (Some(name), true) = (self.rpc_route.take(), count > 0) else {
+            return;
+        };
+        let done = &self.rpcs[..count];
+        with_route(name, |r| {
+            for &(ok, secs) in done {
+                let slot = if ok { &mut r.rpc_ok } else { &mut r.rpc_error };
+                slot.get_or_insert_with(|| {
+                    let outcome = if ok { "ok" } else { "error" };
+                    metrics::histogram!(names::RPC_DURATION, "type" => name, "outcome" => outcome)
+                })
+                .record(secs);
+            }
+        });
+    }
+}
+
+/// Whether two route names are the same route: a route's name is always the router's
+/// `&'static str` key (compared by address and length, as [`with_route`] keys them).
+fn same_route(a: &'static str, b: &'static str) -> bool {
+    std::ptr::eq(a, b)
 }
 
 /// The metric handles of one route, registered with the recorder when first used.
@@ -402,9 +489,9 @@ struct RouteMetrics {
 struct RouteCache {
     /// Address of the recorder the handles came from.
     recorder: usize,
-    /// By the address of the route's name: a route's name is always the same
-    /// `&'static str` (the router's key).
-    routes: Vec<(usize, RouteMetrics)>,
+    /// By the address and length of the route's name: a route's name is always the
+    /// same `&'static str` (the router's key).
+    routes: Vec<((usize, usize), RouteMetrics)>,
 }
 
 thread_local! {
@@ -413,7 +500,7 @@ thread_local! {
 
 fn with_route(name: &'static str, f: impl FnOnce(&mut RouteMetrics)) {
     let recorder = metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize);
-    let key = name.as_ptr() as usize;
+    let key = (name.as_ptr() as usize, name.len());
     let mut f = Some(f);
     // Fails only while the thread exits; a borrow fails only if a recorder re-entered.
     let _ = ROUTES.try_with(|cache| {
@@ -462,5 +549,101 @@ fn close_label(reason: &CloseReason) -> &'static str {
         CloseReason::Closed { .. } => "closed",
         #[allow(unreachable_patterns)]
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use metrics_util::{CompositeKey, MetricKind};
+
+    use super::*;
+
+    /// Every metric the recorder holds: (kind, name, labels) → value.
+    fn read(recorder: &DebuggingRecorder) -> Vec<(MetricKind, String, Vec<String>, DebugValue)> {
+        recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(ck, _, _, value): (CompositeKey, _, _, _)| {
+                let (kind, key) = ck.into_parts();
+                let labels = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                (kind, key.name().to_owned(), labels, value)
+            })
+            .collect()
+    }
+
+    fn counter(all: &[(MetricKind, String, Vec<String>, DebugValue)], labels: &[&str]) -> u64 {
+        all.iter()
+            .find_map(|(_, name, l, v)| match v {
+                DebugValue::Counter(n) if name == names::MESSAGES_IN && l == labels => Some(*n),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
+    fn samples(all: &[(MetricKind, String, Vec<String>, DebugValue)], labels: &[&str]) -> Vec<f64> {
+        all.iter()
+            .find_map(|(_, name, l, v)| match v {
+                DebugValue::Histogram(s) if name == names::RPC_DURATION && l == labels => {
+                    Some(s.iter().map(|x| x.into_inner()).collect())
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_poll_records_runs_of_routes_in_order_and_exactly() {
+        static A: &str = "route.a";
+        static B: &str = "route.b";
+        let recorder = DebuggingRecorder::new();
+        let stats = Stats::default();
+        let done = |name, ok, micros| RpcDone {
+            name,
+            ok,
+            elapsed: Duration::from_micros(micros),
+        };
+        metrics::with_local_recorder(&recorder, || {
+            let mut polled = Polled::default();
+            for route in [Some(A), Some(A), Some(B), None, Some(A)] {
+                polled.messages += 1;
+                polled.message_in(route);
+            }
+            polled.frames = 3;
+            polled.rpc_done(done(A, true, 1));
+            polled.rpc_done(done(A, false, 2));
+            polled.rpc_done(done(B, true, 3));
+            // More than one batch of one route in a row.
+            for i in 0..(RPC_BATCH as u64 + 4) {
+                polled.rpc_done(done(A, true, 10 + i));
+            }
+            polled.publish(&stats);
+            // Published once: a second publish adds nothing.
+            polled.publish(&stats);
+        });
+        let all = read(&recorder);
+        assert_eq!(counter(&all, &["type=route.a"]), 3);
+        assert_eq!(counter(&all, &["type=route.b"]), 1);
+        assert_eq!(counter(&all, &["type=unknown"]), 1);
+        let secs = |micros: std::ops::Range<u64>| -> Vec<f64> {
+            micros
+                .map(|m| Duration::from_micros(m).as_secs_f64())
+                .collect()
+        };
+        let mut a_ok = secs(1..2);
+        a_ok.extend(secs(10..10 + RPC_BATCH as u64 + 4));
+        assert_eq!(samples(&all, &["type=route.a", "outcome=ok"]), a_ok);
+        assert_eq!(
+            samples(&all, &["type=route.a", "outcome=error"]),
+            secs(2..3)
+        );
+        assert_eq!(samples(&all, &["type=route.b", "outcome=ok"]), secs(3..4));
+        let snap = stats.snapshot();
+        assert_eq!((snap.messages_in, snap.frames_queued), (5, 3));
     }
 }

@@ -24,7 +24,7 @@ use crate::protocol::TransportError;
 use crate::protocol::{self, Text, WsFrame};
 use crate::router::{Answer, Dispatched, dispatch};
 use crate::server::Server;
-use crate::stats::inc;
+use crate::stats::{Polled, inc};
 
 /// Frames read in one poll before the driver yields to other tasks.
 const READS_PER_POLL: u32 = 64;
@@ -165,24 +165,6 @@ async fn end<C: Context>(
 
 type Handlers = FuturesUnordered<BoxFuture<'static, Answer>>;
 
-/// What one poll counted for the server's stats, added once before the frames that
-/// answer those messages are written (and when the poll ends): one atomic add per poll
-/// instead of one per message and frame.
-#[derive(Default)]
-struct Tally {
-    messages: u64,
-    frames: u64,
-}
-
-impl Tally {
-    fn publish(&mut self, stats: &crate::stats::Stats) {
-        if self.messages | self.frames != 0 {
-            stats.add_polled(self.messages, self.frames);
-            *self = Self::default();
-        }
-    }
-}
-
 struct Driver<C: Context, S, K> {
     machine: Connection,
     cx: Cx<C, C::State>,
@@ -246,8 +228,9 @@ where
         let _own = OwnScope::enter(self.machine.outbound());
         self.machine.outbound().shared.register(task.waker());
         let started = Instant::now();
-        let mut tally = Tally::default();
-        let done = self.turns(task, shutdown, started, &mut tally);
+        let slice_end = started + SLICE;
+        let mut tally = Polled::default();
+        let done = self.turns(task, shutdown, slice_end, &mut tally);
         tally.publish(self.server.stats_ref());
         if done.is_pending() {
             self.machine.trim();
@@ -261,8 +244,8 @@ where
         &mut self,
         task: &mut TaskContext<'_>,
         mut shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
-        started: Instant,
-        tally: &mut Tally,
+        slice_end: Instant,
+        tally: &mut Polled,
     ) -> Poll<()> {
         let mut reads = READS_PER_POLL;
         // Set once the stream returned pending in this poll: it holds this task's waker
@@ -287,7 +270,7 @@ where
             // Counted before the frames that answer them are written.
             tally.publish(self.server.stats_ref());
             progress |= self.poll_write(task, now);
-            progress |= self.poll_read(task, now, started, &mut reads, &mut read_pending, tally);
+            progress |= self.poll_read(task, now, slice_end, &mut reads, &mut read_pending, tally);
             if self.machine.is_done() {
                 return Poll::Ready(());
             }
@@ -334,7 +317,7 @@ where
         &mut self,
         task: &mut TaskContext<'_>,
         now: Instant,
-        tally: &mut Tally,
+        tally: &mut Polled,
     ) -> bool {
         if !self.machine.runs_handlers() {
             // Closing: the handlers still in flight are abandoned.
@@ -365,9 +348,12 @@ where
     }
 
     /// Queue what a message answered, and count it.
-    fn answer(&mut self, answer: Answer, now: Instant, tally: &mut Tally) {
+    fn answer(&mut self, answer: Answer, now: Instant, tally: &mut Polled) {
         if let Some(frame) = answer.frame {
             self.machine.push_answer(frame, &mut tally.frames);
+        }
+        if let Some(done) = answer.rpc {
+            tally.rpc_done(done);
         }
         let stats = self.server.stats_ref();
         if answer.panicked {
@@ -385,7 +371,7 @@ where
         task: &mut TaskContext<'_>,
         text: &Text,
         now: Instant,
-        tally: &mut Tally,
+        tally: &mut Polled,
     ) {
         let handler_timeout = self.server.config().handler_timeout;
         let answer = match dispatch(
@@ -394,7 +380,7 @@ where
             text.as_str(),
             now,
             handler_timeout,
-            &mut tally.messages,
+            tally,
         ) {
             Dispatched::Answered(answer) => answer,
             Dispatched::Started(mut fut) => match fut.as_mut().poll(task) {
@@ -417,10 +403,10 @@ where
         &mut self,
         task: &mut TaskContext<'_>,
         now: Instant,
-        started: Instant,
+        slice_end: Instant,
         reads: &mut u32,
         pending: &mut bool,
-        tally: &mut Tally,
+        tally: &mut Polled,
     ) -> bool {
         let mut progress = false;
         while !*pending && *reads > 0 && self.machine.wants_read() {
@@ -433,9 +419,7 @@ where
             if let Some(text) = self.machine.on_read(now, item) {
                 self.dispatch(task, &text, now, tally);
                 // The clock is read every few messages only: most take microseconds.
-                if *reads % SLICE_CHECK_EVERY == 0
-                    && Instant::now().saturating_duration_since(started) >= SLICE
-                {
+                if *reads % SLICE_CHECK_EVERY == 0 && Instant::now() >= slice_end {
                     *reads = 0;
                 }
             }

@@ -20,6 +20,7 @@ use crate::cx::{Conn, Cx};
 use crate::error::{CodeOnly, Reject, log_internal};
 use crate::ids::ClientId;
 use crate::protocol::{self, FrameError, Text};
+use crate::stats::{Polled, RpcDone};
 
 /// What one dispatched message leaves for its connection's engine to queue and count:
 /// its reply or error frame (the engine writes it without taking the queue's lock), and
@@ -33,6 +34,8 @@ pub(crate) struct Answer {
     pub(crate) protocol_error: bool,
     /// The handler panicked (answered `INTERNAL`).
     pub(crate) panicked: bool,
+    /// The message was an RPC of a route, answered (for its metrics).
+    pub(crate) rpc: Option<RpcDone>,
 }
 
 impl Answer {
@@ -45,7 +48,7 @@ impl Answer {
         Self {
             frame: Some(frame),
             protocol_error: err.is_protocol_error(),
-            panicked: false,
+            ..Self::default()
         }
     }
 }
@@ -62,16 +65,16 @@ pub(crate) enum Dispatched {
 /// and start its handler. Every failure is answered with the right error frame. Returns
 /// the handler's future when there is work left to do; it owns no IO, the caller
 /// decides how to poll it and queues what it answers. `now` is when the frame was read:
-/// an RPC's duration is measured from it. The message is counted in `messages`.
+/// an RPC's duration is measured from it. The message is counted in `polled`.
 pub(crate) fn dispatch<C: Context>(
     router: &Router<C>,
     cx: &Cx<C, C::State>,
     text: &str,
     now: Instant,
     handler_timeout: Option<Duration>,
-    messages: &mut u64,
+    polled: &mut Polled,
 ) -> Dispatched {
-    *messages += 1;
+    polled.messages += 1;
     // The common shape by the fast path, which only starts handlers: a frame it reads
     // but that is not started (no such route, input refused, or a payload that is not
     // one JSON value, see `protocol::scan`) is decoded again by the full decoder, which
@@ -83,7 +86,7 @@ pub(crate) fn dispatch<C: Context>(
             let run = Run::new(name, f.rpc_id, now, handler_timeout);
             match route.start(cx.clone(), f.payload, run) {
                 Ok(fut) => {
-                    cx.conn().stats.route_message_in(Some(name));
+                    polled.message_in(Some(name));
                     return Dispatched::Started(fut);
                 }
                 Err(rej) => {
@@ -97,7 +100,7 @@ pub(crate) fn dispatch<C: Context>(
             }
         }
     }
-    dispatch_full(router, cx, text, now, handler_timeout, refused)
+    dispatch_full(router, cx, text, now, handler_timeout, refused, polled)
 }
 
 /// The fast path's refusal of a frame's input, as it read the frame.
@@ -120,15 +123,19 @@ fn dispatch_full<C: Context>(
     now: Instant,
     handler_timeout: Option<Duration>,
     refused: Option<Refused<'_>>,
+    polled: &mut Polled,
 ) -> Dispatched {
     let conn = cx.conn();
     let f = match protocol::decode_client_frame(text) {
         Ok(f) => f,
-        Err(e) => return Dispatched::Answered(malformed(conn, &e)),
+        Err(e) => {
+            polled.message_in(None);
+            return Dispatched::Answered(malformed(conn, &e));
+        }
     };
     let (kind, rpc_id) = (&*f.kind, f.rpc_id.as_deref());
     let Some((&name, route)) = router.routes.get_key_value(kind) else {
-        conn.stats.route_message_in(None);
+        polled.message_in(None);
         tracing::debug!(client_id = %conn.id, message = %crate::redact::truncate(kind, 64), "unknown message type");
         return Dispatched::Answered(Answer::error(
             Some(kind),
@@ -136,7 +143,7 @@ fn dispatch_full<C: Context>(
             &Reject::not_found(format!("no message named `{kind}`")),
         ));
     };
-    conn.stats.route_message_in(Some(name));
+    polled.message_in(Some(name));
     let payload = f.payload.map(|p| p.get());
     let started = match refused {
         Some(r) if r.name == name && r.payload == payload && r.rpc_id == rpc_id => Err(r.rej),
@@ -158,7 +165,6 @@ fn dispatch_full<C: Context>(
 
 /// Answer a frame that is not a valid client frame (`BAD_REQUEST`).
 fn malformed(conn: &Conn, e: &FrameError) -> Answer {
-    conn.stats.route_message_in(None);
     let rpc_id = match e {
         FrameError::MissingType { rpc_id } => rpc_id.as_deref(),
         _ => None,
@@ -213,8 +219,8 @@ fn message_span(id: &ClientId, run: &Run) -> Span {
 /// The future of one dispatched message, in one allocation with the route's own
 /// future (middleware chain, handler), which `work` makes when first polled (in place,
 /// rather than moved in): the handler's time limit, its panics, the reply's encoding
-/// (with `run.rpc`, the one copy of the RPC id) or the error frame, and the RPC's
-/// metrics, inside the message's span. It holds no handle of the connection: what it
+/// (with `run.rpc`, the one copy of the RPC id) or the error frame, and what the RPC's
+/// metrics record (its outcome and duration), inside the message's span. It holds no handle of the connection: what it
 /// answers is its output, which the connection's engine queues.
 pub(super) fn finish<F, W, O>(span: Span, run: Run, work: F) -> BoxFuture<'static, Answer>
 where
@@ -241,17 +247,20 @@ where
                 None => guarded.await,
                 Some(limit) => within(limit, guarded.as_mut()).await,
             };
-            if rpc_id.is_some() {
-                crate::stats::record_rpc(name, matches!(outcome, Ok(Ok(_))), arrived.elapsed());
-            }
-            match outcome {
+            let rpc = rpc_id.map(|_| RpcDone {
+                name,
+                ok: matches!(outcome, Ok(Ok(_))),
+                elapsed: arrived.elapsed(),
+            });
+            let answer = match outcome {
                 Ok(Ok(frame)) => Answer {
                     frame,
                     ..Answer::default()
                 },
                 Ok(Err(rej)) => rejected(name, rpc_id, &rej),
                 Err(panic) => panicked(name, rpc_id, &*panic),
-            }
+            };
+            Answer { rpc, ..answer }
         },
         span,
     ))
