@@ -368,9 +368,6 @@ pub(crate) struct RpcDone {
     pub(crate) elapsed: Duration,
 }
 
-/// RPC durations kept in a [`Polled`] before they are recorded.
-const RPC_BATCH: usize = 16;
-
 /// What one engine poll counted, recorded at once when the engine publishes it (before
 /// it writes the frames that answer those messages, and when the poll ends).
 ///
@@ -378,8 +375,8 @@ const RPC_BATCH: usize = 16;
 /// frame. The per-route metrics take one lookup of the route's handles (see
 /// [`with_route`]) per run of consecutive messages (or answered RPCs) of one route, not
 /// one per message: the messages of a run are one increment of `zocket_messages_in_total`,
-/// and its RPCs' durations are recorded one by one, in order, on the handles looked up
-/// once.
+/// and its RPCs' durations are recorded as they are answered, on the handles looked up
+/// for the run.
 #[derive(Default)]
 pub(crate) struct Polled {
     /// Text frames that arrived.
@@ -388,11 +385,15 @@ pub(crate) struct Polled {
     pub(crate) frames: u64,
     /// The route of the latest messages, and how many arrived in a row.
     route_run: Option<(&'static str, u64)>,
-    /// The route of the RPCs in `rpcs`.
-    rpc_route: Option<&'static str>,
-    /// Answered RPCs of `rpc_route` (outcome, seconds), the first `rpc_count` of them.
-    rpcs: [(bool, f64); RPC_BATCH],
-    rpc_count: usize,
+    /// The duration histograms of the route of the latest answered RPC.
+    rpc_run: Option<RpcHandles>,
+}
+
+/// The duration histograms of one route, each registered when first used.
+struct RpcHandles {
+    name: &'static str,
+    ok: Option<Histogram>,
+    error: Option<Histogram>,
 }
 
 impl Polled {
@@ -412,15 +413,19 @@ impl Polled {
         }
     }
 
-    /// An RPC was answered.
+    /// An RPC was answered: its duration is recorded.
     pub(crate) fn rpc_done(&mut self, done: RpcDone) {
-        if self.rpc_count == RPC_BATCH || self.rpc_route.is_some_and(|r| !same_route(r, done.name))
-        {
-            self.record_rpcs();
-        }
-        self.rpc_route = Some(done.name);
-        self.rpcs[self.rpc_count] = (done.ok, done.elapsed.as_secs_f64());
-        self.rpc_count += 1;
+        let run = match &mut self.rpc_run {
+            Some(run) if same_route(run.name, done.name) => run,
+            slot => slot.insert(RpcHandles {
+                name: done.name,
+                ok: None,
+                error: None,
+            }),
+        };
+        let slot = if done.ok { &mut run.ok } else { &mut run.error };
+        slot.get_or_insert_with(|| rpc_histogram(done.name, done.ok))
+            .record(done.elapsed.as_secs_f64());
     }
 
     /// Add everything counted to the server's counters and the metrics, and start over.
@@ -431,7 +436,6 @@ impl Polled {
             self.frames = 0;
         }
         self.record_messages();
-        self.record_rpcs();
     }
 
     fn record_messages(&mut self) {
@@ -443,24 +447,20 @@ impl Polled {
             });
         }
     }
+}
 
-    fn record_rpcs(&mut self) {
-        let count = std::mem::take(&mut self.rpc_count);
-        let (Some(name), true) = (self.rpc_route.take(), count > 0) else {
-            return;
-        };
-        let done = &self.rpcs[..count];
-        with_route(name, |r| {
-            for &(ok, secs) in done {
-                let slot = if ok { &mut r.rpc_ok } else { &mut r.rpc_error };
-                slot.get_or_insert_with(|| {
-                    let outcome = if ok { "ok" } else { "error" };
-                    metrics::histogram!(names::RPC_DURATION, "type" => name, "outcome" => outcome)
-                })
-                .record(secs);
-            }
+/// The duration histogram of the RPCs of route `name` with this outcome.
+fn rpc_histogram(name: &'static str, ok: bool) -> Histogram {
+    let mut handle = None;
+    with_route(name, |r| {
+        let slot = if ok { &mut r.rpc_ok } else { &mut r.rpc_error };
+        let h = slot.get_or_insert_with(|| {
+            let outcome = if ok { "ok" } else { "error" };
+            metrics::histogram!(names::RPC_DURATION, "type" => name, "outcome" => outcome)
         });
-    }
+        handle = Some(h.clone());
+    });
+    handle.unwrap_or_else(Histogram::noop)
 }
 
 /// Whether two route names are the same route: a route's name is always the router's
@@ -618,8 +618,8 @@ mod tests {
             polled.rpc_done(done(A, true, 1));
             polled.rpc_done(done(A, false, 2));
             polled.rpc_done(done(B, true, 3));
-            // More than one batch of one route in a row.
-            for i in 0..(RPC_BATCH as u64 + 4) {
+            // A long run of one route.
+            for i in 0..20 {
                 polled.rpc_done(done(A, true, 10 + i));
             }
             polled.publish(&stats);
@@ -636,7 +636,7 @@ mod tests {
                 .collect()
         };
         let mut a_ok = secs(1..2);
-        a_ok.extend(secs(10..10 + RPC_BATCH as u64 + 4));
+        a_ok.extend(secs(10..30));
         assert_eq!(samples(&all, &["type=route.a", "outcome=ok"]), a_ok);
         assert_eq!(
             samples(&all, &["type=route.a", "outcome=error"]),
