@@ -220,8 +220,9 @@ fn message_span(id: &ClientId, run: &Run) -> Span {
 /// future (middleware chain, handler), which `work` makes when first polled (in place,
 /// rather than moved in): the handler's time limit, its panics, the reply's encoding
 /// (with `run.rpc`, the one copy of the RPC id) or the error frame, and what the RPC's
-/// metrics record (its outcome and duration), inside the message's span. It holds no handle of the connection: what it
-/// answers is its output, which the connection's engine queues.
+/// metrics record (its outcome and duration), inside the message's span (if it has
+/// one). It holds no handle of the connection: what it answers is its output, which the
+/// connection's engine queues.
 pub(super) fn finish<F, W, O>(span: Span, run: Run, work: F) -> BoxFuture<'static, Answer>
 where
     F: FnOnce() -> W + Send + 'static,
@@ -231,39 +232,43 @@ where
     // The common path (a reply or nothing) is kept short: what else can happen (an
     // error, a panic, a time limit) is in functions of its own, out of the way of the
     // code every message runs.
-    Box::pin(tracing::Instrument::instrument(
-        async move {
-            let Run {
-                name,
-                rpc,
-                arrived,
-                handler_timeout,
-            } = run;
-            let rpc_id = rpc.as_deref();
-            let mut guarded = pin!(
-                AssertUnwindSafe(async move { reply(name, rpc_id, &work().await?) }).catch_unwind()
-            );
-            let outcome = match handler_timeout {
-                None => guarded.await,
-                Some(limit) => within(limit, guarded.as_mut()).await,
-            };
-            let rpc = rpc_id.map(|_| RpcDone {
-                name,
-                ok: matches!(outcome, Ok(Ok(_))),
-                elapsed: arrived.elapsed(),
-            });
-            let answer = match outcome {
-                Ok(Ok(frame)) => Answer {
-                    frame,
-                    ..Answer::default()
-                },
-                Ok(Err(rej)) => rejected(name, rpc_id, &rej),
-                Err(panic) => panicked(name, rpc_id, &*panic),
-            };
-            Answer { rpc, ..answer }
-        },
-        span,
-    ))
+    let body = async move {
+        let Run {
+            name,
+            rpc,
+            arrived,
+            handler_timeout,
+        } = run;
+        let rpc_id = rpc.as_deref();
+        let mut guarded = pin!(
+            AssertUnwindSafe(async move { reply(name, rpc_id, &work().await?) }).catch_unwind()
+        );
+        let outcome = match handler_timeout {
+            None => guarded.await,
+            Some(limit) => within(limit, guarded.as_mut()).await,
+        };
+        let rpc = rpc_id.map(|_| RpcDone {
+            name,
+            ok: matches!(outcome, Ok(Ok(_))),
+            elapsed: arrived.elapsed(),
+        });
+        let answer = match outcome {
+            Ok(Ok(frame)) => Answer {
+                frame,
+                ..Answer::default()
+            },
+            Ok(Err(rej)) => rejected(name, rpc_id, &rej),
+            Err(panic) => panicked(name, rpc_id, &*panic),
+        };
+        Answer { rpc, ..answer }
+    };
+    // Without a span (no subscriber wants DEBUG) the body runs as it is: entering and
+    // leaving a disabled span on every poll, and dropping it, is work for nothing.
+    if span.is_none() {
+        Box::pin(body)
+    } else {
+        Box::pin(tracing::Instrument::instrument(body, span))
+    }
 }
 
 /// What a handler's future yields inside the message's future: the reply frame (if
