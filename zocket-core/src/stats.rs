@@ -378,9 +378,9 @@ pub(crate) struct RpcDone {
 /// and its RPCs' durations are recorded as they are answered, on the handles looked up
 /// for the run.
 #[derive(Default)]
-pub(crate) struct Polled {
-    /// Text frames that arrived.
-    pub(crate) messages: u64,
+pub(crate) struct Tally {
+    /// Text frames that arrived (see [`message_in`](Self::message_in)).
+    messages: u64,
     /// Frames queued.
     pub(crate) frames: u64,
     /// The route of the latest messages, and how many arrived in a row.
@@ -396,10 +396,11 @@ struct RpcHandles {
     error: Option<Histogram>,
 }
 
-impl Polled {
-    /// A message of the registered route `route` arrived, or (`None`) one that did not
-    /// parse or names no route: the per-route metric (`messages` counts all of them).
+impl Tally {
+    /// A text frame arrived: a message of the registered route `route`, or (`None`) one
+    /// that did not parse or names no route (the per-route metric's `unknown`).
     pub(crate) fn message_in(&mut self, route: Option<&'static str>) {
+        self.messages += 1;
         let Some(name) = route else {
             metrics::counter!(names::MESSAGES_IN, "type" => UNKNOWN_TYPE).increment(1);
             return;
@@ -443,7 +444,7 @@ impl Polled {
             with_route(name, |r| {
                 r.messages_in
                     .get_or_insert_with(|| metrics::counter!(names::MESSAGES_IN, "type" => name))
-                    .increment(n)
+                    .increment(n);
             });
         }
     }
@@ -451,20 +452,18 @@ impl Polled {
 
 /// The duration histogram of the RPCs of route `name` with this outcome.
 fn rpc_histogram(name: &'static str, ok: bool) -> Histogram {
-    let mut handle = None;
     with_route(name, |r| {
         let slot = if ok { &mut r.rpc_ok } else { &mut r.rpc_error };
-        let h = slot.get_or_insert_with(|| {
+        slot.get_or_insert_with(|| {
             let outcome = if ok { "ok" } else { "error" };
             metrics::histogram!(names::RPC_DURATION, "type" => name, "outcome" => outcome)
-        });
-        handle = Some(h.clone());
-    });
-    handle.unwrap_or_else(Histogram::noop)
+        })
+        .clone()
+    })
 }
 
 /// Whether two route names are the same route: a route's name is always the router's
-/// `&'static str` key (compared by address and length, as [`with_route`] keys them).
+/// `&'static str` key, compared by address and length (not by its text).
 fn same_route(a: &'static str, b: &'static str) -> bool {
     std::ptr::eq(a, b)
 }
@@ -489,42 +488,41 @@ struct RouteMetrics {
 struct RouteCache {
     /// Address of the recorder the handles came from.
     recorder: usize,
-    /// By the address and length of the route's name: a route's name is always the
-    /// same `&'static str` (the router's key).
-    routes: Vec<((usize, usize), RouteMetrics)>,
+    /// By the route's name (see [`same_route`]).
+    routes: Vec<(&'static str, RouteMetrics)>,
 }
 
 thread_local! {
     static ROUTES: RefCell<RouteCache> = RefCell::default();
 }
 
-fn with_route(name: &'static str, f: impl FnOnce(&mut RouteMetrics)) {
+/// `f` on the handles of route `name` (registered with the recorder in effect), and
+/// what it returns.
+fn with_route<T>(name: &'static str, f: impl FnOnce(&mut RouteMetrics) -> T) -> T {
     let recorder = metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize);
-    let key = (name.as_ptr() as usize, name.len());
     let mut f = Some(f);
     // Fails only while the thread exits; a borrow fails only if a recorder re-entered.
-    let _ = ROUTES.try_with(|cache| {
-        let Ok(mut cache) = cache.try_borrow_mut() else {
-            return;
-        };
+    // `f` is taken only once the cache is at hand, and then its result is returned.
+    let cached = ROUTES.try_with(|cache| {
+        let mut cache = cache.try_borrow_mut().ok()?;
         if cache.recorder != recorder {
             cache.recorder = recorder;
             cache.routes.clear();
         }
-        let i = match cache.routes.iter().position(|(k, _)| *k == key) {
+        let i = match cache.routes.iter().position(|(k, _)| same_route(k, name)) {
             Some(i) => i,
             None => {
-                cache.routes.push((key, RouteMetrics::default()));
+                cache.routes.push((name, RouteMetrics::default()));
                 cache.routes.len() - 1
             }
         };
-        if let Some(f) = f.take() {
-            f(&mut cache.routes[i].1);
-        }
+        f.take().map(|f| f(&mut cache.routes[i].1))
     });
-    if let Some(f) = f {
+    match (cached, f) {
+        (Ok(Some(done)), _) => done,
         // No cache: register and record once.
-        f(&mut RouteMetrics::default());
+        (_, Some(f)) => f(&mut RouteMetrics::default()),
+        (_, None) => unreachable!("the cache took `f` and returned its result"),
     }
 }
 
@@ -609,22 +607,21 @@ mod tests {
             elapsed: Duration::from_micros(micros),
         };
         metrics::with_local_recorder(&recorder, || {
-            let mut polled = Polled::default();
+            let mut tally = Tally::default();
             for route in [Some(A), Some(A), Some(B), None, Some(A)] {
-                polled.messages += 1;
-                polled.message_in(route);
+                tally.message_in(route);
             }
-            polled.frames = 3;
-            polled.rpc_done(done(A, true, 1));
-            polled.rpc_done(done(A, false, 2));
-            polled.rpc_done(done(B, true, 3));
+            tally.frames = 3;
+            tally.rpc_done(done(A, true, 1));
+            tally.rpc_done(done(A, false, 2));
+            tally.rpc_done(done(B, true, 3));
             // A long run of one route.
             for i in 0..20 {
-                polled.rpc_done(done(A, true, 10 + i));
+                tally.rpc_done(done(A, true, 10 + i));
             }
-            polled.publish(&stats);
+            tally.publish(&stats);
             // Published once: a second publish adds nothing.
-            polled.publish(&stats);
+            tally.publish(&stats);
         });
         let all = read(&recorder);
         assert_eq!(counter(&all, &["type=route.a"]), 3);

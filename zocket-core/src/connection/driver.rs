@@ -24,7 +24,7 @@ use crate::protocol::TransportError;
 use crate::protocol::{self, Text, WsFrame};
 use crate::router::{Answer, Dispatched, dispatch};
 use crate::server::Server;
-use crate::stats::{Polled, inc};
+use crate::stats::{Tally, inc};
 
 /// Frames read in one poll before the driver yields to other tasks.
 const READS_PER_POLL: u32 = 64;
@@ -229,7 +229,7 @@ where
         self.machine.outbound().shared.register(task.waker());
         let started = Instant::now();
         let slice_end = started + SLICE;
-        let mut tally = Polled::default();
+        let mut tally = Tally::default();
         let done = self.turns(task, shutdown, slice_end, &mut tally);
         tally.publish(self.server.stats_ref());
         if done.is_pending() {
@@ -245,7 +245,7 @@ where
         task: &mut TaskContext<'_>,
         mut shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
         slice_end: Instant,
-        tally: &mut Polled,
+        tally: &mut Tally,
     ) -> Poll<()> {
         let mut reads = READS_PER_POLL;
         // Set once the stream returned pending in this poll: it holds this task's waker
@@ -317,7 +317,7 @@ where
         &mut self,
         task: &mut TaskContext<'_>,
         now: Instant,
-        tally: &mut Polled,
+        tally: &mut Tally,
     ) -> bool {
         if !self.machine.runs_handlers() {
             // Closing: the handlers still in flight are abandoned.
@@ -348,7 +348,7 @@ where
     }
 
     /// Queue what a message answered, and count it.
-    fn answer(&mut self, answer: Answer, now: Instant, tally: &mut Polled) {
+    fn answer(&mut self, answer: Answer, now: Instant, tally: &mut Tally) {
         if let Some(frame) = answer.frame {
             self.machine.push_answer(frame, &mut tally.frames);
         }
@@ -371,7 +371,7 @@ where
         task: &mut TaskContext<'_>,
         text: &Text,
         now: Instant,
-        tally: &mut Polled,
+        tally: &mut Tally,
     ) {
         let handler_timeout = self.server.config().handler_timeout;
         let answer = match dispatch(
@@ -406,7 +406,7 @@ where
         slice_end: Instant,
         reads: &mut u32,
         pending: &mut bool,
-        tally: &mut Polled,
+        tally: &mut Tally,
     ) -> bool {
         let mut progress = false;
         while !*pending && *reads > 0 && self.machine.wants_read() {

@@ -20,7 +20,7 @@ use crate::cx::{Conn, Cx};
 use crate::error::{CodeOnly, Reject, log_internal};
 use crate::ids::ClientId;
 use crate::protocol::{self, FrameError, Text};
-use crate::stats::{Polled, RpcDone};
+use crate::stats::{RpcDone, Tally};
 
 /// What one dispatched message leaves for its connection's engine to queue and count:
 /// its reply or error frame (the engine writes it without taking the queue's lock), and
@@ -65,16 +65,15 @@ pub(crate) enum Dispatched {
 /// and start its handler. Every failure is answered with the right error frame. Returns
 /// the handler's future when there is work left to do; it owns no IO, the caller
 /// decides how to poll it and queues what it answers. `now` is when the frame was read:
-/// an RPC's duration is measured from it. The message is counted in `polled`.
+/// an RPC's duration is measured from it. The message is counted in `tally`.
 pub(crate) fn dispatch<C: Context>(
     router: &Router<C>,
     cx: &Cx<C, C::State>,
     text: &str,
     now: Instant,
     handler_timeout: Option<Duration>,
-    polled: &mut Polled,
+    tally: &mut Tally,
 ) -> Dispatched {
-    polled.messages += 1;
     // The common shape by the fast path, which only starts handlers: a frame it reads
     // but that is not started (no such route, input refused, or a payload that is not
     // one JSON value, see `protocol::scan`) is decoded again by the full decoder, which
@@ -86,7 +85,7 @@ pub(crate) fn dispatch<C: Context>(
             let run = Run::new(name, f.rpc_id, now, handler_timeout);
             match route.start(cx.clone(), f.payload, run) {
                 Ok(fut) => {
-                    polled.message_in(Some(name));
+                    tally.message_in(Some(name));
                     return Dispatched::Started(fut);
                 }
                 Err(rej) => {
@@ -100,7 +99,7 @@ pub(crate) fn dispatch<C: Context>(
             }
         }
     }
-    dispatch_full(router, cx, text, now, handler_timeout, refused, polled)
+    dispatch_full(router, cx, text, now, handler_timeout, refused, tally)
 }
 
 /// The fast path's refusal of a frame's input, as it read the frame.
@@ -123,19 +122,19 @@ fn dispatch_full<C: Context>(
     now: Instant,
     handler_timeout: Option<Duration>,
     refused: Option<Refused<'_>>,
-    polled: &mut Polled,
+    tally: &mut Tally,
 ) -> Dispatched {
     let conn = cx.conn();
     let f = match protocol::decode_client_frame(text) {
         Ok(f) => f,
         Err(e) => {
-            polled.message_in(None);
+            tally.message_in(None);
             return Dispatched::Answered(malformed(conn, &e));
         }
     };
     let (kind, rpc_id) = (&*f.kind, f.rpc_id.as_deref());
     let Some((&name, route)) = router.routes.get_key_value(kind) else {
-        polled.message_in(None);
+        tally.message_in(None);
         tracing::debug!(client_id = %conn.id, message = %crate::redact::truncate(kind, 64), "unknown message type");
         return Dispatched::Answered(Answer::error(
             Some(kind),
@@ -143,7 +142,7 @@ fn dispatch_full<C: Context>(
             &Reject::not_found(format!("no message named `{kind}`")),
         ));
     };
-    polled.message_in(Some(name));
+    tally.message_in(Some(name));
     let payload = f.payload.map(|p| p.get());
     let started = match refused {
         Some(r) if r.name == name && r.payload == payload && r.rpc_id == rpc_id => Err(r.rej),
