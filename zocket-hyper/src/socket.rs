@@ -9,8 +9,8 @@
 //!   thread allocates nothing per read) or, when that is in use or too small, into a new
 //!   one. A frame that arrives in pieces is collected in a buffer sized for that frame.
 //!   When the socket has nothing more to read, the buffer is released (back to the
-//!   thread when it is the spare's size). The maximum message size is enforced from the frame header,
-//!   before any payload is buffered: an oversize message is skipped as it arrives (never
+//!   thread when it is the spare's size). The maximum message size is enforced from the
+//!   frame header, before any payload is buffered: an oversize message is skipped as it arrives (never
 //!   held whole) and reported as [`TransportError::MessageTooBig`], after which reading
 //!   goes on, so the engine can drain the socket during its closing sequence.
 //! - **Writing** ([`FrameWriter`]): frames are encoded as they are fed; small payloads are
@@ -297,8 +297,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Read and discard everything until the peer closes its side (or an error).
     pub async fn discard_until_eof(&mut self) {
-        self.buf = BytesMut::new();
-        self.spare = false;
+        self.drop_buf();
         self.message = None;
         loop {
             let n = std::future::poll_fn(|cx| {
@@ -311,14 +310,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if !matches!(n, Ok(n) if n > 0) {
                 return;
             }
-        }
-    }
-
-    /// Let go of the (empty) buffer: back to the thread's spare if it is one.
-    fn release_buf(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if std::mem::take(&mut self.spare) {
-            read_spare::give_back(buf);
         }
     }
 
@@ -341,12 +332,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     .min(data.len());
                 self.skip -= skipped as u64;
                 let data = &data[skipped..];
-                if !data.is_empty() {
-                    self.release_buf();
+                // Into the buffer already held when it is a spare with room again
+                // (its earlier frames gone), else into the thread's (or a new one).
+                let fits = self.spare && self.buf.try_reclaim(data.len());
+                if !fits && !data.is_empty() {
                     self.buf = read_spare::take(data.len());
                     self.spare = data.len() <= read_spare::KEEP_MAX;
-                    self.buf.extend_from_slice(data);
                 }
+                self.buf.extend_from_slice(data);
                 return Poll::Ready(Ok(data.len() + skipped));
             }
             // Idle: release the buffer (payloads already handed out keep their bytes).
@@ -508,11 +501,24 @@ impl<R: AsyncRead + Unpin> Stream for FrameReader<R> {
 }
 
 impl<R> FrameReader<R> {
+    /// Let go of the (empty) buffer: back to the thread's spare if it is one.
+    fn release_buf(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if std::mem::take(&mut self.spare) {
+            read_spare::give_back(buf);
+        }
+    }
+
+    /// Let go of the buffer and whatever it still holds.
+    fn drop_buf(&mut self) {
+        self.buf.clear();
+        self.release_buf();
+    }
+
     /// End the stream (after `e`, which is returned).
     fn fail(&mut self, e: TransportError) -> TransportError {
         self.ended = true;
-        self.buf = BytesMut::new();
-        self.spare = false;
+        self.drop_buf();
         self.message = None;
         e
     }
@@ -768,7 +774,7 @@ mod read_spare {
                 return buf;
             }
         }
-        BytesMut::with_capacity(if n <= FRESH_MIN { FRESH_MIN } else { n })
+        BytesMut::with_capacity(n.max(FRESH_MIN))
     }
 
     /// Keep `buf` (empty, allocated at most [`KEEP_MAX`] bytes) as the thread's spare.
