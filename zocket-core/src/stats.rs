@@ -17,7 +17,7 @@
 //! | `zocket_connections_total` | counter | | connections accepted |
 //! | `zocket_handshakes_refused_total` | counter | `status`: the HTTP status answered (`400`, `401`, `403`, `503`, ...) | handshakes refused before the upgrade |
 //! | `zocket_messages_in_total` | counter | `type`: the message name when it is a registered route, else `unknown` (also for frames that do not parse) | text frames received |
-//! | `zocket_rpc_duration_seconds` | histogram | `type` (a registered route), `outcome`: `ok` or `error` | from a request's arrival to its reply being queued, for every RPC that reached its handler (an `INTERNAL` answer to a panic or `TIMEOUT` counts as `error`) |
+//! | `zocket_rpc_duration_seconds` | histogram | `type` (a registered route), `outcome`: `ok` or `error` | from a request's arrival to its reply being queued (read off the clock after the reply is queued and before it is written: a reply queued while its poll still reads is counted until the poll's next reading, every 4 messages), for every RPC that reached its handler (an `INTERNAL` answer to a panic or `TIMEOUT` counts as `error`) |
 //! | `zocket_events_delivered_total` | counter | | event frames queued for local connections (one per recipient; on a cluster, counted by the node holding the recipient) |
 //! | `zocket_frames_dropped_total` | counter | `reason`: `queue_full` or `closed` | frames that could not be queued (`queue_full`: the outbound budget was full; `closed`: the connection was closing or gone, including frames still queued when it closed without flushing them) |
 //! | `zocket_closes_total` | counter | `code`: the close code the server sent or echoed (`1000`, `1001`, `1008`, `1009`, `1013`, ... or `none` when the socket ended without one); `reason`: `client_closed`, `transport_error`, `heartbeat_timeout`, `slow_consumer`, `protocol_errors`, `rate_limited`, `message_too_big`, `server_shutdown` or `closed` (closed by the application) | connections ended |
@@ -28,9 +28,9 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
 use metrics::{Counter, Histogram};
+use tokio::time::Instant;
 
 use crate::context::CloseReason;
 
@@ -356,16 +356,15 @@ impl Stats {
     }
 }
 
-/// An RPC of a registered route was answered: which, how, and how long after its frame
-/// arrived.
+/// An RPC of a registered route was answered: which, how, and when its frame arrived.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RpcDone {
     /// The route's name (the router's key).
     pub(crate) name: &'static str,
     /// Answered `__rpc_res` (else `__rpc_err`).
     pub(crate) ok: bool,
-    /// From the frame's arrival to the answer.
-    pub(crate) elapsed: Duration,
+    /// When the frame arrived (the engine's reading of the clock for the read).
+    pub(crate) arrived: Instant,
 }
 
 /// What one engine poll counted, recorded at once when the engine publishes it (before
@@ -374,9 +373,14 @@ pub(crate) struct RpcDone {
 /// The server's counters take one atomic add per poll instead of one per message and
 /// frame. The per-route metrics take one lookup of the route's handles (see
 /// [`with_route`]) per run of consecutive messages (or answered RPCs) of one route, not
-/// one per message: the messages of a run are one increment of `zocket_messages_in_total`,
-/// and its RPCs' durations are recorded as they are answered, on the handles looked up
-/// for the run.
+/// one per message: the messages of a run are one increment of `zocket_messages_in_total`.
+///
+/// An RPC's duration ends at a reading of the clock the engine takes after its answer
+/// was queued and before that answer is written (see [`settle`](Self::settle)), not at
+/// a reading of its own: answered RPCs of one route and outcome that arrived at the same
+/// reading wait for the next one, and are recorded together then (one clock read and
+/// one histogram call for a batch, where the clock costs as much as the rest of the
+/// bookkeeping of an RPC).
 #[derive(Default)]
 pub(crate) struct Tally {
     /// Text frames that arrived (see [`message_in`](Self::message_in)).
@@ -387,6 +391,9 @@ pub(crate) struct Tally {
     route_run: Option<(&'static str, u64)>,
     /// The duration histograms of the route of the latest answered RPC.
     rpc_run: Option<RpcHandles>,
+    /// Answered RPCs whose duration waits for the next reading of the clock: all of
+    /// one route and outcome that arrived at the same reading, and how many.
+    unsettled: Option<(RpcDone, usize)>,
 }
 
 /// The duration histograms of one route, each registered when first used.
@@ -414,8 +421,32 @@ impl Tally {
         }
     }
 
-    /// An RPC was answered: its duration is recorded.
+    /// An RPC was answered (its answer is queued): its duration is recorded at the next
+    /// [`settle`](Self::settle) (or [`publish`](Self::publish)).
     pub(crate) fn rpc_done(&mut self, done: RpcDone) {
+        match &mut self.unsettled {
+            Some((run, n))
+                if same_route(run.name, done.name)
+                    && run.ok == done.ok
+                    && run.arrived == done.arrived =>
+            {
+                *n += 1
+            }
+            _ => {
+                // Another batch waits: its answers were queued before this one, so a
+                // reading now ends them.
+                self.settle(Instant::now());
+                self.unsettled = Some((done, 1));
+            }
+        }
+    }
+
+    /// The clock read `now`, after every answer counted by [`rpc_done`](Self::rpc_done)
+    /// so far was queued: their durations end there.
+    pub(crate) fn settle(&mut self, now: Instant) {
+        let Some((done, n)) = self.unsettled.take() else {
+            return;
+        };
         let run = match &mut self.rpc_run {
             Some(run) if same_route(run.name, done.name) => run,
             slot => slot.insert(RpcHandles {
@@ -425,12 +456,17 @@ impl Tally {
             }),
         };
         let slot = if done.ok { &mut run.ok } else { &mut run.error };
+        let elapsed = now.saturating_duration_since(done.arrived).as_secs_f64();
         slot.get_or_insert_with(|| rpc_histogram(done.name, done.ok))
-            .record(done.elapsed.as_secs_f64());
+            .record_many(elapsed, n);
     }
 
     /// Add everything counted to the server's counters and the metrics, and start over.
+    /// Durations still unsettled end at a reading of the clock taken here.
     pub(crate) fn publish(&mut self, stats: &Stats) {
+        if self.unsettled.is_some() {
+            self.settle(Instant::now());
+        }
         if self.messages | self.frames != 0 {
             stats.add_polled(self.messages, self.frames);
             self.messages = 0;
@@ -556,6 +592,7 @@ mod tests {
     use metrics_util::{CompositeKey, MetricKind};
 
     use super::*;
+    use std::time::Duration;
 
     /// Every metric the recorder holds: (kind, name, labels) → value.
     fn read(recorder: &DebuggingRecorder) -> Vec<(MetricKind, String, Vec<String>, DebugValue)> {
@@ -601,24 +638,45 @@ mod tests {
         static B: &str = "route.b";
         let recorder = DebuggingRecorder::new();
         let stats = Stats::default();
-        let done = |name, ok, micros| RpcDone {
+        let t0 = Instant::now();
+        let at = |micros| t0 + Duration::from_micros(micros);
+        let done = |name, ok| RpcDone {
             name,
             ok,
-            elapsed: Duration::from_micros(micros),
+            arrived: t0,
         };
+        let mut forced = Vec::new();
         metrics::with_local_recorder(&recorder, || {
             let mut tally = Tally::default();
             for route in [Some(A), Some(A), Some(B), None, Some(A)] {
                 tally.message_in(route);
             }
             tally.frames = 3;
-            tally.rpc_done(done(A, true, 1));
-            tally.rpc_done(done(A, false, 2));
-            tally.rpc_done(done(B, true, 3));
-            // A long run of one route.
-            for i in 0..20 {
-                tally.rpc_done(done(A, true, 10 + i));
+            // Nothing answered yet: a reading records nothing.
+            tally.settle(at(100));
+            tally.rpc_done(done(A, true));
+            tally.settle(at(1));
+            tally.rpc_done(done(A, false));
+            tally.settle(at(2));
+            tally.rpc_done(done(B, true));
+            tally.settle(at(3));
+            // A long run of one route, outcome and arrival: one batch, ended by the
+            // next reading.
+            for _ in 0..20 {
+                tally.rpc_done(done(A, true));
             }
+            tally.settle(at(10));
+            // Another arrival of the same route: the batch before it ends at once, by a
+            // reading of the clock taken then (after `before`).
+            let long_ago = RpcDone {
+                arrived: t0 - Duration::from_secs(1),
+                ..done(B, false)
+            };
+            tally.rpc_done(long_ago);
+            let before = Instant::now();
+            tally.rpc_done(done(B, false));
+            forced.push(before.duration_since(long_ago.arrived));
+            tally.settle(at(4));
             tally.publish(&stats);
             // Published once: a second publish adds nothing.
             tally.publish(&stats);
@@ -633,13 +691,17 @@ mod tests {
                 .collect()
         };
         let mut a_ok = secs(1..2);
-        a_ok.extend(secs(10..30));
+        a_ok.extend(std::iter::repeat_n(secs(10..11)[0], 20));
         assert_eq!(samples(&all, &["type=route.a", "outcome=ok"]), a_ok);
         assert_eq!(
             samples(&all, &["type=route.a", "outcome=error"]),
             secs(2..3)
         );
         assert_eq!(samples(&all, &["type=route.b", "outcome=ok"]), secs(3..4));
+        let b_error = samples(&all, &["type=route.b", "outcome=error"]);
+        assert_eq!(b_error.len(), 2, "{b_error:?}");
+        assert!(b_error[0] >= forced[0].as_secs_f64(), "{b_error:?}");
+        assert_eq!(b_error[1], secs(4..5)[0]);
         let snap = stats.snapshot();
         assert_eq!((snap.messages_in, snap.frames_queued), (5, 3));
     }

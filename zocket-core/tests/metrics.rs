@@ -56,6 +56,22 @@ impl Message for Shout {
     type Input = String;
     type Output = ();
 }
+/// Answers after blocking its thread for [`BUSY`] (no await).
+enum Busy {}
+impl Message for Busy {
+    const NAME: &'static str = "busy";
+    type Input = ();
+    type Output = ();
+}
+/// Answers after waiting [`WAIT`] (awaits).
+enum Waits {}
+impl Message for Waits {
+    const NAME: &'static str = "waits";
+    type Input = ();
+    type Output = ();
+}
+const BUSY: std::time::Duration = std::time::Duration::from_millis(20);
+const WAIT: std::time::Duration = std::time::Duration::from_millis(30);
 enum Heard {}
 impl Event for Heard {
     const NAME: &'static str = "heard";
@@ -72,6 +88,14 @@ fn router() -> Router<User> {
         )
         .on::<Shout>(|cx: Cx<User>, s: String| async move {
             let _ = cx.send::<Heard>(s).broadcast();
+            Ok::<_, Reject>(())
+        })
+        .on::<Busy>(|_cx: Cx<User>, ()| async move {
+            std::thread::sleep(BUSY);
+            Ok::<_, Reject>(())
+        })
+        .on::<Waits>(|_cx: Cx<User>, ()| async move {
+            tokio::time::sleep(WAIT).await;
             Ok::<_, Reject>(())
         })
 }
@@ -125,14 +149,18 @@ fn gauge(m: &Metrics, name: &str) -> f64 {
 }
 
 fn histogram_count(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> usize {
+    histogram(m, name, labels).len()
+}
+
+fn histogram(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
     let mut labels: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     labels.sort();
     match m.get(&(MetricKind::Histogram, name.to_owned(), labels)) {
-        Some(DebugValue::Histogram(values)) => values.len(),
-        None => 0,
+        Some(DebugValue::Histogram(values)) => values.iter().map(|v| v.into_inner()).collect(),
+        None => Vec::new(),
         Some(other) => panic!("{name} is not a histogram: {other:?}"),
     }
 }
@@ -223,6 +251,31 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
     let stats = app.server().stats();
     assert_eq!(stats.messages_in, 6);
     assert_eq!(stats.handshakes_rejected, 1);
+
+    // An RPC's duration runs from its frame's arrival to its answer being queued: it
+    // holds all the time its handler took, whether it blocked (the answer is queued on
+    // the spot, in the poll that read the frame) or awaited (queued in a later poll).
+    ada.call::<Busy>(()).await.unwrap();
+    ada.call::<Waits>(()).await.unwrap();
+    read(&snapshotter, &mut totals);
+    let busy = histogram(
+        &totals,
+        names::RPC_DURATION,
+        &[("type", "busy"), ("outcome", "ok")],
+    );
+    assert!(
+        busy.len() == 1 && busy[0] >= BUSY.as_secs_f64(),
+        "busy: {busy:?}"
+    );
+    let waits = histogram(
+        &totals,
+        names::RPC_DURATION,
+        &[("type", "waits"), ("outcome", "ok")],
+    );
+    assert!(
+        waits.len() == 1 && waits[0] >= WAIT.as_secs_f64(),
+        "waits: {waits:?}"
+    );
 
     ada.close().await;
     ada.closed().await.unwrap();

@@ -228,9 +228,8 @@ where
         let _own = OwnScope::enter(self.machine.outbound());
         self.machine.outbound().shared.register(task.waker());
         let started = Instant::now();
-        let slice_end = started + SLICE;
         let mut tally = Tally::default();
-        let done = self.turns(task, shutdown, slice_end, &mut tally);
+        let done = self.turns(task, shutdown, started, &mut tally);
         tally.publish(self.server.stats_ref());
         if done.is_pending() {
             self.machine.trim();
@@ -239,20 +238,36 @@ where
     }
 
     /// The poll's loop: until nothing moves, the connection ends, or the poll's share
-    /// of reads or turns is used up.
+    /// of reads or turns is used up. `started` is the clock's reading when the poll
+    /// began.
+    ///
+    /// The clock is read when a turn begins after one that ran code of the
+    /// application (it read messages, or had handlers in flight) or found its timer due
+    /// (the first turn takes `started`; a turn after one that only wrote keeps the
+    /// reading), and every few messages in a long run of reads. What a turn read and
+    /// answered is counted with the next reading (`Tally::settle`), taken after those
+    /// answers were queued and before they are written. A reading costs as much as the
+    /// rest of the engine's bookkeeping of one RPC.
     fn turns(
         &mut self,
         task: &mut TaskContext<'_>,
         mut shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
-        slice_end: Instant,
+        started: Instant,
         tally: &mut Tally,
     ) -> Poll<()> {
+        let slice_end = started + SLICE;
         let mut reads = READS_PER_POLL;
         // Set once the stream returned pending in this poll: it holds this task's waker
         // then, and asking it again before a wake-up would only repeat the pending.
         let mut read_pending = false;
+        let mut now = started;
+        // The clock is to be read again before the next turn.
+        let mut stale = false;
         for _ in 0..TURNS_PER_POLL {
-            let now = Instant::now();
+            if std::mem::take(&mut stale) {
+                now = Instant::now();
+                tally.settle(now);
+            }
             let mut progress = false;
             if !self.shutdown_seen && self.shutdown_due(task, shutdown.as_mut()) {
                 self.shutdown_seen = true;
@@ -266,27 +281,37 @@ where
             if self.machine.poll_timeout().is_some_and(|t| t <= now) {
                 self.machine.handle_timeout(now);
             }
+            // Handlers in flight may run (and take time) even when none finishes.
+            stale |= self.in_flight.is_some();
             progress |= self.poll_handlers(task, now, tally);
             // Counted before the frames that answer them are written.
             tally.publish(self.server.stats_ref());
             progress |= self.poll_write(task, now);
-            progress |= self.poll_read(task, now, slice_end, &mut reads, &mut read_pending, tally);
+            let read = self.poll_read(task, now, slice_end, &mut reads, &mut read_pending, tally);
+            stale |= read;
+            progress |= read;
             if self.machine.is_done() {
                 return Poll::Ready(());
             }
             if reads == 0 {
                 // Fair to the other connections: write what these reads produced, and
                 // come back after the others.
+                let now = Instant::now();
+                tally.settle(now);
                 tally.publish(self.server.stats_ref());
-                self.poll_write(task, Instant::now());
+                self.poll_write(task, now);
                 if self.machine.is_done() {
                     return Poll::Ready(());
                 }
                 task.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if !progress && !self.arm_timer(task) {
-                return Poll::Pending;
+            if !progress {
+                if !self.arm_timer(task) {
+                    return Poll::Pending;
+                }
+                // Due by the timer, not yet by the reading this turn had.
+                stale = true;
             }
         }
         task.waker().wake_by_ref();
@@ -419,8 +444,13 @@ where
             if let Some(text) = self.machine.on_read(now, item) {
                 self.dispatch(task, &text, now, tally);
                 // The clock is read every few messages only: most take microseconds.
-                if *reads % SLICE_CHECK_EVERY == 0 && Instant::now() >= slice_end {
-                    *reads = 0;
+                // The reading also ends the durations of the RPCs answered so far.
+                if *reads % SLICE_CHECK_EVERY == 0 {
+                    let t = Instant::now();
+                    tally.settle(t);
+                    if t >= slice_end {
+                        *reads = 0;
+                    }
                 }
             }
         }

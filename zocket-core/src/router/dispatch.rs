@@ -219,7 +219,7 @@ fn message_span(id: &ClientId, run: &Run) -> Span {
 /// future (middleware chain, handler), which `work` makes when first polled (in place,
 /// rather than moved in): the handler's time limit, its panics, the reply's encoding
 /// (with `run.rpc`, the one copy of the RPC id) or the error frame, and what the RPC's
-/// metrics record (its outcome and duration), inside the message's span (if it has
+/// metrics record (its outcome and arrival), inside the message's span (if it has
 /// one). It holds no handle of the connection: what it answers is its output, which the
 /// connection's engine queues.
 pub(super) fn finish<F, W, O>(span: Span, run: Run, work: F) -> BoxFuture<'static, Answer>
@@ -246,10 +246,11 @@ where
             None => guarded.await,
             Some(limit) => within(limit, guarded.as_mut()).await,
         };
+        // The duration ends where the engine queues the answer (see `Tally::settle`).
         let rpc = rpc_id.map(|_| RpcDone {
             name,
             ok: matches!(outcome, Ok(Ok(_))),
-            elapsed: arrived.elapsed(),
+            arrived,
         });
         let answer = match outcome {
             Ok(Ok(frame)) => Answer {
