@@ -5,7 +5,8 @@
 //!
 //! `bench.num` (a number in, a number out) has input and output values that allocate
 //! nothing, so its count is the dispatcher's own plus the reply frame's buffer (one
-//! allocation at best). `bench.echo` adds what `serde_json::Value` allocates.
+//! allocation at best). `bench.num.sync` is the same by a plain-function handler
+//! (`Router::on_sync`: no future). `bench.echo` adds what `serde_json::Value` allocates.
 
 mod common;
 
@@ -72,7 +73,7 @@ fn main() {
     let server = common::server();
     let (inbox, out) = rt.block_on(common::rpc_client(&server));
     println!("allocations per dispatched RPC (frame text in, reply frame out), {ops} calls each:");
-    for (name, request, expected) in [common::NUM, common::ECHO] {
+    for (name, request, expected) in [common::NUM, common::NUM_SYNC, common::ECHO] {
         let req = common::frame(request);
         rt.block_on(async {
             // Warm up: channel blocks, hash maps and buffers reach their steady size.
@@ -87,7 +88,7 @@ fn main() {
             }
             let (a1, r1, b1) = snapshot();
             println!(
-                "  {name:<11} {:.2} allocations/op ({:.2} allocs + {:.2} reallocs), {:.0} bytes/op",
+                "  {name:<14} {:.2} allocations/op ({:.2} allocs + {:.2} reallocs), {:.0} bytes/op",
                 (a1 - a0 + r1 - r0) as f64 / ops as f64,
                 (a1 - a0) as f64 / ops as f64,
                 (r1 - r0) as f64 / ops as f64,

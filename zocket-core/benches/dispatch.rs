@@ -16,7 +16,7 @@ fn dispatch(c: &mut Criterion) {
     let server = common::server();
     let (inbox, out) = rt.block_on(common::rpc_client(&server));
     let mut group = c.benchmark_group("dispatch");
-    for (name, request, expected) in [common::ECHO, common::NUM] {
+    for (name, request, expected) in [common::ECHO, common::NUM, common::NUM_SYNC] {
         let req = common::frame(request);
         rt.block_on(async {
             inbox.push(req.clone());

@@ -50,7 +50,7 @@ pub use cx::{Cx, IntoClientIds, IntoRoomNames, Outgoing, Rooms, ServerHandle};
 #[cfg(feature = "server")]
 pub use hub::{Delivery, HubError};
 #[cfg(feature = "server")]
-pub use router::{Chain, Handler, Input, Middleware, Root, Router, Scope, Then};
+pub use router::{Chain, Handler, Input, Middleware, Root, Router, Scope, SyncHandler, Then};
 #[cfg(feature = "server")]
 pub use server::{
     Accepted, BuilderState, HandshakeError, HandshakeRequest, Heartbeat, HttpVersion, NoState,

@@ -49,6 +49,14 @@ impl Message for Num {
     type Output = u64;
 }
 
+/// `bench.num.sync`: `bench.num` handled by a plain function (`Router::on_sync`).
+pub enum NumSync {}
+impl Message for NumSync {
+    const NAME: &'static str = "bench.num.sync";
+    type Input = u64;
+    type Output = u64;
+}
+
 /// `bench.join`: join room `r`.
 pub enum Join {}
 impl Message for Join {
@@ -83,6 +91,7 @@ pub fn router() -> Router<Ctx> {
     Router::new()
         .on::<Echo>(async |_cx: Cx<Ctx>, v: serde_json::Value| Ok::<_, Reject>(v))
         .on::<Num>(async |_cx: Cx<Ctx>, n: u64| Ok::<_, Reject>(n + 1))
+        .on_sync::<NumSync>(|_cx: Cx<Ctx>, n: u64| Ok(n + 1))
         .on::<Join>(async |cx: Cx<Ctx>, ()| {
             let _ = cx.rooms().join("r");
             Ok::<_, Reject>(())
@@ -228,6 +237,11 @@ pub const ECHO: (&str, &str, &str) = (
     "bench.echo",
     r#"{"type":"bench.echo","payload":{"message":"hello","n":1},"rpcId":"1"}"#,
     r#"{"type":"__rpc_res","payload":{"message":"hello","n":1},"rpcId":"1"}"#,
+);
+pub const NUM_SYNC: (&str, &str, &str) = (
+    "bench.num.sync",
+    r#"{"type":"bench.num.sync","payload":41,"rpcId":"1"}"#,
+    r#"{"type":"__rpc_res","payload":42,"rpcId":"1"}"#,
 );
 pub const NUM: (&str, &str, &str) = (
     "bench.num",

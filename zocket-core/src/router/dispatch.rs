@@ -84,9 +84,9 @@ pub(crate) fn dispatch<C: Context>(
         if let Some((&name, route)) = router.routes.get_key_value(f.kind) {
             let run = Run::new(name, f.rpc_id, now, handler_timeout);
             match route.start(cx.clone(), f.payload, run) {
-                Ok(fut) => {
+                Ok(started) => {
                     tally.message_in(Some(name));
-                    return Dispatched::Started(fut);
+                    return started;
                 }
                 Err(rej) => {
                     refused = Some(Refused {
@@ -153,7 +153,7 @@ fn dispatch_full<C: Context>(
         ),
     };
     match started {
-        Ok(fut) => Dispatched::Started(fut),
+        Ok(started) => started,
         Err(rej) => {
             log_internal(&rej, "validate");
             tracing::debug!(client_id = %conn.id, message = name, code = %CodeOnly(&rej), "input rejected");
@@ -173,25 +173,25 @@ fn malformed(conn: &Conn, e: &FrameError) -> Answer {
 }
 
 /// What happens around a route's handler once its input is valid: which message it is,
-/// the RPC id to answer (if any), when the frame arrived and the handler's time limit.
-pub(super) struct Run {
+/// the RPC id to answer (if any, borrowed from the frame), when the frame arrived and the
+/// handler's time limit.
+pub(super) struct Run<'a> {
     pub(super) name: &'static str,
-    pub(super) rpc: Option<SmolStr>,
+    pub(super) rpc: Option<&'a str>,
     pub(super) arrived: Instant,
     pub(super) handler_timeout: Option<Duration>,
 }
 
-impl Run {
+impl<'a> Run<'a> {
     fn new(
         name: &'static str,
-        rpc_id: Option<&str>,
+        rpc: Option<&'a str>,
         arrived: Instant,
         handler_timeout: Option<Duration>,
     ) -> Self {
         Self {
             name,
-            // Inline for ids up to 23 bytes: no allocation for the usual short ids.
-            rpc: rpc_id.map(SmolStr::new),
+            rpc,
             arrived,
             handler_timeout,
         }
@@ -202,7 +202,7 @@ impl Run {
 /// handle moves into the handler). When no subscriber wants DEBUG anywhere (one load of
 /// the global level), none is made, and the span's own code stays out of the way.
 #[inline(always)]
-pub(super) fn span(id: &ClientId, run: &Run) -> Span {
+pub(super) fn span(id: &ClientId, run: &Run<'_>) -> Span {
     if tracing::level_enabled!(tracing::Level::DEBUG) {
         message_span(id, run)
     } else {
@@ -211,33 +211,35 @@ pub(super) fn span(id: &ClientId, run: &Run) -> Span {
 }
 
 #[inline(never)]
-fn message_span(id: &ClientId, run: &Run) -> Span {
-    tracing::debug_span!("message", client_id = %id, message = run.name, rpc_id = run.rpc.as_deref().map(|r| crate::redact::truncate(r, 64)).as_deref())
+fn message_span(id: &ClientId, run: &Run<'_>) -> Span {
+    tracing::debug_span!("message", client_id = %id, message = run.name, rpc_id = run.rpc.map(|r| crate::redact::truncate(r, 64)).as_deref())
 }
 
 /// The future of one dispatched message, in one allocation with the route's own
 /// future (middleware chain, handler), which `work` makes when first polled (in place,
 /// rather than moved in): the handler's time limit, its panics, the reply's encoding
-/// (with `run.rpc`, the one copy of the RPC id) or the error frame, and what the RPC's
-/// metrics record (its outcome and arrival), inside the message's span (if it has
-/// one). It holds no handle of the connection: what it answers is its output, which the
+/// (with its own copy of the RPC id) or the error frame, and what the RPC's metrics
+/// record (its outcome and arrival), inside the message's span (if it has one). It
+/// holds no handle of the connection: what it answers is its output, which the
 /// connection's engine queues.
-pub(super) fn finish<F, W, O>(span: Span, run: Run, work: F) -> BoxFuture<'static, Answer>
+pub(super) fn finish<F, W, O>(span: Span, run: Run<'_>, work: F) -> BoxFuture<'static, Answer>
 where
     F: FnOnce() -> W + Send + 'static,
     W: Future<Output = Result<O, Reject>> + Send + 'static,
     O: Serialize + 'static,
 {
+    let Run {
+        name,
+        rpc,
+        arrived,
+        handler_timeout,
+    } = run;
+    // Inline for ids up to 23 bytes: no allocation for the usual short ids.
+    let rpc = rpc.map(SmolStr::new);
     // The common path (a reply or nothing) is kept short: what else can happen (an
     // error, a panic, a time limit) is in functions of its own, out of the way of the
     // code every message runs.
     let body = async move {
-        let Run {
-            name,
-            rpc,
-            arrived,
-            handler_timeout,
-        } = run;
         let rpc_id = rpc.as_deref();
         let mut guarded = pin!(
             AssertUnwindSafe(async move { reply(name, rpc_id, &work().await?) }).catch_unwind()
@@ -246,21 +248,7 @@ where
             None => guarded.await,
             Some(limit) => within(limit, guarded.as_mut()).await,
         };
-        // The duration ends where the engine queues the answer (see `Tally::settle`).
-        let rpc = rpc_id.map(|_| RpcDone {
-            name,
-            ok: matches!(outcome, Ok(Ok(_))),
-            arrived,
-        });
-        let answer = match outcome {
-            Ok(Ok(frame)) => Answer {
-                frame,
-                ..Answer::default()
-            },
-            Ok(Err(rej)) => rejected(name, rpc_id, &rej),
-            Err(panic) => panicked(name, rpc_id, &*panic),
-        };
-        Answer { rpc, ..answer }
+        conclude(name, rpc_id, arrived, outcome)
     };
     // Without a span (no subscriber wants DEBUG) the body runs as it is: entering and
     // leaving a disabled span on every poll, and dropping it, is work for nothing.
@@ -269,6 +257,51 @@ where
     } else {
         Box::pin(tracing::Instrument::instrument(body, span))
     }
+}
+
+/// The answer of a message whose handler is a plain function ([`SyncHandler`]), run
+/// now, on the reading task, inside the message's span (if it has one): what [`finish`]
+/// does around an async handler, without a future (no allocation, nothing to poll).
+/// There is no time limit: a call cannot be interrupted.
+///
+/// [`SyncHandler`]: super::SyncHandler
+pub(super) fn answer_now<O>(
+    span: Span,
+    run: Run<'_>,
+    call: impl FnOnce() -> Result<O, Reject>,
+) -> Answer
+where
+    O: Serialize + 'static,
+{
+    let _entered = (!span.is_none()).then(|| span.enter());
+    let (name, rpc_id) = (run.name, run.rpc);
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| reply(name, rpc_id, &call()?)));
+    conclude(name, rpc_id, run.arrived, outcome)
+}
+
+/// The answer to a message whose handler ran to `outcome`, and its RPC's metrics.
+#[inline(always)]
+fn conclude(
+    name: &'static str,
+    rpc_id: Option<&str>,
+    arrived: Instant,
+    outcome: Outcome,
+) -> Answer {
+    // The duration ends where the engine queues the answer (see `Tally::settle`).
+    let rpc = rpc_id.map(|_| RpcDone {
+        name,
+        ok: matches!(outcome, Ok(Ok(_))),
+        arrived,
+    });
+    let answer = match outcome {
+        Ok(Ok(frame)) => Answer {
+            frame,
+            ..Answer::default()
+        },
+        Ok(Err(rej)) => rejected(name, rpc_id, &rej),
+        Err(panic) => panicked(name, rpc_id, &*panic),
+    };
+    Answer { rpc, ..answer }
 }
 
 /// What a handler's future yields inside the message's future: the reply frame (if

@@ -1,4 +1,5 @@
-//! The [`Handler`]: what a message's handler is, an async function of `(Cx, input)`.
+//! The [`Handler`]: what a message's handler is, an async function of `(Cx, input)`;
+//! and the [`SyncHandler`], a plain function of the same.
 
 use std::future::Future;
 
@@ -55,6 +56,58 @@ where
 {
     type Future = Fut;
     fn call(&self, cx: Cx<C, S>, input: M::Input) -> Self::Future {
+        (self)(cx, input)
+    }
+}
+
+/// A plain (not async) function or closure handling message `M`:
+/// `fn(Cx<C, S>, M::Input) -> Result<M::Output, Reject>`, registered with
+/// [`Router::on_sync`](crate::Router::on_sync) (or [`Scope::on_sync`](crate::Scope::on_sync)).
+///
+/// For a handler that has nothing to wait for (it computes, reads state, sends to
+/// clients or rooms, all of which `Cx` does without waiting): it is called on the
+/// connection's task as soon as its message is read, and its reply is queued at once.
+/// Without middleware there is no future to allocate and poll, which is most of the
+/// framework's own work per message. Middleware, when the route has any, runs first,
+/// as for an async handler.
+///
+/// It must not block: a call cannot be interrupted, so the server's handler timeout
+/// does not apply, and the connection reads nothing else while it runs. Anything that
+/// waits (IO, a lock held across work, a timer) belongs in an async [`Handler`].
+/// Panics, errors and `?` are answered as for an async handler.
+///
+/// ```
+/// # use zocket_core::{Connect, Context, Cx, Message, Reject, Router};
+/// # struct User;
+/// # impl Context for User {
+/// #     type Headers = serde_json::Value;
+/// #     type State = ();
+/// #     async fn connect(_: Connect<'_, Self>) -> Result<Self, Reject> { Ok(User) }
+/// # }
+/// pub enum Add {}
+/// impl Message for Add { const NAME: &'static str = "add"; type Input = (i64, i64); type Output = i64; }
+///
+/// let router = Router::<User>::new().on_sync::<Add>(|_cx, (a, b): (i64, i64)| {
+///     a.checked_add(b).ok_or_else(|| Reject::bad_request("overflow"))
+/// });
+/// # let _ = router;
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a plain handler for message `{M}` with context `Cx<{C}, {S}>`",
+    label = "expected `fn(Cx<{C}, {S}>, <{M} as Message>::Input) -> Result<<{M} as Message>::Output, Reject>` (not async: an async handler goes to `on`)",
+    note = "inside `scope(middleware, ..)` the handler receives the middleware's `Out` context, not the router's"
+)]
+pub trait SyncHandler<M: Message, C, S = ()>: Send + Sync + 'static {
+    /// Run the handler.
+    fn call(&self, cx: Cx<C, S>, input: M::Input) -> Result<M::Output, Reject>;
+}
+
+impl<M, C, S, F> SyncHandler<M, C, S> for F
+where
+    M: Message,
+    F: Fn(Cx<C, S>, M::Input) -> Result<M::Output, Reject> + Send + Sync + 'static,
+{
+    fn call(&self, cx: Cx<C, S>, input: M::Input) -> Result<M::Output, Reject> {
         (self)(cx, input)
     }
 }

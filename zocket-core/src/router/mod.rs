@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 pub use chain::{Chain, Root, Then};
 pub(crate) use dispatch::{Answer, Dispatched, dispatch};
-pub use handler::Handler;
+pub use handler::{Handler, SyncHandler};
 pub use middleware::{Input, Middleware};
 pub use scope::Scope;
 
 use crate::context::Context;
 use crate::contract::Message;
-use route::{Routes, TypedRoute, insert};
+use route::{Routes, TypedRoute, TypedSyncRoute, insert};
 
 /// Handlers per message type. Build it once at start-up:
 ///
@@ -77,6 +77,15 @@ impl<C: Context> Router<C> {
     /// Handle message `M` with `handler` (receiving `Cx<C, C::State>`).
     pub fn on<M: Message>(mut self, handler: impl Handler<M, C, C::State>) -> Self {
         let route = TypedRoute::<M, _, Root>::new(handler, Arc::new(Root));
+        insert(&mut self.routes, M::NAME, Arc::new(route));
+        self
+    }
+
+    /// Handle message `M` with the plain function `handler` (receiving
+    /// `Cx<C, C::State>`): called as soon as the message is read, with no future; see
+    /// [`SyncHandler`] (it must not block).
+    pub fn on_sync<M: Message>(mut self, handler: impl SyncHandler<M, C, C::State>) -> Self {
+        let route = TypedSyncRoute::<M, _, Root>::new(handler, Arc::new(Root));
         insert(&mut self.routes, M::NAME, Arc::new(route));
         self
     }

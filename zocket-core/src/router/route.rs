@@ -6,12 +6,11 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::chain::Chain;
-use super::dispatch::{Answer, Run, finish, span};
-use super::handler::Handler;
+use super::dispatch::{Dispatched, Run, answer_now, finish, span};
+use super::handler::{Handler, SyncHandler};
 use super::middleware::Input;
 use crate::contract::Message;
 use crate::cx::Cx;
@@ -20,15 +19,16 @@ use crate::error::Reject;
 /// Runs after decoding: middleware chain, handler, reply encoding.
 pub(super) trait ErasedRoute<C, S>: Send + Sync {
     /// Decode and validate the payload (synchronously: the frame text is borrowed), then
-    /// return the future of the rest, [`finish`]ed as `run` says, in one allocation.
+    /// return the future of the rest, [`finish`]ed as `run` says, in one allocation (or,
+    /// for a plain function without middleware, its answer: [`answer_now`]).
     /// `run.rpc: Some` encodes a reply frame. The payload's text may not be valid JSON
     /// yet (`protocol::scan`): decoding it checks it, and refuses it if it is not.
     fn start(
         &self,
         cx: Cx<C, S>,
         payload: Option<&str>,
-        run: Run,
-    ) -> Result<BoxFuture<'static, Answer>, Reject>;
+        run: Run<'_>,
+    ) -> Result<Dispatched, Reject>;
 }
 
 pub(super) struct TypedRoute<M, H, Ch> {
@@ -59,8 +59,8 @@ where
         &self,
         cx: Cx<C, S>,
         payload: Option<&str>,
-        run: Run,
-    ) -> Result<BoxFuture<'static, Answer>, Reject> {
+        run: Run<'_>,
+    ) -> Result<Dispatched, Reject> {
         let input: M::Input = decode_input(payload)?;
         M::validate(&input)?;
         let span = span(&cx.conn().id, &run);
@@ -77,7 +77,7 @@ where
                         Err(panic) => resume_unwind(panic),
                     }
                 };
-                Ok(finish(span, run, work))
+                Ok(Dispatched::Started(finish(span, run, work)))
             }
             Err(cx) => {
                 let parts = self.parts.clone();
@@ -86,7 +86,63 @@ where
                     let narrowed = chain.apply(cx, &Input::of::<M>(&input)).await?;
                     handler.call(narrowed, input).await
                 };
-                Ok(finish(span, run, work))
+                Ok(Dispatched::Started(finish(span, run, work)))
+            }
+        }
+    }
+}
+
+/// A route whose handler is a plain function ([`SyncHandler`]).
+pub(super) struct TypedSyncRoute<M, H, Ch> {
+    /// The handler and its middleware chain, behind one reference count (the future of
+    /// a message that runs middleware holds one).
+    parts: Arc<(H, Arc<Ch>)>,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<M, H, Ch> TypedSyncRoute<M, H, Ch> {
+    pub(super) fn new(handler: H, chain: Arc<Ch>) -> Self {
+        Self {
+            parts: Arc::new((handler, chain)),
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<C, S, M, H, Ch> ErasedRoute<C, S> for TypedSyncRoute<M, H, Ch>
+where
+    C: Send + Sync + 'static,
+    S: Send + Sync + 'static,
+    M: Message,
+    Ch: Chain<C, S>,
+    H: SyncHandler<M, Ch::Out, S>,
+{
+    fn start(
+        &self,
+        cx: Cx<C, S>,
+        payload: Option<&str>,
+        run: Run<'_>,
+    ) -> Result<Dispatched, Reject> {
+        let input: M::Input = decode_input(payload)?;
+        M::validate(&input)?;
+        let span = span(&cx.conn().id, &run);
+        match Ch::direct(cx) {
+            // No middleware: answered now, with no future.
+            Ok(cx) => {
+                let handler = &self.parts.0;
+                Ok(Dispatched::Answered(answer_now(span, run, || {
+                    handler.call(cx, input)
+                })))
+            }
+            // Middleware may wait: the message's future runs the chain, then the call.
+            Err(cx) => {
+                let parts = self.parts.clone();
+                let work = move || async move {
+                    let (handler, chain) = &*parts;
+                    let narrowed = chain.apply(cx, &Input::of::<M>(&input)).await?;
+                    handler.call(narrowed, input)
+                };
+                Ok(Dispatched::Started(finish(span, run, work)))
             }
         }
     }

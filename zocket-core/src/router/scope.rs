@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::Router;
 use super::chain::{Chain, Root, Then};
-use super::handler::Handler;
+use super::handler::{Handler, SyncHandler};
 use super::middleware::Middleware;
-use super::route::{TypedRoute, insert};
+use super::route::{TypedRoute, TypedSyncRoute, insert};
 use crate::context::Context;
 use crate::contract::Message;
 
@@ -45,6 +45,14 @@ impl<C: Context, Ch: Chain<C, C::State>> Scope<C, Ch> {
     /// Handle message `M` with `handler`, which receives the chain's output context.
     pub fn on<M: Message>(mut self, handler: impl Handler<M, Ch::Out, C::State>) -> Self {
         let route = TypedRoute::<M, _, Ch>::new(handler, self.chain.clone());
+        insert(&mut self.router.routes, M::NAME, Arc::new(route));
+        self
+    }
+
+    /// Handle message `M` with the plain function `handler`, which receives the chain's
+    /// output context once the middleware ran; see [`SyncHandler`].
+    pub fn on_sync<M: Message>(mut self, handler: impl SyncHandler<M, Ch::Out, C::State>) -> Self {
+        let route = TypedSyncRoute::<M, _, Ch>::new(handler, self.chain.clone());
         insert(&mut self.router.routes, M::NAME, Arc::new(route));
         self
     }

@@ -223,7 +223,7 @@ pub fn router() -> Router<RefCtx> {
         .on::<messages::RoomsLeave>(rooms_leave)
         .on::<messages::RoomsMessage>(rooms_message)
         .on::<messages::RoomsList>(rooms_list)
-        .on::<BenchEchoRaw>(bench_echo)
+        .on_sync::<BenchEchoRaw>(bench_echo)
         .on::<messages::BenchFanout>(bench_fanout)
         .on::<messages::FailPanic>(fail_panic)
         .on::<messages::FailError>(fail_error)
@@ -411,7 +411,9 @@ impl zocket_core::Message for BenchEchoRaw {
     type Output = Box<serde_json::value::RawValue>;
 }
 
-async fn bench_echo(
+/// A plain function (`on_sync`): it has nothing to wait for, so it is called as soon as
+/// its frame is read and its reply queued at once, with no future.
+fn bench_echo(
     _cx: Cx<RefCtx>,
     input: Box<serde_json::value::RawValue>,
 ) -> Result<Box<serde_json::value::RawValue>, Reject> {
