@@ -55,7 +55,9 @@ pub struct ServerConfig {
     /// On shutdown, how long in-flight handlers may run before connections are closed
     /// anyway. Default 10 s.
     pub shutdown_grace: Duration,
-    /// A deadline for each handler (answered with `TIMEOUT`). Default: none.
+    /// A deadline for each handler (answered with `TIMEOUT`). Default: none. It bounds
+    /// async handlers and middleware; a plain function ([`SyncHandler`](crate::SyncHandler))
+    /// cannot be interrupted, so only its middleware is bounded.
     pub handler_timeout: Option<Duration>,
     /// How long the closing sequence may take: the last frames, the close frame, and
     /// waiting for the peer's close frame (reading and discarding meanwhile); closing the
