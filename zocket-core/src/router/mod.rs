@@ -22,7 +22,7 @@ pub use scope::Scope;
 
 use crate::context::Context;
 use crate::contract::Message;
-use route::{Routes, TypedRoute, TypedSyncRoute, insert};
+use route::{Async, Plain, Routes, TypedRoute, insert};
 
 /// Handlers per message type. Build it once at start-up:
 ///
@@ -76,7 +76,7 @@ impl<C: Context> Router<C> {
 
     /// Handle message `M` with `handler` (receiving `Cx<C, C::State>`).
     pub fn on<M: Message>(mut self, handler: impl Handler<M, C, C::State>) -> Self {
-        let route = TypedRoute::<M, _, Root>::new(handler, Arc::new(Root));
+        let route = TypedRoute::<M, _, Root>::new(Async(handler), Arc::new(Root));
         insert(&mut self.routes, M::NAME, Arc::new(route));
         self
     }
@@ -85,7 +85,7 @@ impl<C: Context> Router<C> {
     /// `Cx<C, C::State>`): called as soon as the message is read, with no future; see
     /// [`SyncHandler`] (it must not block).
     pub fn on_sync<M: Message>(mut self, handler: impl SyncHandler<M, C, C::State>) -> Self {
-        let route = TypedSyncRoute::<M, _, Root>::new(handler, Arc::new(Root));
+        let route = TypedRoute::<M, _, Root>::new(Plain(handler), Arc::new(Root));
         insert(&mut self.routes, M::NAME, Arc::new(route));
         self
     }

@@ -2,11 +2,13 @@
 //! middleware chain, the handler and the reply's encoding.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+use tracing::Span;
 
 use super::chain::Chain;
 use super::dispatch::{Dispatched, Run, answer_now, finish, span};
@@ -31,15 +33,77 @@ pub(super) trait ErasedRoute<C, S>: Send + Sync {
     ) -> Result<Dispatched, Reject>;
 }
 
-pub(super) struct TypedRoute<M, H, Ch> {
-    /// The handler and its middleware chain, behind one reference count (each message's
-    /// future holds one).
-    parts: Arc<(H, Arc<Ch>)>,
+/// How a route's handler runs: [`Async`] (a [`Handler`]) or [`Plain`] (a
+/// [`SyncHandler`]). Everything else about a route (decoding, validation, the span, the
+/// middleware chain) is the same for both, in [`TypedRoute`].
+pub(super) trait Kind<M: Message, C, S>: Send + Sync + 'static {
+    /// What the handler's work is behind middleware, once the chain has run.
+    type Future: Future<Output = Result<M::Output, Reject>> + Send + 'static;
+    /// Run the handler behind middleware (inside the message's future).
+    fn call(&self, cx: Cx<C, S>, input: M::Input) -> Self::Future;
+    /// Run the handler of a route without middleware: the message's future, or (a plain
+    /// function) its answer.
+    fn direct(&self, cx: Cx<C, S>, input: M::Input, span: Span, run: Run<'_>) -> Dispatched;
+}
+
+/// An async handler ([`Router::on`](super::Router::on)).
+pub(super) struct Async<H>(pub(super) H);
+
+/// A plain-function handler ([`Router::on_sync`](super::Router::on_sync)).
+pub(super) struct Plain<H>(pub(super) H);
+
+impl<M, C, S, H> Kind<M, C, S> for Async<H>
+where
+    M: Message,
+    H: Handler<M, C, S>,
+{
+    type Future = H::Future;
+
+    fn call(&self, cx: Cx<C, S>, input: M::Input) -> Self::Future {
+        self.0.call(cx, input)
+    }
+
+    fn direct(&self, cx: Cx<C, S>, input: M::Input, span: Span, run: Run<'_>) -> Dispatched {
+        // The handler's future is made here (a panic in making it is raised again inside
+        // the message's future, and answered as any other), and the message's future
+        // holds no reference to the route.
+        let made = catch_unwind(AssertUnwindSafe(|| self.0.call(cx, input)));
+        let work = move || async move {
+            match made {
+                Ok(handled) => handled.await,
+                Err(panic) => resume_unwind(panic),
+            }
+        };
+        Dispatched::Started(finish(span, run, work))
+    }
+}
+
+impl<M, C, S, H> Kind<M, C, S> for Plain<H>
+where
+    M: Message,
+    H: SyncHandler<M, C, S>,
+{
+    type Future = std::future::Ready<Result<M::Output, Reject>>;
+
+    fn call(&self, cx: Cx<C, S>, input: M::Input) -> Self::Future {
+        std::future::ready(self.0.call(cx, input))
+    }
+
+    fn direct(&self, cx: Cx<C, S>, input: M::Input, span: Span, run: Run<'_>) -> Dispatched {
+        // Answered now, with no future.
+        Dispatched::Answered(answer_now(span, run, || self.0.call(cx, input)))
+    }
+}
+
+pub(super) struct TypedRoute<M, K, Ch> {
+    /// The handler and its middleware chain, behind one reference count (the future of
+    /// a message that runs middleware holds one).
+    parts: Arc<(K, Arc<Ch>)>,
     _m: PhantomData<fn() -> M>,
 }
 
-impl<M, H, Ch> TypedRoute<M, H, Ch> {
-    pub(super) fn new(handler: H, chain: Arc<Ch>) -> Self {
+impl<M, K, Ch> TypedRoute<M, K, Ch> {
+    pub(super) fn new(handler: K, chain: Arc<Ch>) -> Self {
         Self {
             parts: Arc::new((handler, chain)),
             _m: PhantomData,
@@ -47,13 +111,13 @@ impl<M, H, Ch> TypedRoute<M, H, Ch> {
     }
 }
 
-impl<C, S, M, H, Ch> ErasedRoute<C, S> for TypedRoute<M, H, Ch>
+impl<C, S, M, K, Ch> ErasedRoute<C, S> for TypedRoute<M, K, Ch>
 where
     C: Send + Sync + 'static,
     S: Send + Sync + 'static,
     M: Message,
     Ch: Chain<C, S>,
-    H: Handler<M, Ch::Out, S>,
+    K: Kind<M, Ch::Out, S>,
 {
     fn start(
         &self,
@@ -65,82 +129,14 @@ where
         M::validate(&input)?;
         let span = span(&cx.conn().id, &run);
         match Ch::direct(cx) {
-            // No middleware: the handler's future is made here (a panic in making it is
-            // raised again inside the message's future, and answered as any other), and
-            // the message's future holds no reference to the route.
-            Ok(cx) => {
-                let handler = &self.parts.0;
-                let made = catch_unwind(AssertUnwindSafe(|| handler.call(cx, input)));
-                let work = move || async move {
-                    match made {
-                        Ok(handled) => handled.await,
-                        Err(panic) => resume_unwind(panic),
-                    }
-                };
-                Ok(Dispatched::Started(finish(span, run, work)))
-            }
+            Ok(cx) => Ok(self.parts.0.direct(cx, input, span, run)),
+            // Middleware may wait: the message's future runs the chain, then the handler.
             Err(cx) => {
                 let parts = self.parts.clone();
                 let work = move || async move {
                     let (handler, chain) = &*parts;
                     let narrowed = chain.apply(cx, &Input::of::<M>(&input)).await?;
                     handler.call(narrowed, input).await
-                };
-                Ok(Dispatched::Started(finish(span, run, work)))
-            }
-        }
-    }
-}
-
-/// A route whose handler is a plain function ([`SyncHandler`]).
-pub(super) struct TypedSyncRoute<M, H, Ch> {
-    /// The handler and its middleware chain, behind one reference count (the future of
-    /// a message that runs middleware holds one).
-    parts: Arc<(H, Arc<Ch>)>,
-    _m: PhantomData<fn() -> M>,
-}
-
-impl<M, H, Ch> TypedSyncRoute<M, H, Ch> {
-    pub(super) fn new(handler: H, chain: Arc<Ch>) -> Self {
-        Self {
-            parts: Arc::new((handler, chain)),
-            _m: PhantomData,
-        }
-    }
-}
-
-impl<C, S, M, H, Ch> ErasedRoute<C, S> for TypedSyncRoute<M, H, Ch>
-where
-    C: Send + Sync + 'static,
-    S: Send + Sync + 'static,
-    M: Message,
-    Ch: Chain<C, S>,
-    H: SyncHandler<M, Ch::Out, S>,
-{
-    fn start(
-        &self,
-        cx: Cx<C, S>,
-        payload: Option<&str>,
-        run: Run<'_>,
-    ) -> Result<Dispatched, Reject> {
-        let input: M::Input = decode_input(payload)?;
-        M::validate(&input)?;
-        let span = span(&cx.conn().id, &run);
-        match Ch::direct(cx) {
-            // No middleware: answered now, with no future.
-            Ok(cx) => {
-                let handler = &self.parts.0;
-                Ok(Dispatched::Answered(answer_now(span, run, || {
-                    handler.call(cx, input)
-                })))
-            }
-            // Middleware may wait: the message's future runs the chain, then the call.
-            Err(cx) => {
-                let parts = self.parts.clone();
-                let work = move || async move {
-                    let (handler, chain) = &*parts;
-                    let narrowed = chain.apply(cx, &Input::of::<M>(&input)).await?;
-                    handler.call(narrowed, input)
                 };
                 Ok(Dispatched::Started(finish(span, run, work)))
             }

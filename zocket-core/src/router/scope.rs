@@ -7,7 +7,7 @@ use super::Router;
 use super::chain::{Chain, Root, Then};
 use super::handler::{Handler, SyncHandler};
 use super::middleware::Middleware;
-use super::route::{TypedRoute, TypedSyncRoute, insert};
+use super::route::{Async, Plain, TypedRoute, insert};
 use crate::context::Context;
 use crate::contract::Message;
 
@@ -44,7 +44,7 @@ impl<C: Context, Ch> fmt::Debug for Scope<C, Ch> {
 impl<C: Context, Ch: Chain<C, C::State>> Scope<C, Ch> {
     /// Handle message `M` with `handler`, which receives the chain's output context.
     pub fn on<M: Message>(mut self, handler: impl Handler<M, Ch::Out, C::State>) -> Self {
-        let route = TypedRoute::<M, _, Ch>::new(handler, self.chain.clone());
+        let route = TypedRoute::<M, _, Ch>::new(Async(handler), self.chain.clone());
         insert(&mut self.router.routes, M::NAME, Arc::new(route));
         self
     }
@@ -52,7 +52,7 @@ impl<C: Context, Ch: Chain<C, C::State>> Scope<C, Ch> {
     /// Handle message `M` with the plain function `handler`, which receives the chain's
     /// output context once the middleware ran; see [`SyncHandler`].
     pub fn on_sync<M: Message>(mut self, handler: impl SyncHandler<M, Ch::Out, C::State>) -> Self {
-        let route = TypedSyncRoute::<M, _, Ch>::new(handler, self.chain.clone());
+        let route = TypedRoute::<M, _, Ch>::new(Plain(handler), self.chain.clone());
         insert(&mut self.router.routes, M::NAME, Arc::new(route));
         self
     }
