@@ -6,11 +6,15 @@
 //! One test function: the recorder is process-global.
 
 use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::{CompositeKey, MetricKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::Notify;
 use zocket_core::metric_names as names;
 use zocket_core::protocol::{CloseFrame, WsFrame};
 use zocket_core::testing::{ConnectOptions, TestServer};
@@ -56,22 +60,31 @@ impl Message for Shout {
     type Input = String;
     type Output = ();
 }
-/// Answers after blocking its thread for [`BUSY`] (no await).
+/// Answers after a stretch of work without awaiting (a plain function), timed by its
+/// own clock into [`BUSY_NANOS`].
 enum Busy {}
 impl Message for Busy {
     const NAME: &'static str = "busy";
     type Input = ();
     type Output = ();
 }
-/// Answers after waiting [`WAIT`] (awaits).
+/// Answers once the test releases it ([`WAITS_RELEASE`]), after awaiting; the time it
+/// waited, by its own clock, goes into [`WAITS_NANOS`].
 enum Waits {}
 impl Message for Waits {
     const NAME: &'static str = "waits";
     type Input = ();
     type Output = ();
 }
-const BUSY: std::time::Duration = std::time::Duration::from_millis(20);
-const WAIT: std::time::Duration = std::time::Duration::from_millis(30);
+static BUSY_NANOS: AtomicU64 = AtomicU64::new(0);
+static WAITS_NANOS: AtomicU64 = AtomicU64::new(0);
+static WAITS_STARTED: Notify = Notify::const_new();
+static WAITS_RELEASE: Notify = Notify::const_new();
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 enum Heard {}
 impl Event for Heard {
     const NAME: &'static str = "heard";
@@ -90,12 +103,23 @@ fn router() -> Router<User> {
             let _ = cx.send::<Heard>(s).broadcast();
             Ok::<_, Reject>(())
         })
-        .on::<Busy>(|_cx: Cx<User>, ()| async move {
-            std::thread::sleep(BUSY);
-            Ok::<_, Reject>(())
+        .on_sync::<Busy>(|_cx: Cx<User>, ()| {
+            let t0 = Instant::now();
+            let mut x = 0u64;
+            for i in 0..1_000_000u64 {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(black_box(i));
+            }
+            black_box(x);
+            BUSY_NANOS.store(nanos(t0.elapsed()), Ordering::SeqCst);
+            Ok(())
         })
         .on::<Waits>(|_cx: Cx<User>, ()| async move {
-            tokio::time::sleep(WAIT).await;
+            let t0 = Instant::now();
+            WAITS_STARTED.notify_one();
+            WAITS_RELEASE.notified().await;
+            WAITS_NANOS.store(nanos(t0.elapsed()), Ordering::SeqCst);
             Ok::<_, Reject>(())
         })
 }
@@ -253,10 +277,17 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
     assert_eq!(stats.handshakes_rejected, 1);
 
     // An RPC's duration runs from its frame's arrival to its answer being queued: it
-    // holds all the time its handler took, whether it blocked (the answer is queued on
-    // the spot, in the poll that read the frame) or awaited (queued in a later poll).
+    // holds all the time its handler took, whether it worked without awaiting (the
+    // answer is queued on the spot, in the poll that read the frame) or awaited
+    // (queued in a later poll, once the test releases it).
     ada.call::<Busy>(()).await.unwrap();
-    ada.call::<Waits>(()).await.unwrap();
+    let release = async {
+        WAITS_STARTED.notified().await;
+        WAITS_RELEASE.notify_one();
+    };
+    let (waited, ()) = tokio::join!(ada.call::<Waits>(()), release);
+    waited.unwrap();
+    let secs = |n: &AtomicU64| Duration::from_nanos(n.load(Ordering::SeqCst)).as_secs_f64();
     read(&snapshotter, &mut totals);
     let busy = histogram(
         &totals,
@@ -264,8 +295,9 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
         &[("type", "busy"), ("outcome", "ok")],
     );
     assert!(
-        busy.len() == 1 && busy[0] >= BUSY.as_secs_f64(),
-        "busy: {busy:?}"
+        busy.len() == 1 && busy[0] >= secs(&BUSY_NANOS) && secs(&BUSY_NANOS) > 0.0,
+        "busy: {busy:?}, the handler took {} s",
+        secs(&BUSY_NANOS)
     );
     let waits = histogram(
         &totals,
@@ -273,8 +305,9 @@ async fn every_metric_follows_real_traffic_and_matches_the_stats() {
         &[("type", "waits"), ("outcome", "ok")],
     );
     assert!(
-        waits.len() == 1 && waits[0] >= WAIT.as_secs_f64(),
-        "waits: {waits:?}"
+        waits.len() == 1 && waits[0] >= secs(&WAITS_NANOS) && secs(&WAITS_NANOS) > 0.0,
+        "waits: {waits:?}, the handler waited {} s",
+        secs(&WAITS_NANOS)
     );
 
     ada.close().await;
