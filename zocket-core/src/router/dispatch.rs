@@ -82,7 +82,12 @@ pub(crate) fn dispatch<C: Context>(
     let mut refused = None;
     if let Some(f) = protocol::scan_client_frame(text) {
         if let Some((&name, route)) = router.routes.get_key_value(f.kind) {
-            let run = Run::new(name, f.rpc_id, now, handler_timeout);
+            let run = Run {
+                name,
+                rpc: f.rpc_id,
+                arrived: now,
+                handler_timeout,
+            };
             match route.start(cx.clone(), f.payload, run) {
                 Ok(started) => {
                     tally.message_in(Some(name));
@@ -149,7 +154,12 @@ fn dispatch_full<C: Context>(
         _ => route.start(
             cx.clone(),
             payload,
-            Run::new(name, rpc_id, now, handler_timeout),
+            Run {
+                name,
+                rpc: rpc_id,
+                arrived: now,
+                handler_timeout,
+            },
         ),
     };
     match started {
@@ -180,22 +190,6 @@ pub(super) struct Run<'a> {
     pub(super) rpc: Option<&'a str>,
     pub(super) arrived: Instant,
     pub(super) handler_timeout: Option<Duration>,
-}
-
-impl<'a> Run<'a> {
-    fn new(
-        name: &'static str,
-        rpc: Option<&'a str>,
-        arrived: Instant,
-        handler_timeout: Option<Duration>,
-    ) -> Self {
-        Self {
-            name,
-            rpc,
-            arrived,
-            handler_timeout,
-        }
-    }
 }
 
 /// The span of one message (made while its connection's id is at hand, before the
